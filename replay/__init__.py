@@ -1,0 +1,121 @@
+"""replay: persistence for WSGI cloud emulators.
+
+One line keeps a WSGI app's state across restarts::
+
+    import replay
+    app = replay.persist(app, "./volume")
+
+Every successful state-mutating call is appended to
+``./volume/recorded_api_calls.json``; on the next start the log is replayed
+into the app before ``persist`` returns.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import atexit
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .backends import Backend as Backend
+from .backends import DisabledBackend as DisabledBackend
+from .backends import create_backend as create_backend
+from .backends.record_replay import RecordReplayBackend as RecordReplayBackend
+from .classify import READ_OPERATIONS as READ_OPERATIONS
+from .classify import READ_PREFIXES as READ_PREFIXES
+from .classify import Call as Call
+from .classify import Classifier as Classifier
+from .classify import DefaultClassifier as DefaultClassifier
+from .config import BackendKind as BackendKind
+from .config import Config as Config
+from .config import FsyncPolicy as FsyncPolicy
+from .entry import FORMAT_VERSION as FORMAT_VERSION
+from .entry import Entry as Entry
+from .entry import Request as Request
+from .entry import Response as Response
+from .entry import decode_entry as decode_entry
+from .entry import encode_entry as encode_entry
+from .errors import ConfigError as ConfigError
+from .errors import EntryVersionError as EntryVersionError
+from .errors import LogCorruptError as LogCorruptError
+from .errors import LogError as LogError
+from .errors import LogVersionError as LogVersionError
+from .errors import LogWriteError as LogWriteError
+from .errors import ReplayError as ReplayError
+from .errors import TransportError as TransportError
+from .log import CallLog as CallLog
+from .log import LogReader as LogReader
+from .middleware import RecordingMiddleware as RecordingMiddleware
+from .redact import redact as redact
+from .replayer import Failure as Failure
+from .replayer import Progress as Progress
+from .replayer import ReplayReport as ReplayReport
+from .replayer import Replayer as Replayer
+from .transport import HTTPTransport as HTTPTransport
+from .transport import Transport as Transport
+from .transport import WSGITransport as WSGITransport
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = [
+    "FORMAT_VERSION",
+    "READ_OPERATIONS",
+    "READ_PREFIXES",
+    "Backend",
+    "BackendKind",
+    "Call",
+    "CallLog",
+    "Classifier",
+    "Config",
+    "ConfigError",
+    "DefaultClassifier",
+    "DisabledBackend",
+    "Entry",
+    "EntryVersionError",
+    "Failure",
+    "FsyncPolicy",
+    "HTTPTransport",
+    "LogCorruptError",
+    "LogError",
+    "LogReader",
+    "LogVersionError",
+    "LogWriteError",
+    "Progress",
+    "RecordReplayBackend",
+    "RecordingMiddleware",
+    "ReplayError",
+    "ReplayReport",
+    "Replayer",
+    "Request",
+    "Response",
+    "Transport",
+    "TransportError",
+    "WSGITransport",
+    "__version__",
+    "create_backend",
+    "decode_entry",
+    "encode_entry",
+    "persist",
+    "redact",
+]
+
+
+def persist(
+    app: WSGIApplication,
+    data_dir: str | Path = "volume",
+    fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
+    classifier: Classifier | None = None,
+) -> WSGIApplication:
+    """Restore ``app`` from ``data_dir`` and return it wrapped so that new calls are recorded.
+
+    The log is synced and closed at interpreter exit.
+
+    :raises LogCorruptError: the log has a malformed line before its end.
+    """
+    policy = fsync if isinstance(fsync, FsyncPolicy) else Config.load({"fsync": fsync}).fsync
+    backend = RecordReplayBackend(app, Path(data_dir) / "recorded_api_calls.json", policy, classifier)
+    backend.restore()
+    atexit.register(backend.close)
+    return backend.wrap(app)

@@ -1,0 +1,5 @@
+"""``python -m replay`` is the ``replay`` command."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,78 @@
+"""Persistence backends: one contract, chosen once from the configuration.
+
+A :class:`Backend` restores state before the server takes requests, wraps the
+emulator so that new state is kept, reports its status to the health endpoint,
+and closes cleanly.  The server talks to this contract only; which backend it
+has is decided in :func:`create_backend` and nowhere else.
+
+==================  ==========================================================
+``replay``          :class:`~replay.backends.record_replay.RecordReplayBackend`
+persistence off     :class:`DisabledBackend`
+==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from ..classify import Classifier
+from ..config import BackendKind, Config
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["Backend", "DisabledBackend", "create_backend"]
+
+
+class Backend(Protocol):
+    """What the server needs from a persistence strategy."""
+
+    @property
+    def persistence(self) -> str:
+        """``"initialized"`` once restored, ``"disabled"`` when not persisting."""
+        ...
+
+    def restore(self) -> None:
+        """Bring the emulator back to its persisted state (before the first request)."""
+        ...
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        """``app`` with whatever keeps new state persistent (called after :meth:`restore`)."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """Extra facts for the health endpoint (JSON-serialisable)."""
+        ...
+
+    def close(self) -> None:
+        """Make everything durable and release files (idempotent)."""
+        ...
+
+
+class DisabledBackend:
+    """Persistence off: nothing restored, nothing kept."""
+
+    persistence = "disabled"
+
+    def restore(self) -> None:
+        return None
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        return app
+
+    def status(self) -> dict[str, object]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+def create_backend(config: Config, app: WSGIApplication, classifier: Classifier | None = None) -> Backend:
+    """The backend ``config`` asks for, restoring into and recording around ``app``."""
+    if not config.persistence:
+        return DisabledBackend()
+    if config.backend is BackendKind.REPLAY:
+        from .record_replay import RecordReplayBackend
+
+        return RecordReplayBackend(app, config.log_path, config.fsync, classifier)
+    raise AssertionError(f"unhandled backend {config.backend!r}")  # pragma: no cover - enum is closed

@@ -1,0 +1,70 @@
+"""The ``replay`` backend: record mutating calls, replay them on start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..classify import Classifier
+from ..config import FsyncPolicy
+from ..log import CallLog
+from ..middleware import RecordingMiddleware
+from ..replayer import Replayer, ReplayReport
+from ..transport import WSGITransport
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["RecordReplayBackend"]
+
+
+class RecordReplayBackend:
+    """Replay ``log_path`` into ``app`` in-process, then record around it.
+
+    :param app: the emulator; replayed calls go to it directly and are not recorded again.
+    :param log_path: ``<data dir>/recorded_api_calls.json``.
+    :param fsync: the log's fsync policy.
+    :param classifier: which calls are recorded.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        log_path: Path,
+        fsync: FsyncPolicy = FsyncPolicy.EVERYSEC,
+        classifier: Classifier | None = None,
+    ) -> None:
+        self.app = app
+        self.log_path = Path(log_path)
+        self.fsync = fsync
+        self.classifier = classifier
+        self.report: ReplayReport | None = None
+        self.log: CallLog | None = None
+
+    @property
+    def persistence(self) -> str:
+        return "initialized" if self.report is not None else "initializing"
+
+    def restore(self) -> None:
+        """Replay the whole log (raising on a corrupt one before anything is written), then open it."""
+        self.report = Replayer(WSGITransport(self.app)).replay(self.log_path)
+        self.log = CallLog(self.log_path, self.fsync)
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        if self.log is None:
+            raise RuntimeError("restore() must run before wrap()")
+        return RecordingMiddleware(app, self.log, self.classifier)
+
+    def status(self) -> dict[str, object]:
+        if self.report is None:
+            return {"backend": "replay", "log": str(self.log_path)}
+        return {
+            "backend": "replay",
+            "log": str(self.log_path),
+            "restored": self.report.restored,
+            "failed": self.report.failed,
+        }
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()

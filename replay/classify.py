@@ -1,0 +1,270 @@
+"""Which calls change state: protocol-aware classification of a request.
+
+A :class:`Classifier` turns a :class:`~replay.entry.Request` into a
+:class:`Call`: the service, the operation, and whether the call mutates state.
+:class:`DefaultClassifier` knows the three AWS protocols:
+
+* **JSON** (``X-Amz-Target: AmazonSQS.SendMessage``): the operation is the part
+  after the last dot.
+* **query** (``Action=CreateTopic`` in a form-encoded body or in the query
+  string): the operation is the ``Action`` value; reads sent as ``POST`` are
+  still reads.
+* **REST** (everything else): ``GET``/``HEAD``/``OPTIONS`` read,
+  ``PUT``/``POST``/``DELETE``/``PATCH`` mutate.  S3 operations get their AWS
+  names (``PutObject``, ``CreateMultipartUpload`` ...); other REST services are
+  named ``"<METHOD> <path>"``.
+
+For JSON and query operations, a name with a read prefix (:data:`READ_PREFIXES`,
+e.g. ``List``, ``Describe``, ``Get``, ``Head``) or in :data:`READ_OPERATIONS`
+(e.g. ``ReceiveMessage``, ``Query``, ``Scan``, ``Decrypt``) is a read.
+
+The service is taken from the SigV4 credential scope (``Authorization`` header
+or presigned ``X-Amz-Credential``), else from the ``X-Amz-Target`` prefix.
+``/_localstack/*`` and ``/moto-api/*`` are control paths and never recorded,
+except ``POST /moto-api/reset``, which empties moto and so is replayed in order.
+
+Override it by passing ``extra_reads`` / ``extra_mutations`` operation names
+to :class:`DefaultClassifier`, or any callable matching :class:`Classifier`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Protocol
+from urllib.parse import unquote_plus
+
+from .entry import Request
+
+__all__ = ["READ_OPERATIONS", "READ_PREFIXES", "Call", "Classifier", "DefaultClassifier"]
+
+READ_PREFIXES: tuple[str, ...] = (
+    "List",
+    "Describe",
+    "Get",
+    "Head",
+    "BatchGet",
+    "TransactGet",
+    "Search",
+    "Select",
+    "Lookup",
+    "Check",
+    "Validate",
+    "Estimate",
+    "Simulate",
+    "Preview",
+    "Test",
+)
+"""Operation name prefixes that mark a JSON or query operation as a read."""
+
+READ_OPERATIONS: frozenset[str] = frozenset(
+    {
+        # SQS: receiving changes only visibility (see the README: what is recorded)
+        "ReceiveMessage",
+        # DynamoDB
+        "Query",
+        "Scan",
+        # KMS: pure cryptography, no state
+        "Encrypt",
+        "Decrypt",
+        "ReEncrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateRandom",
+        "GenerateMac",
+        "VerifyMac",
+        "Sign",
+        "Verify",
+        # STS
+        "AssumeRole",
+        "AssumeRoleWithSAML",
+        "AssumeRoleWithWebIdentity",
+        "GetCallerIdentity",
+        "GetSessionToken",
+        "DecodeAuthorizationMessage",
+        # CloudWatch Logs
+        "FilterLogEvents",
+        "StartQuery",
+    }
+)
+"""JSON and query operations that are reads although their names do not say so."""
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_S3_SUBRESOURCES: dict[str, str] = {
+    "tagging": "Tagging",
+    "versioning": "Versioning",
+    "policy": "Policy",
+    "acl": "Acl",
+    "cors": "Cors",
+    "lifecycle": "LifecycleConfiguration",
+    "encryption": "Encryption",
+    "notification": "NotificationConfiguration",
+    "website": "Website",
+    "replication": "Replication",
+    "logging": "Logging",
+    "publicAccessBlock": "PublicAccessBlock",
+    "ownershipControls": "OwnershipControls",
+    "accelerate": "AccelerateConfiguration",
+    "requestPayment": "RequestPayment",
+    "intelligent-tiering": "IntelligentTieringConfiguration",
+    "inventory": "InventoryConfiguration",
+    "metrics": "MetricsConfiguration",
+    "analytics": "AnalyticsConfiguration",
+    "location": "Location",
+    "policyStatus": "PolicyStatus",
+}
+_S3_OBJECT_SUBRESOURCES: dict[str, str] = {
+    "tagging": "Tagging",
+    "acl": "Acl",
+    "retention": "Retention",
+    "legal-hold": "LegalHold",
+    "attributes": "Attributes",
+}
+_VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Head", "POST": "Post"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """What a request is: ``service`` (e.g. ``sqs``), ``operation``, and whether it mutates."""
+
+    service: str
+    operation: str
+    mutating: bool
+
+
+class Classifier(Protocol):
+    """Anything that can say what a request is."""
+
+    def __call__(self, request: Request) -> Call: ...
+
+
+def _service(request: Request, target: str | None) -> str:
+    auth = request.header("Authorization")
+    if auth and "Credential=" in auth:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        if len(scope) >= 5:
+            return scope[3].lower()
+    if "X-Amz-Credential=" in request.query:
+        for part in request.query.split("&"):
+            if part.startswith("X-Amz-Credential="):
+                scope = unquote_plus(part.split("=", 1)[1]).split("/")
+                if len(scope) >= 5:
+                    return scope[3].lower()
+    if (auth and auth.startswith("AWS ")) or "AWSAccessKeyId=" in request.query:
+        return "s3"  # SigV2 (header or presigned URL): only S3 still accepts it
+    if target:
+        prefix = target.split(".", 1)[0]
+        return prefix.split("_", 1)[0].removeprefix("Amazon").removeprefix("AWS").lower()
+    return "unknown"
+
+
+def _param(raw: str, name: str) -> str | None:
+    """The value of ``name`` in a ``k=v&k=v`` string, or ``None``."""
+    key = name + "="
+    for part in raw.split("&"):
+        if part.startswith(key):
+            return unquote_plus(part[len(key) :])
+    return None
+
+
+def _query_keys(query: str) -> list[str]:
+    return [part.split("=", 1)[0] for part in query.split("&") if part]
+
+
+def s3_operation(request: Request) -> str:
+    """The AWS name of a path-style S3 REST request (best effort)."""
+    method = request.method
+    segments = request.path.lstrip("/").split("/", 1)
+    bucket = segments[0]
+    has_key = len(segments) == 2 and segments[1] != ""
+    keys = _query_keys(request.query)
+    verb = _VERBS.get(method, method.title())
+    if not bucket:
+        return "ListBuckets" if method == "GET" else f"{verb}Service"
+    if not has_key:
+        if method == "POST" and "delete" in keys:
+            return "DeleteObjects"
+        for key in keys:
+            if key == "object-lock":
+                return f"{verb}ObjectLockConfiguration"
+            if key in _S3_SUBRESOURCES:
+                return f"{verb}Bucket{_S3_SUBRESOURCES[key]}"
+        if method == "GET":
+            if "versions" in keys:
+                return "ListObjectVersions"
+            if "uploads" in keys:
+                return "ListMultipartUploads"
+            return "ListObjectsV2" if "list-type" in keys else "ListObjects"
+        return {"PUT": "CreateBucket", "DELETE": "DeleteBucket", "HEAD": "HeadBucket", "POST": "PostObject"}.get(
+            method, f"{verb}Bucket"
+        )
+    copy = request.header("x-amz-copy-source") is not None
+    if "uploadId" in keys:
+        if method == "PUT":
+            return "UploadPartCopy" if copy else "UploadPart"
+        return {"POST": "CompleteMultipartUpload", "DELETE": "AbortMultipartUpload", "GET": "ListParts"}.get(
+            method, f"{verb}Upload"
+        )
+    if method == "POST":
+        if "uploads" in keys:
+            return "CreateMultipartUpload"
+        if "restore" in keys:
+            return "RestoreObject"
+        if "select" in keys:
+            return "SelectObjectContent"
+    for key in keys:
+        if key in _S3_OBJECT_SUBRESOURCES:
+            return f"{verb}Object{_S3_OBJECT_SUBRESOURCES[key]}"
+    if method == "PUT" and copy:
+        return "CopyObject"
+    return f"{verb}Object"
+
+
+class DefaultClassifier:
+    """Classify AWS requests by protocol (see the module docstring).
+
+    :param extra_reads: operation names to treat as reads.
+    :param extra_mutations: operation names to treat as mutations, even when a
+        read prefix or :data:`READ_OPERATIONS` says otherwise.
+    """
+
+    def __init__(self, extra_reads: Iterable[str] = (), extra_mutations: Iterable[str] = ()) -> None:
+        self.reads = READ_OPERATIONS | frozenset(extra_reads)
+        self.mutations = frozenset(extra_mutations)
+
+    def is_read(self, operation: str) -> bool:
+        if operation in self.mutations:
+            return False
+        return operation in self.reads or operation.startswith(READ_PREFIXES)
+
+    def __call__(self, request: Request) -> Call:
+        path = request.path
+        if path.startswith("/_localstack/") or path.startswith("/moto-api/") or path == "/moto-api":
+            if request.method == "POST" and path == "/moto-api/reset":
+                return Call("moto", "Reset", True)
+            return Call("control", path, False)
+
+        target = request.header("X-Amz-Target")
+        service = _service(request, target)
+        if target:
+            operation = target.rsplit(".", 1)[-1]
+            return Call(service, operation, not self.is_read(operation))
+
+        action = _param(request.query, "Action") if "Action=" in request.query else None
+        if action is None and (request.body[:7] == b"Action=" or b"&Action=" in request.body):
+            content_type = request.header("Content-Type", "") or ""
+            if content_type.startswith("application/x-www-form-urlencoded"):
+                action = _param(request.body.decode("latin-1"), "Action")
+        if action:
+            return Call(service, action, not self.is_read(action))
+
+        operation = s3_operation(request) if service == "s3" else f"{request.method} {path}"
+        mutating = request.method not in _READ_METHODS and operation != "SelectObjectContent"
+        if operation in self.mutations:
+            mutating = True
+        elif operation in self.reads:
+            mutating = False
+        return Call(service, operation, mutating)

@@ -1,0 +1,137 @@
+"""The one typed configuration object, read once from flags and the environment.
+
+A flag wins over its environment variable, which wins over the default.  Every
+user-facing choice is an :class:`enum.Enum` parsed here, and a bad value is a
+:class:`~replay.errors.ConfigError` whose message lists the valid values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["BackendKind", "Config", "FsyncPolicy", "parse_bool", "parse_enum"]
+
+LOG_FILE_NAME = "recorded_api_calls.json"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class FsyncPolicy(str, enum.Enum):
+    """When appended entries are forced to disk (Redis ``appendfsync`` meaning).
+
+    ``ALWAYS``: before the call is acknowledged; nothing acknowledged is lost.
+    ``EVERYSEC``: by a background thread once a second; a power loss may cost ~1 s.
+    ``NO``: left to the operating system; a kill -9 still loses nothing written.
+    """
+
+    ALWAYS = "always"
+    EVERYSEC = "everysec"
+    NO = "no"
+
+
+class BackendKind(str, enum.Enum):
+    """How state is persisted: ``replay`` records and replays API calls."""
+
+    REPLAY = "replay"
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def parse_enum(kind: type[E], name: str, value: str) -> E:
+    """Parse ``value`` (case-insensitive) as a member of ``kind``."""
+    wanted = value.strip().lower()
+    for member in kind:
+        if str(member.value).lower() == wanted:
+            return member
+    raise ConfigError(name, value, tuple(str(member.value) for member in kind))
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """Parse ``1/true/yes/on`` and ``0/false/no/off`` (case-insensitive)."""
+    wanted = value.strip().lower()
+    if wanted in _TRUE:
+        return True
+    if wanted in _FALSE:
+        return False
+    raise ConfigError(name, value, _TRUE + _FALSE)
+
+
+def _parse_port(name: str, value: str | int) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, value, hint="a port number from 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(name, value, hint="a port number from 0 to 65535")
+    return port
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything ``replay`` is told from outside, validated.
+
+    :ivar host: interface ``replay serve`` binds (``--host``).
+    :ivar port: port ``replay serve`` binds (``--port``; 0 picks a free one).
+    :ivar data_dir: where the call log lives (``--data-dir`` / ``DATA_DIR``).
+    :ivar persistence: record and restore at all (``PERSISTENCE``).
+    :ivar backend: the persistence strategy (``--backend`` / ``PERSISTENCE_BACKEND``).
+    :ivar fsync: the log's fsync policy (``--fsync`` / ``REPLAY_FSYNC``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 4566
+    data_dir: Path = Path("volume")
+    persistence: bool = True
+    backend: BackendKind = BackendKind.REPLAY
+    fsync: FsyncPolicy = FsyncPolicy.EVERYSEC
+
+    @property
+    def log_path(self) -> Path:
+        """``<data dir>/recorded_api_calls.json``."""
+        return self.data_dir / LOG_FILE_NAME
+
+    @classmethod
+    def load(
+        cls,
+        flags: Mapping[str, object | None] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Build the configuration from ``flags`` (``None`` values are unset) and ``environ``.
+
+        Flag names are the long option names without dashes (``data_dir``);
+        environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``
+        and ``REPLAY_FSYNC``.
+        """
+        flags = {key: value for key, value in (flags or {}).items() if value is not None}
+        environ = environ if environ is not None else {}
+
+        def pick(flag: str, env: str | None) -> tuple[str, object] | None:
+            if flag in flags:
+                return "--" + flag.replace("_", "-"), flags[flag]
+            if env is not None and environ.get(env, "") != "":
+                return env, environ[env]
+            return None
+
+        values: dict[str, object] = {}
+        if (found := pick("host", None)) is not None:
+            values["host"] = str(found[1])
+        if (found := pick("port", None)) is not None:
+            values["port"] = _parse_port(found[0], found[1])  # type: ignore[arg-type]
+        if (found := pick("data_dir", "DATA_DIR")) is not None:
+            values["data_dir"] = Path(str(found[1])).expanduser()
+        if (found := pick("persistence", "PERSISTENCE")) is not None:
+            name, raw = found
+            values["persistence"] = raw if isinstance(raw, bool) else parse_bool(name, str(raw))
+        if (found := pick("backend", "PERSISTENCE_BACKEND")) is not None:
+            values["backend"] = parse_enum(BackendKind, found[0], str(found[1]))
+        if (found := pick("fsync", "REPLAY_FSYNC")) is not None:
+            values["fsync"] = parse_enum(FsyncPolicy, found[0], str(found[1]))
+        return cls(**values)  # type: ignore[arg-type]

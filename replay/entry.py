@@ -1,0 +1,214 @@
+"""The record model: one recorded API call and its versioned JSON-lines form.
+
+One entry is one line of ``recorded_api_calls.json``, an orjson-encoded object::
+
+    {"v": 1, "time": 1732441234.123, "service": "sqs", "operation": "CreateQueue",
+     "request": {"method": "POST", "path": "/", "query": "",
+                 "headers": [["Host", "localhost:4566"], ["X-Amz-Target", "AmazonSQS.CreateQueue"]],
+                 "body": "{\\"QueueName\\": \\"jobs\\"}", "encoding": "utf-8"},
+     "response": {"status": 200, "headers": [["Content-Type", "application/x-amz-json-1.0"]],
+                  "body": "{\\"QueueUrl\\": \\"http://localhost:4566/123456789012/jobs\\"}",
+                  "encoding": "utf-8"}}
+
+``path`` is the raw, still percent-encoded path; ``query`` the raw query string
+without ``?``.  A body is stored as text when it is valid UTF-8 (``"encoding":
+"utf-8"``) and as base64 otherwise (``"encoding": "base64"``).  Readers ignore
+fields they do not know; a ``v`` above :data:`FORMAT_VERSION` is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from .errors import EntryVersionError
+
+__all__ = ["FORMAT_VERSION", "Entry", "Request", "Response", "decode_entry", "encode_entry"]
+
+FORMAT_VERSION = 1
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def _encode_body(body: bytes) -> tuple[str, str]:
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def _decode_body(text: str, encoding: str) -> bytes:
+    if encoding == "utf-8":
+        return text.encode("utf-8")
+    if encoding == "base64":
+        return base64.b64decode(text, validate=True)
+    raise ValueError(f"unknown body encoding {encoding!r}")
+
+
+def _headers(raw: Any) -> Headers:
+    if not isinstance(raw, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair) for pair in raw
+    ):
+        raise ValueError("headers must be a list of [name, value] string pairs")
+    return tuple((name, value) for name, value in raw)
+
+
+class Request:
+    """An HTTP request as the emulator saw it (after redaction, once recorded)."""
+
+    __slots__ = ("body", "headers", "method", "path", "query")
+
+    def __init__(self, method: str, path: str, query: str, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers: Headers = tuple(headers)
+        self.body = body
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``default``."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return default
+
+    @property
+    def target(self) -> str:
+        """Raw path plus ``?query`` when there is one."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def to_dict(self) -> dict[str, Any]:
+        body, encoding = _encode_body(self.body)
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": body,
+            "encoding": encoding,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Request:
+        if not isinstance(data, dict):
+            raise ValueError("request must be an object")
+        return cls(
+            method=_str(data, "method"),
+            path=_str(data, "path"),
+            query=_str(data, "query", ""),
+            headers=_headers(data.get("headers", [])),
+            body=_decode_body(_str(data, "body", ""), _str(data, "encoding", "utf-8")),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target}>"
+
+
+class Response:
+    """What the emulator answered."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers: Headers = tuple(headers)
+        self.body = body
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def to_dict(self) -> dict[str, Any]:
+        body, encoding = _encode_body(self.body)
+        return {"status": self.status, "headers": self.headers, "body": body, "encoding": encoding}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Response:
+        if not isinstance(data, dict):
+            raise ValueError("response must be an object")
+        status = data.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise ValueError("response status must be an integer")
+        return cls(
+            status=status,
+            headers=_headers(data.get("headers", [])),
+            body=_decode_body(_str(data, "body", ""), _str(data, "encoding", "utf-8")),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+class Entry:
+    """One recorded, successful, state-mutating API call."""
+
+    __slots__ = ("operation", "request", "response", "service", "time")
+
+    def __init__(self, time: float, service: str, operation: str, request: Request, response: Response) -> None:
+        self.time = time
+        self.service = service
+        self.operation = operation
+        self.request = request
+        self.response = response
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": FORMAT_VERSION,
+            "time": self.time,
+            "service": self.service,
+            "operation": self.operation,
+            "request": self.request.to_dict(),
+            "response": self.response.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Entry:
+        if not isinstance(data, dict):
+            raise ValueError("an entry must be a JSON object")
+        time = data.get("time", 0.0)
+        if not isinstance(time, (int, float)) or isinstance(time, bool):
+            raise ValueError("time must be a number")
+        return cls(
+            time=float(time),
+            service=_str(data, "service", ""),
+            operation=_str(data, "operation", ""),
+            request=Request.from_dict(data.get("request")),
+            response=Response.from_dict(data.get("response")),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.service}.{self.operation} {self.request.method} {self.request.target}>"
+
+
+def _str(data: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """One log line for ``entry``, newline included."""
+    return orjson.dumps(entry.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def decode_entry(line: bytes) -> Entry:
+    """Decode one log line.
+
+    :raises EntryVersionError: the entry has a newer format version.
+    :raises ValueError: the line is not a well-formed entry (orjson's
+        ``JSONDecodeError`` is a ``ValueError`` too).
+    """
+    data = orjson.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("an entry must be a JSON object")
+    version = data.get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError("missing or invalid format version 'v'")
+    if version > FORMAT_VERSION:
+        raise EntryVersionError(version, FORMAT_VERSION)
+    return Entry.from_dict(data)

@@ -1,0 +1,131 @@
+"""Every error ``replay`` raises on purpose.
+
+::
+
+    ReplayError
+     ├── ConfigError (ValueError)          a flag or environment variable has a bad value
+     ├── LogError                          the call log cannot be used
+     │    ├── LogCorruptError (ValueError)  a line in the middle of the log is not an entry
+     │    ├── LogVersionError               the log was written by a newer ``replay``
+     │    └── LogWriteError (OSError)       an entry could not be made durable
+     ├── EntryVersionError (ValueError)    one entry has a newer format version
+     └── TransportError (ConnectionError)  a replay target could not be reached
+
+Each message names the file, line or value at fault and says what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "ConfigError",
+    "EntryVersionError",
+    "LogCorruptError",
+    "LogError",
+    "LogVersionError",
+    "LogWriteError",
+    "ReplayError",
+    "TransportError",
+]
+
+
+class ReplayError(Exception):
+    """Base class of the errors ``replay`` raises on purpose."""
+
+
+class ConfigError(ReplayError, ValueError):
+    """A configuration value is invalid.
+
+    :ivar name: the flag or environment variable at fault.
+    :ivar value: the value it had.
+    :ivar valid: the values it accepts, when they form a closed set.
+    """
+
+    def __init__(self, name: str, value: object, valid: tuple[str, ...] = (), hint: str = "") -> None:
+        self.name = name
+        self.value = value
+        self.valid = valid
+        message = f"invalid value for {name}: {value!r}"
+        if valid:
+            message += f" (valid values: {', '.join(valid)})"
+        elif hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class LogError(ReplayError):
+    """The call log cannot be read or written.
+
+    :ivar path: the log file.
+    """
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class LogCorruptError(LogError, ValueError):
+    """A line that is not the log's last one cannot be decoded.
+
+    Nothing is replayed past it and nothing in the file is changed, so the
+    operator can inspect and repair it.
+
+    :ivar line: the 1-based line number.
+    """
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        self.line = line
+        super().__init__(
+            path,
+            f"{path}:{line}: malformed entry ({reason}); the log was left untouched, "
+            "repair or remove that line and start again",
+        )
+
+
+class LogVersionError(LogError):
+    """An entry carries a format version newer than this ``replay`` reads.
+
+    :ivar line: the 1-based line number.
+    :ivar version: the version found.
+    """
+
+    def __init__(self, path: Path, line: int, version: object, supported: int) -> None:
+        self.line = line
+        self.version = version
+        super().__init__(
+            path,
+            f"{path}:{line}: entry format version {version!r} is newer than this replay "
+            f"reads (up to {supported}); upgrade replay",
+        )
+
+
+class LogWriteError(LogError, OSError):
+    """An entry could not be written (or, under ``REPLAY_FSYNC=always``, synced).
+
+    The call it describes is not acknowledged to its client.
+    """
+
+
+class EntryVersionError(ReplayError, ValueError):
+    """An entry's format version ``v`` is newer than this ``replay`` reads.
+
+    :ivar version: the version found.
+    :ivar supported: the newest version this ``replay`` reads.
+    """
+
+    def __init__(self, version: int, supported: int) -> None:
+        self.version = version
+        self.supported = supported
+        super().__init__(f"format version {version} is newer than this replay reads (up to {supported})")
+
+
+class TransportError(ReplayError, ConnectionError):
+    """A replay target did not answer.
+
+    :ivar target: the URL that was tried.
+    """
+
+    def __init__(self, target: str, message: str) -> None:
+        self.target = target
+        super().__init__(message)

@@ -1,0 +1,142 @@
+"""The recording middleware: one line wraps any WSGI app.
+
+::
+
+    app = RecordingMiddleware(app, CallLog(Path("volume/recorded_api_calls.json")))
+
+Each request is classified (:mod:`replay.classify`).  Reads pass straight
+through, untouched.  For a state-mutating call the response still streams to
+the client unchanged, but the last chunk is held back until the call's entry
+has been appended to the log: a client that saw a complete 2xx response has a
+call on record (on disk, under ``REPLAY_FSYNC=always``).  Failed (non-2xx) calls
+are not recorded.  If the client goes away before the end, the rest of the
+response is still drained and the call recorded, because its effect happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from .classify import Call, Classifier, DefaultClassifier
+from .entry import Entry, Request, Response, encode_entry
+from .redact import redact
+from .wsgi import request_from_environ
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["EntrySink", "RecordingMiddleware"]
+
+logger = logging.getLogger("replay.middleware")
+
+
+class EntrySink(Protocol):
+    """Where encoded entries go: :class:`~replay.log.CallLog` is one."""
+
+    def append(self, line: bytes) -> None: ...
+
+
+class RecordingMiddleware:
+    """Record every successful state-mutating call that ``app`` answers.
+
+    :param app: the WSGI app to wrap.
+    :param log: where entries are appended.
+    :param classifier: decides which calls mutate state; :class:`DefaultClassifier` by default.
+    """
+
+    def __init__(self, app: WSGIApplication, log: EntrySink, classifier: Classifier | None = None) -> None:
+        self.app = app
+        self.log = log
+        self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.time()
+        request = request_from_environ(environ)
+        call = self.classifier(request)
+        if not call.mutating:
+            return self.app(environ, start_response)
+
+        recording = _Recording(self.log, request, call, started)
+
+        def capture(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> object:
+            recording.status = int(status[:3])
+            recording.headers = headers
+            write = start_response(status, headers, exc_info)
+
+            def write_through(data: bytes) -> object:
+                recording.body.append(data)
+                return write(data)
+
+            return write_through
+
+        recording.iterable = self.app(environ, capture)  # type: ignore[arg-type]
+        return recording
+
+
+class _Recording:
+    """The response iterable of one mutating call; appends its entry before the last chunk."""
+
+    __slots__ = ("body", "call", "done", "headers", "iterable", "iterator", "log", "request", "started", "status")
+
+    def __init__(self, log: EntrySink, request: Request, call: Call, started: float) -> None:
+        self.log = log
+        self.request = request
+        self.call = call
+        self.started = started
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.iterable: Iterable[bytes] = ()
+        self.iterator: Iterator[bytes] | None = None
+        self.done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.iterator = iterator = iter(self.iterable)
+        held: bytes | None = None
+        for chunk in iterator:
+            if not chunk:
+                continue
+            self.body.append(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+        self.finish()
+        if held is not None:
+            yield held
+
+    def finish(self) -> None:
+        """Append the entry (once) if the call succeeded."""
+        if self.done:
+            return
+        self.done = True
+        if not 200 <= self.status < 300:
+            return
+        response = Response(self.status, self.headers, b"".join(self.body))
+        entry = Entry(self.started, self.call.service, self.call.operation, redact(self.request), response)
+        try:
+            self.log.append(encode_entry(entry))
+        except Exception:
+            logger.exception(
+                "could not record %s.%s; the call is not acknowledged", self.call.service, self.call.operation
+            )
+            raise
+
+    def close(self) -> None:
+        try:
+            if not self.done and 200 <= self.status < 300:
+                # the client left early: the call still took effect, so record it
+                if self.iterator is None:
+                    self.iterator = iter(self.iterable)
+                for chunk in self.iterator:
+                    self.body.append(chunk)
+                self.finish()
+        finally:
+            close = getattr(self.iterable, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,134 @@
+"""What never reaches disk: signatures and session tokens.
+
+The emulators ``replay`` wraps do not check signatures, but they route by the
+SigV4 credential scope (access key id, date, region, service), so that is kept.
+Removed before an entry is written:
+
+* the ``Signature=`` part of a SigV4 ``Authorization`` header, the signature
+  of a SigV2 one (``AWS AKID:signature``), and any other ``Authorization``
+  scheme entirely (a bearer token or basic credentials are secrets);
+* ``X-Amz-Security-Token`` and ``Proxy-Authorization`` headers;
+* ``X-Amz-Signature``, ``X-Amz-Security-Token``, ``Signature`` and
+  ``SecurityToken`` parameters of the query string and of form-encoded bodies
+  (presigned URLs, SigV2 query authentication);
+* the per-chunk signatures of S3 streaming uploads
+  (``x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]``): the
+  body is stored decoded, as a plain upload with ``UNSIGNED-PAYLOAD``, and
+  trailing checksums become ordinary ``x-amz-checksum-*`` headers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .entry import Request
+
+__all__ = ["redact"]
+
+_SECRET_HEADERS = frozenset({"x-amz-security-token", "proxy-authorization"})
+_SECRET_PARAMS = frozenset({b"x-amz-signature", b"x-amz-security-token", b"signature", b"securitytoken"})
+_SIGV4_SIGNATURE = re.compile(r",?\s*Signature=[^,\s]*", re.IGNORECASE)
+_SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+_CHUNK_HEADERS_DROPPED = frozenset(
+    {"x-amz-content-sha256", "x-amz-decoded-content-length", "x-amz-trailer", "content-length", "content-encoding"}
+)
+
+
+def _strip_params(raw: bytes) -> bytes | None:
+    """``raw`` (``a=1&b=2``) without secret parameters, or ``None`` if it had none."""
+    parts = raw.split(b"&")
+    kept = [part for part in parts if part.split(b"=", 1)[0].lower() not in _SECRET_PARAMS]
+    return None if len(kept) == len(parts) else b"&".join(kept)
+
+
+def _authorization(value: str) -> str | None:
+    scheme = value.split(" ", 1)[0]
+    if scheme == "AWS4-HMAC-SHA256":
+        return _SIGV4_SIGNATURE.sub("", value)
+    if scheme == "AWS" and ":" in value:
+        return value.split(":", 1)[0] + ":"
+    return None
+
+
+def _dechunk(body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """Decode an ``aws-chunked`` body: ``(payload, trailing headers)``.
+
+    Raises ``ValueError`` when the framing is not what the protocol describes.
+    """
+    payload = bytearray()
+    pos = 0
+    while True:
+        end = body.index(b"\r\n", pos)
+        size = int(body[pos:end].split(b";", 1)[0], 16)
+        pos = end + 2
+        if size == 0:
+            break
+        payload += body[pos : pos + size]
+        if body[pos + size : pos + size + 2] != b"\r\n":
+            raise ValueError("chunk not terminated by CRLF")
+        pos += size + 2
+    trailers = []
+    for line in body[pos:].split(b"\r\n"):
+        if b":" in line:
+            name, _, value = line.partition(b":")
+            if not name.strip().lower().endswith(b"-signature"):
+                trailers.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+    return bytes(payload), trailers
+
+
+def redact(request: Request) -> Request:
+    """A copy of ``request`` that is safe to write to disk (``request`` itself if it already was)."""
+    changed = False
+    headers: list[tuple[str, str]] = []
+    content_type = ""
+    streaming = ""
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower in _SECRET_HEADERS:
+            changed = True
+            continue
+        if lower == "authorization":
+            kept = _authorization(value)
+            changed = True if kept != value else changed
+            if kept is None:
+                continue
+            value = kept
+        elif lower == "content-type":
+            content_type = value
+        elif lower == "x-amz-content-sha256" and value in _SIGNED_STREAMING:
+            streaming = value
+        headers.append((name, value))
+
+    query = request.query
+    if query:
+        stripped = _strip_params(query.encode("latin-1"))
+        if stripped is not None:
+            query, changed = stripped.decode("latin-1"), True
+
+    body = request.body
+    if body and content_type.startswith("application/x-www-form-urlencoded"):
+        stripped = _strip_params(body)
+        if stripped is not None:
+            body, changed = stripped, True
+    if streaming:
+        try:
+            body, trailers = _dechunk(body)
+        except (ValueError, IndexError):
+            body, trailers = b"", []  # framing we cannot read: keep no signed bytes
+        encodings = [
+            enc.strip()
+            for name, value in headers
+            if name.lower() == "content-encoding"
+            for enc in value.split(",")
+            if enc.strip() and enc.strip() != "aws-chunked"
+        ]
+        headers = [(n, v) for n, v in headers if n.lower() not in _CHUNK_HEADERS_DROPPED]
+        headers += [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Length", str(len(body)))]
+        if encodings:
+            headers.append(("Content-Encoding", ",".join(encodings)))
+        headers += trailers
+        changed = True
+
+    if not changed:
+        return request
+    return Request(request.method, request.path, query, headers, body)

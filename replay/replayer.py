@@ -1,0 +1,174 @@
+"""Reissuing a recorded log, in order, through a transport.
+
+:class:`Replayer` streams entries from a :class:`~replay.log.LogReader`, sends
+each through a :class:`~replay.transport.Transport`, and returns a
+:class:`ReplayReport`.  A call that fails on replay (non-2xx status, or an
+exception inside an in-process app) is logged with its line number, operation
+and status, counted, and the replay goes on; a transport that cannot reach its
+target stops the replay with :class:`~replay.errors.TransportError`.
+
+When done it logs, at INFO on ``replay.replayer``::
+
+    Restored N API calls from persistent file: PATH
+
+where N counts the calls that succeeded, followed by the number that failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import TransportError
+from .log import LogReader
+from .transport import Transport
+
+__all__ = ["Failure", "Progress", "ReplayReport", "Replayer"]
+
+logger = logging.getLogger("replay.replayer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """One call that did not succeed on replay."""
+
+    line: int
+    service: str
+    operation: str
+    status: int | None
+    recorded_status: int
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a running replay is: calls done, bytes of the log consumed, seconds spent."""
+
+    calls: int
+    position: int
+    size: int
+    elapsed: float
+
+    @property
+    def fraction(self) -> float:
+        return self.position / self.size if self.size else 1.0
+
+    @property
+    def rate(self) -> float:
+        """Calls per second so far."""
+        return self.calls / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def remaining(self) -> float | None:
+        """Estimated seconds left, from the share of the log consumed."""
+        if self.position <= 0 or self.elapsed <= 0:
+            return None
+        return self.elapsed * (self.size - self.position) / self.position
+
+
+@dataclasses.dataclass
+class ReplayReport:
+    """What a replay did."""
+
+    path: Path
+    restored: int = 0
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    torn_line: int | None = None
+    duration: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def total(self) -> int:
+        return self.restored + self.failed
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "restored": self.restored,
+            "failed": self.failed,
+            "total": self.total,
+            "torn_line": self.torn_line,
+            "duration": round(self.duration, 6),
+            "failures": [dataclasses.asdict(failure) for failure in self.failures],
+        }
+
+
+class Replayer:
+    """Replay logs through ``transport``.
+
+    :param transport: where calls are reissued.
+    :param progress: called with a :class:`Progress` about every ``progress_interval`` seconds.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        progress: Callable[[Progress], None] | None = None,
+        progress_interval: float = 1.0,
+    ) -> None:
+        self.transport = transport
+        self.progress = progress
+        self.progress_interval = progress_interval
+
+    def replay(self, path: Path) -> ReplayReport:
+        """Reissue every entry of the log at ``path``; a missing file restores nothing."""
+        reader = LogReader(path)
+        report = ReplayReport(path=reader.path)
+        started = time.perf_counter()
+        next_progress = started + self.progress_interval
+        send = self.transport.send
+        for line, entry in reader:
+            try:
+                response = send(entry.request)
+            except TransportError:
+                raise
+            except Exception as exc:  # an in-process app blew up: report it, go on
+                self._fail(report, line, entry.service, entry.operation, None, entry.response.status, repr(exc))
+            else:
+                if response.ok:
+                    report.restored += 1
+                else:
+                    message = response.body[:200].decode("utf-8", "replace")
+                    self._fail(report, line, entry.service, entry.operation, response.status, entry.response.status, message)
+            if self.progress is not None and (now := time.perf_counter()) >= next_progress:
+                next_progress = now + self.progress_interval
+                self.progress(Progress(report.total, reader.position, reader.size, now - started))
+        report.torn_line = reader.torn_line
+        report.duration = time.perf_counter() - started
+        if self.progress is not None:
+            self.progress(Progress(report.total, reader.position, reader.size, report.duration))
+        logger.info("Restored %d API calls from persistent file: %s", report.restored, report.path)
+        if report.failures:
+            logger.warning("%d recorded API calls failed on replay (listed above)", report.failed)
+        else:
+            logger.info("0 recorded API calls failed on replay")
+        return report
+
+    @staticmethod
+    def _fail(
+        report: ReplayReport,
+        line: int,
+        service: str,
+        operation: str,
+        status: int | None,
+        recorded: int,
+        message: str,
+    ) -> None:
+        failure = Failure(line, service, operation, status, recorded, message)
+        report.failures.append(failure)
+        logger.warning(
+            "%s:%d: %s.%s failed on replay with status %s (recorded %d): %s",
+            report.path,
+            line,
+            service,
+            operation,
+            status if status is not None else "error",
+            recorded,
+            message.strip().replace("\n", " ")[:200],
+        )

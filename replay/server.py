@@ -1,0 +1,83 @@
+"""``replay serve``: an emulator with persistence on werkzeug's threaded server.
+
+Start-up order: bind the socket; serve (requests other than the health check
+wait); restore; open the gate.  Stop order (SIGTERM, Ctrl-C or :meth:`Server.stop`):
+stop accepting, let requests in flight finish (up to ``drain_timeout``), close the
+backend (which syncs the log), close the socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from werkzeug.serving import make_server
+
+from . import __version__
+from .backends import Backend, create_backend
+from .classify import Classifier
+from .config import Config
+from .emulators import Emulator
+from .endpoints import ControlEndpoints
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("replay.server")
+
+
+class Server:
+    """Serve ``emulator`` as ``config`` says, persisting its state.
+
+    The socket is bound when the object is made, so :attr:`port` is known
+    (also with ``port=0``) before :meth:`serve` runs.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        emulator: Emulator,
+        classifier: Classifier | None = None,
+        drain_timeout: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.emulator = emulator
+        self.drain_timeout = drain_timeout
+        self.backend: Backend = create_backend(config, emulator.app, classifier)
+        self.endpoints = ControlEndpoints(self.backend, emulator.services, __version__)
+        self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
+        self.port: int = self._http.server_port
+        self._stop = threading.Event()
+        os.environ.setdefault("MOTO_PORT", str(self.port))
+
+    @property
+    def url(self) -> str:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "localhost"
+        return f"http://{host}:{self.port}"
+
+    def serve(self) -> None:
+        """Restore, serve until :meth:`stop` (or an exception such as ``KeyboardInterrupt``), shut down."""
+        thread = threading.Thread(target=self._http.serve_forever, name="replay-http", daemon=True)
+        thread.start()
+        try:
+            logger.info("listening on %s; restoring state before serving", self.url)
+            self.backend.restore()
+            self.endpoints.open(self.backend.wrap(self.emulator.app))
+            logger.info("ready on %s (persistence %s)", self.url, self.backend.persistence)
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self._shutdown(thread)
+
+    def stop(self) -> None:
+        """Ask :meth:`serve` to return (thread-safe)."""
+        self._stop.set()
+
+    def _shutdown(self, thread: threading.Thread) -> None:
+        self._http.shutdown()
+        thread.join()
+        if not self.endpoints.wait_idle(self.drain_timeout):
+            logger.warning("requests still in flight after %.0f s; closing anyway", self.drain_timeout)
+        self.backend.close()
+        self._http.server_close()
+        logger.info("stopped; state is on disk")

@@ -1,0 +1,93 @@
+"""Conversions between a WSGI environ and a :class:`~replay.entry.Request`.
+
+:func:`request_from_environ` reads what a server handed the app (restoring
+``wsgi.input`` so the app can still read the body); :func:`environ_from_request`
+builds the environ an in-process replay hands the app, the way werkzeug's
+server would have built it (``PATH_INFO`` decoded, ``RAW_URI`` raw).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote_to_bytes
+
+from werkzeug.wsgi import get_input_stream
+
+from .entry import Request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["environ_from_request", "request_from_environ"]
+
+_SPECIAL = {"CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-Length"}
+_NAMES: dict[str, str] = {}
+
+
+def _header_name(key: str) -> str:
+    name = _NAMES.get(key)
+    if name is None:
+        name = _NAMES[key] = "-".join(part.capitalize() for part in key[5:].split("_"))
+    return name
+
+
+def request_from_environ(environ: WSGIEnvironment) -> Request:
+    """The request in ``environ``; its body is read and put back as ``BytesIO``."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        path = raw.split("?", 1)[0]
+        if "://" in path:  # absolute-form request target
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+    else:
+        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=~", encoding="latin-1")
+        path = path or "/"
+    headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((_header_name(key), value))
+        elif key in _SPECIAL and value != "":
+            headers.append((_SPECIAL[key], value))
+    length = environ.get("CONTENT_LENGTH")
+    if length in (None, "", "0") and not environ.get("wsgi.input_terminated"):
+        body = b""
+    else:
+        body = get_input_stream(environ, safe_fallback=True).read()
+        environ["wsgi.input"] = io.BytesIO(body)
+    return Request(method, path, environ.get("QUERY_STRING", ""), headers, body)
+
+
+def environ_from_request(
+    request: Request, server_name: str = "localhost", server_port: int = 80, url_scheme: str = "http"
+) -> WSGIEnvironment:
+    """A WSGI environ for ``request``, as werkzeug's server would build it."""
+    environ: WSGIEnvironment = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": unquote_to_bytes(request.path).decode("latin-1"),
+        "QUERY_STRING": request.query,
+        "RAW_URI": request.target,
+        "REQUEST_URI": request.target,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": str(server_port),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.input": io.BytesIO(request.body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in request.headers:
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
+        elif key != "TRANSFER_ENCODING":
+            key = "HTTP_" + key
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+    environ["CONTENT_LENGTH"] = str(len(request.body))
+    return environ
