@@ -50,8 +50,8 @@ from .middleware import RecordingMiddleware as RecordingMiddleware
 from .redact import redact as redact
 from .replayer import Failure as Failure
 from .replayer import Progress as Progress
-from .replayer import ReplayReport as ReplayReport
 from .replayer import Replayer as Replayer
+from .replayer import ReplayReport as ReplayReport
 from .transport import HTTPTransport as HTTPTransport
 from .transport import Transport as Transport
 from .transport import WSGITransport as WSGITransport

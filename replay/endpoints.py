@@ -15,7 +15,7 @@ refused) and the health endpoint answers 503 with ``"persistence":
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -38,9 +38,7 @@ class ControlEndpoints:
     :param version: reported as ``"version"``.
     """
 
-    def __init__(
-        self, backend: Backend, services: Callable[[], Iterable[str]] = tuple, version: str = ""
-    ) -> None:
+    def __init__(self, backend: Backend, services: Callable[[], Iterable[str]] = tuple, version: str = "") -> None:
         self.backend = backend
         self.services = services
         self.version = version
@@ -108,7 +106,7 @@ class _Tracked:
         self.iterable = iterable
         self.done: Callable[[], None] | None = done
 
-    def __iter__(self) -> Iterable[bytes]:
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.iterable)
 
     def close(self) -> None:

@@ -124,9 +124,7 @@ class CallLog:
                 os.close(fd)
             os.ftruncate(self._fd, start)
             os.fsync(self._fd)
-            logger.warning(
-                "%s: moved a torn last entry (%d bytes) to %s before appending", self.path, len(last), aside
-            )
+            logger.warning("%s: moved a torn last entry (%d bytes) to %s before appending", self.path, len(last), aside)
             return
         if not last.endswith(b"\n"):
             os.write(self._fd, b"\n")

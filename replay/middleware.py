@@ -62,9 +62,7 @@ class RecordingMiddleware:
 
         recording = _Recording(self.log, request, call, started)
 
-        def capture(
-            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-        ) -> object:
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> object:
             recording.status = int(status[:3])
             recording.headers = headers
             write = start_response(status, headers, exc_info)

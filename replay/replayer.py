@@ -135,7 +135,9 @@ class Replayer:
                     report.restored += 1
                 else:
                     message = response.body[:200].decode("utf-8", "replace")
-                    self._fail(report, line, entry.service, entry.operation, response.status, entry.response.status, message)
+                    self._fail(
+                        report, line, entry.service, entry.operation, response.status, entry.response.status, message
+                    )
             if self.progress is not None and (now := time.perf_counter()) >= next_progress:
                 next_progress = now + self.progress_interval
                 self.progress(Progress(report.total, reader.position, reader.size, now - started))

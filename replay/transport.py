@@ -104,9 +104,8 @@ class HTTPTransport:
             try:
                 answer = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
             except requests.Timeout as exc:
-                raise TransportError(
-                    self.base_url, f"{self.base_url}: no response to {request.method} {request.path} within {self.timeout:g} s"
-                ) from exc
+                message = f"{self.base_url}: no response to {request.method} {request.path} within {self.timeout:g} s"
+                raise TransportError(self.base_url, message) from exc
             except requests.ConnectionError as exc:
                 if attempt >= self.retries:
                     raise TransportError(

@@ -42,8 +42,8 @@ def request_from_environ(environ: WSGIEnvironment) -> Request:
         if "://" in path:  # absolute-form request target
             path = "/" + path.split("://", 1)[1].partition("/")[2]
     else:
-        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=~", encoding="latin-1")
-        path = path or "/"
+        decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = quote(decoded, safe="/:@!$&'()*+,;=~", encoding="latin-1") or "/"
     headers = []
     for key, value in environ.items():
         if key.startswith("HTTP_"):
