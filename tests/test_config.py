@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from replay.config import BackendKind, Config, FsyncPolicy
+from replay.errors import ConfigError
+
+
+def test_defaults() -> None:
+    config = Config.load({}, {})
+    assert (config.host, config.port, config.data_dir) == ("127.0.0.1", 4566, Path("volume"))
+    assert config.persistence is True
+    assert config.backend is BackendKind.REPLAY
+    assert config.fsync is FsyncPolicy.EVERYSEC
+    assert config.log_path == Path("volume/recorded_api_calls.json")
+
+
+def test_environment_is_read() -> None:
+    config = Config.load(
+        {}, {"DATA_DIR": "/data", "PERSISTENCE": "0", "PERSISTENCE_BACKEND": "Replay", "REPLAY_FSYNC": "ALWAYS"}
+    )
+    assert config.data_dir == Path("/data")
+    assert config.persistence is False
+    assert config.fsync is FsyncPolicy.ALWAYS
+
+
+def test_flag_wins_over_environment() -> None:
+    config = Config.load(
+        {"data_dir": "/flag", "fsync": "no", "persistence": True, "port": "5000"},
+        {"DATA_DIR": "/env", "REPLAY_FSYNC": "always", "PERSISTENCE": "0"},
+    )
+    assert (config.data_dir, config.fsync, config.persistence, config.port) == (
+        Path("/flag"),
+        FsyncPolicy.NO,
+        True,
+        5000,
+    )
+
+
+def test_unset_flags_and_empty_environment_fall_back() -> None:
+    config = Config.load({"fsync": None}, {"REPLAY_FSYNC": ""})
+    assert config.fsync is FsyncPolicy.EVERYSEC
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "needle"),
+    [
+        ({}, {"REPLAY_FSYNC": "sometimes"}, "REPLAY_FSYNC: 'sometimes' (valid values: always, everysec, no)"),
+        ({"fsync": "x"}, {}, "--fsync: 'x' (valid values: always, everysec, no)"),
+        ({}, {"PERSISTENCE_BACKEND": "pickle"}, "PERSISTENCE_BACKEND: 'pickle' (valid values: replay)"),
+        ({}, {"PERSISTENCE": "maybe"}, "PERSISTENCE: 'maybe' (valid values: 1, true, yes, on, 0, false, no, off)"),
+        ({"port": "70000"}, {}, "--port: '70000' (a port number from 0 to 65535)"),
+        ({"port": "http"}, {}, "--port: 'http'"),
+    ],
+)
+def test_invalid_values_are_one_line_errors(flags: dict[str, object], environ: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.load(flags, environ)
+    message = str(caught.value)
+    assert needle in message
+    assert "\n" not in message
+    assert isinstance(caught.value, ValueError)
