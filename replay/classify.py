@@ -29,9 +29,8 @@ to :class:`DefaultClassifier`, or any callable matching :class:`Classifier`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import unquote_plus
 
 from .entry import Request
@@ -126,8 +125,7 @@ _S3_OBJECT_SUBRESOURCES: dict[str, str] = {
 _VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Head", "POST": "Post"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """What a request is: ``service`` (e.g. ``sqs``), ``operation``, and whether it mutates."""
 
     service: str

@@ -33,6 +33,19 @@ FORMAT_VERSION = 1
 Headers = tuple[tuple[str, str], ...]
 
 
+_LOWER: dict[str, str] = {}
+
+
+def _lower(name: str) -> str:
+    """``name.lower()``, memoised for the few header names a process sees."""
+    lower = _LOWER.get(name)
+    if lower is None:
+        lower = name.lower()
+        if len(_LOWER) < 4096:
+            _LOWER[name] = lower
+    return lower
+
+
 def _encode_body(body: bytes) -> tuple[str, str]:
     try:
         return body.decode("utf-8"), "utf-8"
@@ -59,22 +72,39 @@ def _headers(raw: Any) -> Headers:
 class Request:
     """An HTTP request as the emulator saw it (after redaction, once recorded)."""
 
-    __slots__ = ("body", "headers", "method", "path", "query")
+    __slots__ = ("_index", "body", "headers", "method", "path", "query")
 
-    def __init__(self, method: str, path: str, query: str, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        index: dict[str, str] | None = None,
+    ) -> None:
+        """``index``, if given, must map each lower-cased header name to its first value."""
         self.method = method
         self.path = path
         self.query = query
         self.headers: Headers = tuple(headers)
         self.body = body
+        self._index = index
+
+    @property
+    def index(self) -> dict[str, str]:
+        """Lower-cased header name -> first value (built once)."""
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in reversed(self.headers):
+                index[_lower(key)] = value
+            self._index = index
+        return index
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``default``."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return default
+        return self.index.get(name.lower(), default)
 
     @property
     def target(self) -> str:

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import re
 
-from .entry import Request
+from .entry import Request, _lower
 
 __all__ = ["redact"]
 
 _SECRET_HEADERS = frozenset({"x-amz-security-token", "proxy-authorization"})
 _SECRET_PARAMS = frozenset({b"x-amz-signature", b"x-amz-security-token", b"signature", b"securitytoken"})
 _SIGV4_SIGNATURE = re.compile(r",?\s*Signature=[^,\s]*", re.IGNORECASE)
+# header names whose presence means work for redact(); everything else is copied as is
+_INTERESTING = frozenset({"authorization", "content-type", "x-amz-content-sha256"} | _SECRET_HEADERS)
 _SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 _CHUNK_HEADERS_DROPPED = frozenset(
     {"x-amz-content-sha256", "x-amz-decoded-content-length", "x-amz-trailer", "content-length", "content-encoding"}
@@ -44,6 +46,9 @@ def _strip_params(raw: bytes) -> bytes | None:
 def _authorization(value: str) -> str | None:
     scheme = value.split(" ", 1)[0]
     if scheme == "AWS4-HMAC-SHA256":
+        cut = value.rfind(", Signature=")
+        if cut > 0 and "," not in value[cut + 2 :]:  # the usual layout: signature last
+            return value[:cut]
         return _SIGV4_SIGNATURE.sub("", value)
     if scheme == "AWS" and ":" in value:
         return value.split(":", 1)[0] + ":"
@@ -76,28 +81,51 @@ def _dechunk(body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
     return bytes(payload), trailers
 
 
+def _streaming_body(
+    headers: list[tuple[str, str]], body: bytes
+) -> tuple[list[tuple[str, str]], bytes]:
+    """Rewrite a signed ``aws-chunked`` upload as a plain ``UNSIGNED-PAYLOAD`` one."""
+    try:
+        body, trailers = _dechunk(body)
+    except (ValueError, IndexError):
+        body, trailers = b"", []  # framing we cannot read: keep no signed bytes
+    encodings = [
+        enc.strip()
+        for name, value in headers
+        if name.lower() == "content-encoding"
+        for enc in value.split(",")
+        if enc.strip() and enc.strip() != "aws-chunked"
+    ]
+    headers = [(n, v) for n, v in headers if n.lower() not in _CHUNK_HEADERS_DROPPED]
+    headers += [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Length", str(len(body)))]
+    if encodings:
+        headers.append(("Content-Encoding", ",".join(encodings)))
+    return headers + trailers, body
+
+
 def redact(request: Request) -> Request:
     """A copy of ``request`` that is safe to write to disk (``request`` itself if it already was)."""
+    index = request.index
+    present = _INTERESTING.intersection(index)
     changed = False
-    headers: list[tuple[str, str]] = []
-    content_type = ""
-    streaming = ""
-    for name, value in request.headers:
-        lower = name.lower()
-        if lower in _SECRET_HEADERS:
-            changed = True
-            continue
-        if lower == "authorization":
-            kept = _authorization(value)
-            changed = True if kept != value else changed
-            if kept is None:
+    headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = request.headers
+    streaming = "x-amz-content-sha256" in present and index["x-amz-content-sha256"] in _SIGNED_STREAMING
+    if present & _SECRET_HEADERS or "authorization" in present:
+        kept: list[tuple[str, str]] = []
+        for name, value in request.headers:
+            lower = _lower(name)
+            if lower in _SECRET_HEADERS:
+                changed = True
                 continue
-            value = kept
-        elif lower == "content-type":
-            content_type = value
-        elif lower == "x-amz-content-sha256" and value in _SIGNED_STREAMING:
-            streaming = value
-        headers.append((name, value))
+            if lower == "authorization":
+                safe = _authorization(value)
+                if safe != value:
+                    changed = True
+                    if safe is None:
+                        continue
+                    value = safe
+            kept.append((name, value))
+        headers = kept
 
     query = request.query
     if query:
@@ -106,27 +134,12 @@ def redact(request: Request) -> Request:
             query, changed = stripped.decode("latin-1"), True
 
     body = request.body
-    if body and content_type.startswith("application/x-www-form-urlencoded"):
+    if body and index.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         stripped = _strip_params(body)
         if stripped is not None:
             body, changed = stripped, True
     if streaming:
-        try:
-            body, trailers = _dechunk(body)
-        except (ValueError, IndexError):
-            body, trailers = b"", []  # framing we cannot read: keep no signed bytes
-        encodings = [
-            enc.strip()
-            for name, value in headers
-            if name.lower() == "content-encoding"
-            for enc in value.split(",")
-            if enc.strip() and enc.strip() != "aws-chunked"
-        ]
-        headers = [(n, v) for n, v in headers if n.lower() not in _CHUNK_HEADERS_DROPPED]
-        headers += [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Length", str(len(body)))]
-        if encodings:
-            headers.append(("Content-Encoding", ",".join(encodings)))
-        headers += trailers
+        headers, body = _streaming_body(list(headers), body)
         changed = True
 
     if not changed:

@@ -22,15 +22,36 @@ if TYPE_CHECKING:
 
 __all__ = ["environ_from_request", "request_from_environ"]
 
-_SPECIAL = {"CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-Length"}
-_NAMES: dict[str, str] = {}
+# environ key -> (header name, lower-cased name), or () for keys that are not headers; filled as keys are seen
+_NAMES: dict[str, tuple[str, str] | tuple[()]] = {
+    "CONTENT_TYPE": ("Content-Type", "content-type"),
+    "CONTENT_LENGTH": ("Content-Length", "content-length"),
+}
 
 
-def _header_name(key: str) -> str:
-    name = _NAMES.get(key)
-    if name is None:
-        name = _NAMES[key] = "-".join(part.capitalize() for part in key[5:].split("_"))
-    return name
+def _header_name(key: str) -> tuple[str, str] | tuple[()]:
+    found: tuple[str, str] | tuple[()] = ()
+    if key.startswith("HTTP_"):
+        name = "-".join(part.capitalize() for part in key[5:].split("_"))
+        found = (name, name.lower())
+    if len(_NAMES) < 4096:  # bounded: clients choose header names
+        _NAMES[key] = found
+    return found
+
+
+def _read_body(environ: WSGIEnvironment, length: str) -> bytes:
+    try:
+        wanted = int(length)
+    except ValueError:
+        return get_input_stream(environ, safe_fallback=True).read()
+    stream = environ["wsgi.input"]
+    body: bytes = stream.read(wanted)
+    while 0 < len(body) < wanted:
+        more = stream.read(wanted - len(body))
+        if not more:
+            break
+        body += more
+    return body
 
 
 def request_from_environ(environ: WSGIEnvironment) -> Request:
@@ -45,18 +66,25 @@ def request_from_environ(environ: WSGIEnvironment) -> Request:
         decoded = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         path = quote(decoded, safe="/:@!$&'()*+,;=~", encoding="latin-1") or "/"
     headers = []
+    index: dict[str, str] = {}
+    names = _NAMES
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers.append((_header_name(key), value))
-        elif key in _SPECIAL and value != "":
-            headers.append((_SPECIAL[key], value))
+        found = names.get(key)
+        if found is None:
+            found = _header_name(key)
+        if found and value != "":
+            headers.append((found[0], value))
+            index[found[1]] = value
     length = environ.get("CONTENT_LENGTH")
-    if length in (None, "", "0") and not environ.get("wsgi.input_terminated"):
-        body = b""
-    else:
+    if environ.get("wsgi.input_terminated"):
         body = get_input_stream(environ, safe_fallback=True).read()
         environ["wsgi.input"] = io.BytesIO(body)
-    return Request(method, path, environ.get("QUERY_STRING", ""), headers, body)
+    elif length in (None, "", "0"):
+        body = b""
+    else:
+        body = _read_body(environ, length)
+        environ["wsgi.input"] = io.BytesIO(body)
+    return Request(method, path, environ.get("QUERY_STRING", ""), headers, body, index)
 
 
 def environ_from_request(
