@@ -45,8 +45,15 @@ _TAIL_CHUNK = 1 << 16
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) as 0700 if it does not exist yet."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    """Create ``path`` and any missing parents as 0700; existing directories are left as they are."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=DIR_MODE, exist_ok=True)
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,13 +65,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _last_line_start(fd: int, size: int) -> int:
-    """Offset where the last line of a file of ``size`` bytes starts."""
-    end = size - 1  # ignore a final newline: it ends the last line
+def _content_end(fd: int, size: int) -> int:
+    """Offset just past the last byte that is not white space (0 for a blank file)."""
+    end = size
     while end > 0:
         start = max(0, end - _TAIL_CHUNK)
-        chunk = os.pread(fd, end - start, start)
-        found = chunk.rfind(b"\n")
+        chunk = os.pread(fd, end - start, start).rstrip()
+        if chunk:
+            return start + len(chunk)
+        end = start
+    return 0
+
+
+def _line_start(fd: int, end: int) -> int:
+    """Offset where the line holding byte ``end - 1`` starts."""
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        found = os.pread(fd, end - start, start).rfind(b"\n")
         if found >= 0:
             return start + found + 1
         end = start
@@ -103,30 +120,33 @@ class CallLog:
             self._syncer.start()
 
     def _repair_tail(self) -> None:
+        """Make the file end with a complete line, moving a torn last line aside."""
         size = os.fstat(self._fd).st_size
-        if size == 0:
+        end = _content_end(self._fd, size)
+        if end == 0:
             return
-        start = _last_line_start(self._fd, size)
-        last = os.pread(self._fd, size - start, start)
-        if not last.strip():
-            return
+        start = _line_start(self._fd, end)
+        last = os.pread(self._fd, end - start, start)
         try:
             decode_entry(last)
         except EntryVersionError:
-            return  # a newer writer's entry: not ours to judge, and not torn
+            pass  # a newer writer's complete entry: not ours to judge, and not torn
         except ValueError:
             aside = self.path.with_name(f"{self.path.name}.torn-{int(time.time() * 1000)}")
             fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
             try:
-                os.write(fd, last)
+                os.write(fd, os.pread(self._fd, size - start, start))
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            fsync_dir(self.path.parent)
             os.ftruncate(self._fd, start)
             os.fsync(self._fd)
-            logger.warning("%s: moved a torn last entry (%d bytes) to %s before appending", self.path, len(last), aside)
+            logger.warning(
+                "%s: moved a torn last entry (%d bytes) to %s before appending", self.path, size - start, aside
+            )
             return
-        if not last.endswith(b"\n"):
+        if end == size:  # complete entry, only its newline was lost
             os.write(self._fd, b"\n")
             os.fsync(self._fd)
 
@@ -234,6 +254,9 @@ class LogReader:
             pending: bytes | None = None
             pending_number = 0
             for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    self.position += len(line)
+                    continue
                 if pending is not None:
                     try:
                         entry = self._decode(pending, pending_number)
@@ -241,11 +264,7 @@ class LogReader:
                         raise LogCorruptError(self.path, pending_number, str(exc)) from None
                     self.position += len(pending)
                     yield pending_number, entry
-                    pending = None
-                if line.strip():
-                    pending, pending_number = line, number
-                else:
-                    self.position += len(line)
+                pending, pending_number = line, number
             if pending is not None:
                 try:
                     entry = self._decode(pending, pending_number)

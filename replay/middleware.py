@@ -97,13 +97,17 @@ class _Recording:
     def __iter__(self) -> Iterator[bytes]:
         self.iterator = iterator = iter(self.iterable)
         held: bytes | None = None
-        for chunk in iterator:
-            if not chunk:
-                continue
-            self.body.append(chunk)
-            if held is not None:
-                yield held
-            held = chunk
+        try:
+            for chunk in iterator:
+                if not chunk:
+                    continue
+                self.body.append(chunk)
+                if held is not None:
+                    yield held
+                held = chunk
+        except Exception:
+            self.done = True  # the app failed mid-response: the client is not told it succeeded
+            raise
         self.finish()
         if held is not None:
             yield held

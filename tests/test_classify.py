@@ -16,7 +16,11 @@ def sigv4(service: str) -> tuple[str, str]:
 
 def json_call(target: str, service: str) -> Request:
     return Request(
-        "POST", "/", "", [sigv4(service), ("X-Amz-Target", target), ("Content-Type", "application/x-amz-json-1.0")], b"{}"
+        "POST",
+        "/",
+        "",
+        [sigv4(service), ("X-Amz-Target", target), ("Content-Type", "application/x-amz-json-1.0")],
+        b"{}",
     )
 
 
@@ -120,7 +124,13 @@ def test_s3_rest(
 
 
 def test_presigned_urls_name_their_service() -> None:
-    v4 = Request("PUT", "/b/k", "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20240101%2Fus-east-1%2Fs3%2Faws4_request", [], b"x")
+    v4 = Request(
+        "PUT",
+        "/b/k",
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20240101%2Fus-east-1%2Fs3%2Faws4_request",
+        [],
+        b"x",
+    )
     assert classify(v4) == Call("s3", "PutObject", True)
     v2 = Request("PUT", "/b/k", "AWSAccessKeyId=AK&Signature=abc&Expires=1", [], b"x")
     assert classify(v2) == Call("s3", "PutObject", True)

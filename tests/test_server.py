@@ -71,9 +71,7 @@ def test_persistence_off_records_nothing(tmp_path: Path) -> None:
     server = Server(Config(port=0, data_dir=tmp_path / "volume", persistence=False), Emulator(Counter()))
     thread = run(server)
     requests.post(server.url + "/count", timeout=5)
-    assert requests.get(server.url + "/_localstack/health", timeout=5).json()["features"] == {
-        "persistence": "disabled"
-    }
+    assert requests.get(server.url + "/_localstack/health", timeout=5).json()["features"] == {"persistence": "disabled"}
     server.stop()
     thread.join(10)
     assert not (tmp_path / "volume").exists()

@@ -1,0 +1,252 @@
+"""`replay.cli.main` in-process: `restore` against `responses`-mocked HTTP, `serve` config errors."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+import responses
+
+from replay.cli import main
+from replay.config import FsyncPolicy
+from replay.entry import Entry, Request, Response, encode_entry
+from replay.log import CallLog
+
+LOG_NAME = "recorded_api_calls.json"
+TARGET = "http://emu.test:4566"
+ANY_URL = re.compile(r"http://emu\.test:4566/.*")
+
+
+def entry(path: str, operation: str, body: bytes) -> Entry:
+    return Entry(
+        1_700_000_000.0,
+        "notes",
+        operation,
+        Request("POST", path, "", [("Content-Type", "text/plain")], body),
+        Response(200, [], b""),
+    )
+
+
+def write_log(directory: Path, entries: list[Entry]) -> Path:
+    path = directory / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        for item in entries:
+            log.append(encode_entry(item))
+    return path
+
+
+@pytest.fixture
+def http() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture(autouse=True)
+def _no_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep DATA_DIR / REPLAY_FSYNC from the outer environment out, and run in an empty directory."""
+    for name in ("DATA_DIR", "REPLAY_FSYNC", "PERSISTENCE", "PERSISTENCE_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("replay: error: ")
+    return lines[0]
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+
+def test_restore_all_good_exits_0_with_json_summary(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_log(tmp_path, [entry("/notes", "AddNote", b"a"), entry("/notes", "AddNote", b"b")])
+    http.add(responses.POST, ANY_URL, body=b"added")
+
+    status = main(["restore", "--target", TARGET, "--json", "--quiet", str(path)])
+
+    assert status == 0
+    out, err = capsys.readouterr()
+    assert "replay: error" not in err
+    summary = orjson.loads(out)
+    assert out.endswith("\n") and out.count("\n") == 1
+    assert (summary["restored"], summary["failed"], summary["total"]) == (2, 0, 2)
+    assert summary["failures"] == []
+    assert summary["path"] == str(path)
+    assert [(c.request.url, c.request.body) for c in http.calls] == [
+        (TARGET + "/notes", b"a"),
+        (TARGET + "/notes", b"b"),
+    ]
+
+
+def test_restore_with_5xx_exits_1_and_lists_failures(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_log(
+        tmp_path,
+        [entry("/notes", "AddNote", b"a"), entry("/broken", "Break", b"b"), entry("/notes", "AddNote", b"c")],
+    )
+    http.add(responses.POST, TARGET + "/notes", body=b"added")
+    http.add(responses.POST, TARGET + "/broken", body=b"internal failure", status=500)
+
+    with caplog.at_level(logging.INFO):
+        status = main(["restore", "--target", TARGET, "--json", str(path)])
+
+    assert status == 1
+    summary = orjson.loads(capsys.readouterr().out)
+    assert (summary["restored"], summary["failed"]) == (2, 1)
+    assert summary["failures"] == [
+        {
+            "line": 2,
+            "service": "notes",
+            "operation": "Break",
+            "status": 500,
+            "recorded_status": 200,
+            "message": "internal failure",
+        }
+    ]
+    assert any(f"{path}:2: notes.Break failed on replay with status 500" in m for m in caplog.messages)
+    assert len(http.calls) == 3  # the failure did not stop the restore
+    assert any(m.startswith(f"restoring into {TARGET}: 3 calls, 100% of the log") for m in caplog.messages)
+
+
+def test_restore_unreachable_target_exits_1_with_one_line(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_log(tmp_path, [entry("/notes", "AddNote", b"a")])
+    http.add(responses.POST, ANY_URL, body=requests.ConnectionError("connection refused"))
+
+    status = main(["restore", "--target", TARGET, "--retries", "0", "--json", "--quiet", str(path)])
+
+    assert status == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no summary for a restore that could not run
+    line = one_error_line(err)
+    assert TARGET in line
+    assert "connection refused" in line
+
+
+def test_restore_missing_log_exits_1_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nothing-here" / LOG_NAME
+    status = main(["restore", "--target", TARGET, str(missing)])
+    assert status == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert one_error_line(err) == f"replay: error: no call log at {missing}"
+
+
+def test_restore_corrupt_log_exits_1_naming_file_and_line(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(
+        encode_entry(entry("/notes", "AddNote", b"a"))
+        + b"not an entry\n"
+        + encode_entry(entry("/notes", "AddNote", b"c"))
+    )
+    http.add(responses.POST, ANY_URL, body=b"added")
+
+    status = main(["restore", "--target", TARGET, "--json", "--quiet", str(path)])
+
+    assert status == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert one_error_line(err).startswith(f"replay: error: {path}:2: malformed entry")
+    assert [c.request.body for c in http.calls] == [b"a"]  # nothing past the bad line
+
+
+def test_restore_resolves_a_data_dir_to_its_log(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    volume = tmp_path / "volume"
+    path = write_log(volume, [entry("/notes", "AddNote", b"from the data dir")])
+    http.add(responses.POST, ANY_URL, body=b"added")
+
+    status = main(["restore", "--target", TARGET, "--json", "--quiet", str(volume)])
+
+    assert status == 0
+    summary = orjson.loads(capsys.readouterr().out)
+    assert summary["path"] == str(path)
+    assert summary["restored"] == 1
+    assert [c.request.body for c in http.calls] == [b"from the data dir"]
+
+
+def test_restore_defaults_to_DATA_DIR(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    volume = tmp_path / "elsewhere"
+    path = write_log(volume, [entry("/notes", "AddNote", b"x")])
+    monkeypatch.setenv("DATA_DIR", str(volume))
+    http.add(responses.POST, ANY_URL, body=b"added")
+
+    assert main(["restore", "--target", TARGET, "--json", "--quiet"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["path"] == str(path)
+
+
+def test_restore_empty_log_exits_0(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(b"")
+    assert main(["restore", "--target", TARGET, "--json", "--quiet", str(path)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["total"] == 0
+    assert len(http.calls) == 0
+
+
+# --- serve: configuration errors, before anything is bound or created ------------------------
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port held open here: binding it again would fail with an OSError (exit 1, not 2)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+def test_serve_bad_fsync_flag_exits_2_before_binding(
+    tmp_path: Path, busy_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "volume"
+    status = main(["serve", "--port", str(busy_port), "--data-dir", str(data_dir), "--fsync", "sometimes"])
+    assert status == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--fsync" in line
+    assert "'sometimes'" in line
+    assert "always, everysec, no" in line
+    assert not data_dir.exists()
+
+
+def test_serve_bad_REPLAY_FSYNC_exits_2_before_binding(
+    tmp_path: Path, busy_port: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLAY_FSYNC", "bad")
+    data_dir = tmp_path / "volume"
+    status = main(["serve", "--port", str(busy_port), "--data-dir", str(data_dir)])
+    assert status == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "REPLAY_FSYNC" in line
+    assert "'bad'" in line
+    assert "always, everysec, no" in line
+    assert not data_dir.exists()
+
+
+def test_serve_fsync_flag_wins_over_a_bad_environment_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a good flag overrides REPLAY_FSYNC; the next bad value (--port) still fails before binding
+    monkeypatch.setenv("REPLAY_FSYNC", "bad")
+    status = main(["serve", "--fsync", "always", "--port", "70000", "--data-dir", str(tmp_path / "v")])
+    assert status == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--port" in line
+    assert "REPLAY_FSYNC" not in line

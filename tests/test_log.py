@@ -1,0 +1,507 @@
+"""CallLog (durable appends) and LogReader (streaming, torn-tail tolerant) on real files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from replay.config import FsyncPolicy
+from replay.entry import Entry, Request, Response, decode_entry, encode_entry
+from replay.errors import LogCorruptError, LogVersionError, LogWriteError
+from replay.log import CallLog, LogReader
+
+LOG_NAME = "recorded_api_calls.json"
+
+
+def make_entry(number: int, operation: str = "CreateQueue", body: bytes | None = None) -> Entry:
+    """A small, distinctive entry; ``body`` defaults to a JSON body naming ``number``."""
+    payload = body if body is not None else orjson.dumps({"QueueName": f"queue-{number}"})
+    request = Request(
+        "POST",
+        "/",
+        "",
+        [("Host", "localhost:4566"), ("X-Amz-Target", f"AmazonSQS.{operation}")],
+        payload,
+    )
+    response = Response(200, [("Content-Type", "application/x-amz-json-1.0")], b'{"n": %d}' % number)
+    return Entry(1_700_000_000.0 + number, "sqs", operation, request, response)
+
+
+def line(number: int, operation: str = "CreateQueue") -> bytes:
+    return encode_entry(make_entry(number, operation))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def read_all(path: Path) -> list[tuple[int, Entry]]:
+    return list(LogReader(path))
+
+
+def names(pairs: list[tuple[int, Entry]]) -> list[str]:
+    return [orjson.loads(entry.request.body)["QueueName"] for _, entry in pairs]
+
+
+# --- writing and reading back ----------------------------------------------------------------
+
+
+def test_append_then_read_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    binary = bytes(range(256))  # not UTF-8: stored as base64
+    written = [make_entry(1), make_entry(2, "SendMessage", body=binary), make_entry(3, "DeleteQueue")]
+    with CallLog(path, FsyncPolicy.NO) as log:
+        for entry in written:
+            log.append(encode_entry(entry))
+
+    assert path.read_bytes().count(b"\n") == 3
+    reader = LogReader(path)
+    pairs = list(reader)
+    assert [number for number, _ in pairs] == [1, 2, 3]
+    for (_, got), want in zip(pairs, written, strict=True):
+        assert got.time == want.time
+        assert (got.service, got.operation) == (want.service, want.operation)
+        assert (got.request.method, got.request.path, got.request.query) == ("POST", "/", "")
+        assert got.request.headers == want.request.headers
+        assert got.request.body == want.request.body
+        assert (got.response.status, got.response.headers, got.response.body) == (
+            200,
+            want.response.headers,
+            want.response.body,
+        )
+    assert pairs[1][1].request.body == binary
+    assert reader.torn_line is None
+    assert reader.position == reader.size == path.stat().st_size
+
+
+def test_missing_file_reads_as_empty(tmp_path: Path) -> None:
+    reader = LogReader(tmp_path / "nope" / LOG_NAME)
+    assert list(reader) == []
+    assert reader.size == reader.position == 0
+
+
+def test_file_is_0600_and_created_dir_is_0700(tmp_path: Path) -> None:
+    data_dir = tmp_path / "volume"
+    path = data_dir / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(1))
+    assert mode(data_dir) == 0o700
+    assert mode(path) == 0o600
+
+
+def test_existing_file_with_loose_mode_is_tightened_to_0600(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1))
+    path.chmod(0o644)
+    with CallLog(path, FsyncPolicy.NO):
+        pass
+    assert mode(path) == 0o600
+    assert names(read_all(path)) == ["queue-1"]
+
+
+def test_missing_parent_dirs_are_also_0700(tmp_path: Path) -> None:
+    parent = tmp_path / "srv"
+    path = parent / "volume" / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO):
+        pass
+    assert mode(parent / "volume") == 0o700
+    assert mode(parent) == 0o700
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Wrap ``os.<name>`` so that each call is counted (the real call still happens)."""
+    calls: list[int] = []
+    real: Callable[[int], None] = getattr(os, name)
+
+    def wrapper(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, name, wrapper)
+    return calls
+
+
+def test_fsync_always_syncs_once_per_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / LOG_NAME
+    log = CallLog(path, FsyncPolicy.ALWAYS)
+    datasyncs = counting(monkeypatch, "fdatasync")
+    try:
+        for number in range(1, 6):
+            log.append(line(number))
+            assert len(datasyncs) == number  # synced before append returned
+    finally:
+        log.close()
+    assert len(datasyncs) == 5
+    assert names(read_all(path)) == [f"queue-{n}" for n in range(1, 6)]
+
+
+def test_fsync_no_leaves_appends_to_the_os_and_close_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / LOG_NAME
+    log = CallLog(path, FsyncPolicy.NO)
+    datasyncs = counting(monkeypatch, "fdatasync")
+    fsyncs = counting(monkeypatch, "fsync")
+    for number in range(1, 4):
+        log.append(line(number))
+    assert datasyncs == []
+    assert fsyncs == []
+    log.close()
+    assert len(fsyncs) == 1  # close() always syncs
+    assert names(read_all(path)) == ["queue-1", "queue-2", "queue-3"]
+
+
+def test_fsync_everysec_syncs_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / LOG_NAME
+    datasyncs = counting(monkeypatch, "fdatasync")
+    log = CallLog(path, FsyncPolicy.EVERYSEC)
+    try:
+        log.append(line(1))
+        log.append(line(2))
+        # appends do not wait for the disk; the background thread syncs within about a second
+        deadline = time.monotonic() + 10
+        while not datasyncs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert datasyncs, "the everysec thread never synced the log"
+    finally:
+        log.close()
+    assert names(read_all(path)) == ["queue-1", "queue-2"]
+
+
+@pytest.mark.parametrize("policy", list(FsyncPolicy))
+def test_append_after_close_raises_log_write_error(tmp_path: Path, policy: FsyncPolicy) -> None:
+    path = tmp_path / LOG_NAME
+    log = CallLog(path, policy)
+    log.append(line(1))
+    log.close()
+    log.close()  # idempotent
+    with pytest.raises(LogWriteError) as caught:
+        log.append(line(2))
+    assert caught.value.path == path
+    assert "closed" in str(caught.value)
+    assert isinstance(caught.value, OSError)
+    assert names(read_all(path)) == ["queue-1"]
+
+
+# --- reading damaged logs --------------------------------------------------------------------
+
+
+def test_reader_drops_a_torn_last_line_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / LOG_NAME
+    third = line(3)
+    path.write_bytes(line(1) + line(2) + third[: len(third) // 2])
+    reader = LogReader(path)
+    with caplog.at_level(logging.WARNING, logger="replay.log"):
+        pairs = list(reader)
+    assert names(pairs) == ["queue-1", "queue-2"]
+    assert reader.torn_line == 3
+    warnings = [r for r in caplog.records if r.name == "replay.log" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"{path}:3" in warnings[0].getMessage()
+    assert "torn" in warnings[0].getMessage()
+    assert reader.position == reader.size
+
+
+def test_reader_treats_a_garbage_last_line_ending_in_newline_as_torn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1) + b'{"v": 1, "time": 12, "serv\n')
+    reader = LogReader(path)
+    with caplog.at_level(logging.WARNING, logger="replay.log"):
+        pairs = list(reader)
+    assert names(pairs) == ["queue-1"]
+    assert reader.torn_line == 2
+    assert any(r.name == "replay.log" and f"{path}:2" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"this is not json\n", b'{"v": 1, "time": 1.0}\n', b"[1, 2, 3]\n", b'{"time": 1.0, "request": {}}\n'],
+    ids=["not-json", "no-request", "not-an-object", "no-version"],
+)
+def test_malformed_middle_line_raises_log_corrupt_error_and_leaves_file_alone(tmp_path: Path, bad: bytes) -> None:
+    path = tmp_path / LOG_NAME
+    content = line(1) + b"\n" + bad + line(4)  # a blank line 2, the bad line is line 3
+    path.write_bytes(content)
+    seen: list[int] = []
+    with pytest.raises(LogCorruptError) as caught:
+        for number, _ in LogReader(path):
+            seen.append(number)
+    assert seen == [1]  # nothing past the bad line
+    assert caught.value.line == 3
+    assert caught.value.path == path
+    assert f"{path}:3:" in str(caught.value)
+    assert path.read_bytes() == content
+
+
+def test_blank_lines_are_skipped_and_numbers_stay_real(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(b"\n" + line(1) + b"   \n\n" + line(2) + b"\n")
+    reader = LogReader(path)
+    pairs = list(reader)
+    assert [number for number, _ in pairs] == [2, 5]
+    assert names(pairs) == ["queue-1", "queue-2"]
+    assert reader.torn_line is None
+    assert reader.position == reader.size
+
+
+def future_line() -> bytes:
+    data = make_entry(9).to_dict()
+    data["v"] = 99
+    return orjson.dumps(data) + b"\n"
+
+
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_newer_format_version_raises_log_version_error(tmp_path: Path, where: str) -> None:
+    path = tmp_path / LOG_NAME
+    content = line(1) + future_line() + (line(3) if where == "middle" else b"")
+    path.write_bytes(content)
+    with pytest.raises(LogVersionError) as caught:
+        read_all(path)
+    assert caught.value.line == 2
+    assert caught.value.version == 99
+    assert f"{path}:2:" in str(caught.value)
+    assert "upgrade" in str(caught.value)
+    assert path.read_bytes() == content
+
+
+# --- repairing the tail on open --------------------------------------------------------------
+
+
+def torn_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"{LOG_NAME}.torn-*"))
+
+
+def test_open_moves_a_torn_tail_aside_and_next_append_starts_fresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / LOG_NAME
+    good = line(1) + line(2)
+    third = line(3)
+    torn = third[: len(third) - 7]
+    path.write_bytes(good + torn)
+
+    with caplog.at_level(logging.WARNING, logger="replay.log"), CallLog(path, FsyncPolicy.NO) as log:
+        assert path.read_bytes() == good
+        log.append(line(4))
+
+    aside = torn_files(tmp_path)
+    assert len(aside) == 1
+    assert aside[0].read_bytes() == torn
+    assert mode(aside[0]) == 0o600
+    assert any(r.name == "replay.log" and str(aside[0]) in r.getMessage() for r in caplog.records)
+    reader = LogReader(path)
+    assert names(list(reader)) == ["queue-1", "queue-2", "queue-4"]
+    assert reader.torn_line is None
+
+
+def test_open_moves_a_garbage_last_line_with_newline_aside(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    garbage = b'{"v": 1, "time": 1.0, "servi\n'
+    path.write_bytes(line(1) + garbage)
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(2))
+    [aside] = torn_files(tmp_path)
+    assert aside.read_bytes() == garbage
+    assert names(read_all(path)) == ["queue-1", "queue-2"]
+
+
+def test_open_on_a_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(b'{"v": 1, "ti')
+    with CallLog(path, FsyncPolicy.NO) as log:
+        assert path.read_bytes() == b""
+        log.append(line(1))
+    [aside] = torn_files(tmp_path)
+    assert aside.read_bytes() == b'{"v": 1, "ti'
+    assert names(read_all(path)) == ["queue-1"]
+
+
+def test_open_keeps_a_complete_last_entry_lacking_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    second = line(2)
+    path.write_bytes(line(1) + second.rstrip(b"\n"))
+    with CallLog(path, FsyncPolicy.NO) as log:
+        assert path.read_bytes() == line(1) + second
+        log.append(line(3))
+    assert torn_files(tmp_path) == []
+    assert names(read_all(path)) == ["queue-1", "queue-2", "queue-3"]
+
+
+def test_open_leaves_a_newer_version_last_line_in_place(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    content = line(1) + future_line()
+    path.write_bytes(content)
+    with CallLog(path, FsyncPolicy.NO):
+        pass
+    assert torn_files(tmp_path) == []
+    assert path.read_bytes() == content
+
+
+def test_open_terminates_a_newer_version_last_line_lacking_its_newline(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    future = future_line()
+    path.write_bytes(line(1) + future.rstrip(b"\n"))
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(3))
+    assert path.read_bytes() == line(1) + future + line(3)  # the new entry starts on a fresh line
+
+
+def test_open_repairs_a_torn_tail_longer_than_the_scan_chunk(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    big = encode_entry(make_entry(1, body=b"x" * 200_000))
+    torn = encode_entry(make_entry(2, body=b"y" * 300_000))[:250_000]
+    path.write_bytes(big + torn)
+    with CallLog(path, FsyncPolicy.NO) as log:
+        assert path.read_bytes() == big
+        log.append(line(3))
+    [aside] = torn_files(tmp_path)
+    assert aside.read_bytes() == torn
+    pairs = read_all(path)
+    assert [number for number, _ in pairs] == [1, 2]
+    assert pairs[0][1].request.body == b"x" * 200_000
+
+
+def test_open_leaves_an_intact_log_untouched(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    content = line(1) + line(2)
+    path.write_bytes(content)
+    with CallLog(path, FsyncPolicy.NO):
+        pass
+    assert path.read_bytes() == content
+    assert torn_files(tmp_path) == []
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+
+def test_threads_appending_at_once_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    threads_n, per_thread = 8, 500
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    with CallLog(path, FsyncPolicy.NO) as log:
+
+        def work(thread: int) -> None:
+            try:
+                lines = [encode_entry(make_entry(i, f"T{thread}")) for i in range(per_thread)]
+                barrier.wait()
+                for encoded in lines:
+                    log.append(encoded)
+            except BaseException as exc:  # reported in the main thread
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert errors == []
+
+    raw_lines = path.read_bytes().splitlines()
+    assert len(raw_lines) == threads_n * per_thread
+    by_thread: dict[str, list[int]] = {}
+    for raw in raw_lines:
+        entry = decode_entry(raw)
+        by_thread.setdefault(entry.operation, []).append(int(entry.time - 1_700_000_000.0))
+    assert sorted(by_thread) == [f"T{t}" for t in range(threads_n)]
+    for numbers in by_thread.values():
+        assert numbers == list(range(per_thread))
+    reader = LogReader(path)
+    assert sum(1 for _ in reader) == threads_n * per_thread
+    assert reader.position == reader.size
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    from replay.config import FsyncPolicy
+    from replay.entry import Entry, Request, Response, encode_entry
+    from replay.log import CallLog
+
+    path, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    lines = [
+        encode_entry(
+            Entry(float(i), "s3", tag, Request("PUT", f"/b/{tag}/{i}", "", [], (tag * 65536).encode()),
+                  Response(200, [], b""))
+        )
+        for i in range(count)
+    ]
+    with CallLog(path, FsyncPolicy.NO) as log:
+        sys.stdout.write("ready\\n")
+        sys.stdout.flush()
+        sys.stdin.readline()  # start together
+        for encoded in lines:
+            log.append(encoded)
+    """
+)
+
+
+def test_two_processes_appending_at_once_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "volume" / LOG_NAME
+    count = 150  # 64 KiB bodies: ~10 MB per writer
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), tag, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for tag in ("A", "B")
+    ]
+    try:
+        for writer in writers:
+            assert writer.stdout is not None
+            assert writer.stdout.readline() == b"ready\n"
+        for writer in writers:
+            assert writer.stdin is not None
+            writer.stdin.write(b"go\n")
+            writer.stdin.close()
+        for writer in writers:
+            assert writer.wait(timeout=60) == 0
+    finally:
+        for writer in writers:
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
+            if writer.stdout is not None:
+                writer.stdout.close()
+
+    seen: dict[str, list[int]] = {"A": [], "B": []}
+    reader = LogReader(path)
+    for _, entry in reader:
+        tag = entry.operation
+        assert entry.request.body == (tag * 65536).encode()
+        seen[tag].append(int(entry.time))
+        assert entry.request.path == f"/b/{tag}/{int(entry.time)}"
+    assert reader.torn_line is None
+    assert reader.position == reader.size
+    assert seen == {"A": list(range(count)), "B": list(range(count))}
+    assert path.read_bytes().count(b"\n") == 2 * count
+
+
+def test_torn_line_followed_by_blank_lines_is_still_a_torn_tail(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1) + line(2)[:25] + b"\n\n \n")
+    with caplog.at_level(logging.WARNING, logger="replay.log"):
+        assert names(read_all(path)) == ["queue-1"]
+    assert "torn" in caplog.text
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(3))
+    assert names(read_all(path)) == ["queue-1", "queue-3"]
+    [aside] = torn_files(tmp_path)
+    assert aside.read_bytes().startswith(line(2)[:25])
