@@ -29,6 +29,7 @@ to :class:`DefaultClassifier`, or any callable matching :class:`Classifier`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 from urllib.parse import unquote_plus
@@ -139,12 +140,26 @@ class Classifier(Protocol):
     def __call__(self, request: Request) -> Call: ...
 
 
-def _service(request: Request, target: str | None) -> str:
-    auth = request.header("Authorization")
-    if auth and "Credential=" in auth:
+_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _scope_service(auth: str) -> str | None:
+    """The service of a SigV4 ``Authorization`` value's credential scope."""
+    if "Credential=" in auth:
         scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
         if len(scope) >= 5:
             return scope[3].lower()
+    return None
+
+
+
+def _service(request: Request, target: str | None) -> str:
+    auth = request.index.get("authorization")
+    if auth:
+        service = _scope_service(auth)
+        if service is not None:
+            return service
     if "X-Amz-Credential=" in request.query:
         for part in request.query.split("&"):
             if part.startswith("X-Amz-Credential="):
@@ -232,24 +247,35 @@ class DefaultClassifier:
     def __init__(self, extra_reads: Iterable[str] = (), extra_mutations: Iterable[str] = ()) -> None:
         self.reads = READ_OPERATIONS | frozenset(extra_reads)
         self.mutations = frozenset(extra_mutations)
+        self._calls: dict[tuple[str, str], Call] = {}
 
     def is_read(self, operation: str) -> bool:
         if operation in self.mutations:
             return False
         return operation in self.reads or operation.startswith(READ_PREFIXES)
 
+    def _named(self, service: str, operation: str) -> Call:
+        """The :class:`Call` of a JSON or query operation (memoised: the same few recur)."""
+        key = (service, operation)
+        call = self._calls.get(key)
+        if call is None:
+            call = Call(service, operation, not self.is_read(operation))
+            if len(self._calls) >= _CACHE_SIZE:
+                self._calls.clear()
+            self._calls[key] = call
+        return call
+
     def __call__(self, request: Request) -> Call:
         path = request.path
-        if path.startswith("/_localstack/") or path.startswith("/moto-api/") or path == "/moto-api":
+        if path.startswith(("/_localstack/", "/moto-api/")) or path == "/moto-api":
             if request.method == "POST" and path == "/moto-api/reset":
                 return Call("moto", "Reset", True)
             return Call("control", path, False)
 
-        target = request.header("X-Amz-Target")
+        target = request.index.get("x-amz-target")
         service = _service(request, target)
         if target:
-            operation = target.rsplit(".", 1)[-1]
-            return Call(service, operation, not self.is_read(operation))
+            return self._named(service, target.rsplit(".", 1)[-1])
 
         action = _param(request.query, "Action") if "Action=" in request.query else None
         if action is None and (request.body[:7] == b"Action=" or b"&Action=" in request.body):
@@ -257,7 +283,7 @@ class DefaultClassifier:
             if content_type.startswith("application/x-www-form-urlencoded"):
                 action = _param(request.body.decode("latin-1"), "Action")
         if action:
-            return Call(service, action, not self.is_read(action))
+            return self._named(service, action)
 
         operation = s3_operation(request) if service == "s3" else f"{request.method} {path}"
         mutating = request.method not in _READ_METHODS and operation != "SelectObjectContent"

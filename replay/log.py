@@ -39,6 +39,8 @@ __all__ = ["CallLog", "LogReader", "ensure_private_dir"]
 
 logger = logging.getLogger("replay.log")
 
+_flock, _LOCK_EX, _LOCK_UN, _write = fcntl.flock, fcntl.LOCK_EX, fcntl.LOCK_UN, os.write
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 _TAIL_CHUNK = 1 << 16
@@ -98,6 +100,7 @@ class CallLog:
     def __init__(self, path: Path, fsync: FsyncPolicy = FsyncPolicy.EVERYSEC) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        self._always = fsync is FsyncPolicy.ALWAYS
         ensure_private_dir(self.path.parent)
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
@@ -160,16 +163,16 @@ class CallLog:
         with self._lock:
             if self._closed:
                 raise LogWriteError(self.path, f"{self.path}: the log is closed")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock(fd, _LOCK_EX)
             try:
                 try:
-                    written = os.write(fd, line)
+                    written = _write(fd, line)
                 except OSError as exc:
                     raise LogWriteError(self.path, f"{self.path}: cannot append an entry: {exc}") from exc
                 if written != len(line):
                     self._truncate_back(written)
                     raise LogWriteError(self.path, f"{self.path}: short write ({written} of {len(line)} bytes)")
-                if self.fsync is FsyncPolicy.ALWAYS:
+                if self._always:
                     try:
                         os.fdatasync(fd)
                     except OSError as exc:
@@ -177,7 +180,7 @@ class CallLog:
                 else:
                     self._dirty = True
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                _flock(fd, _LOCK_UN)
 
     def _truncate_back(self, written: int) -> None:
         try:

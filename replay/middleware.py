@@ -9,19 +9,20 @@ through, untouched.  For a state-mutating call the response still streams to
 the client unchanged, but the last chunk is held back until the call's entry
 has been appended to the log: a client that saw a complete 2xx response has a
 call on record (on disk, under ``REPLAY_FSYNC=always``).  Failed (non-2xx) calls
-are not recorded.  If the client goes away before the end, the rest of the
-response is still drained and the call recorded, because its effect happened.
+are not recorded, nor are calls whose app raised while answering.  If the client
+goes away before the end, the rest of the response is still drained and the
+call recorded, because its effect happened.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from .classify import Call, Classifier, DefaultClassifier
-from .entry import Entry, Request, Response, encode_entry
+from .entry import Request, encode_call
 from .redact import redact
 from .wsgi import request_from_environ
 
@@ -54,54 +55,70 @@ class RecordingMiddleware:
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        started = time.time()
         request = request_from_environ(environ)
         call = self.classifier(request)
         if not call.mutating:
             return self.app(environ, start_response)
-
-        recording = _Recording(self.log, request, call, started)
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> object:
-            recording.status = int(status[:3])
-            recording.headers = headers
-            write = start_response(status, headers, exc_info)
-
-            def write_through(data: bytes) -> object:
-                recording.body.append(data)
-                return write(data)
-
-            return write_through
-
-        recording.iterable = self.app(environ, capture)  # type: ignore[arg-type]
+        recording = _Recording(self.log, request, call, start_response)
+        recording.iterable = self.app(environ, recording.start_response)
         return recording
 
 
 class _Recording:
     """The response iterable of one mutating call; appends its entry before the last chunk."""
 
-    __slots__ = ("body", "call", "done", "headers", "iterable", "iterator", "log", "request", "started", "status")
+    __slots__ = (
+        "body",
+        "call",
+        "done",
+        "headers",
+        "iterable",
+        "iterator",
+        "log",
+        "request",
+        "started",
+        "status",
+        "upstream",
+        "write_upstream",
+    )
 
-    def __init__(self, log: EntrySink, request: Request, call: Call, started: float) -> None:
+    def __init__(self, log: EntrySink, request: Request, call: Call, upstream: StartResponse) -> None:
         self.log = log
         self.request = request
         self.call = call
-        self.started = started
+        self.upstream = upstream
+        self.started = time.time()
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.body: list[bytes] = []
         self.iterable: Iterable[bytes] = ()
         self.iterator: Iterator[bytes] | None = None
+        self.write_upstream: Callable[[bytes], object] | None = None
         self.done = False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        self.status = int(status[:3])
+        self.headers = headers
+        self.write_upstream = self.upstream(status, headers, exc_info)
+        return self.write
+
+    def write(self, data: bytes) -> object:
+        """The legacy ``write()`` callable: passed through, and kept for the entry."""
+        self.body.append(data)
+        assert self.write_upstream is not None
+        return self.write_upstream(data)
 
     def __iter__(self) -> Iterator[bytes]:
         self.iterator = iterator = iter(self.iterable)
+        body = self.body
         held: bytes | None = None
         try:
             for chunk in iterator:
                 if not chunk:
                     continue
-                self.body.append(chunk)
+                body.append(chunk)
                 if held is not None:
                     yield held
                 held = chunk
@@ -119,14 +136,20 @@ class _Recording:
         self.done = True
         if not 200 <= self.status < 300:
             return
-        response = Response(self.status, self.headers, b"".join(self.body))
-        entry = Entry(self.started, self.call.service, self.call.operation, redact(self.request), response)
+        call = self.call
+        line = encode_call(
+            self.started,
+            call.service,
+            call.operation,
+            redact(self.request),
+            self.status,
+            self.headers,
+            b"".join(self.body),
+        )
         try:
-            self.log.append(encode_entry(entry))
+            self.log.append(line)
         except Exception:
-            logger.exception(
-                "could not record %s.%s; the call is not acknowledged", self.call.service, self.call.operation
-            )
+            logger.exception("could not record %s.%s; the call is not acknowledged", call.service, call.operation)
             raise
 
     def close(self) -> None:

@@ -23,13 +23,11 @@ import re
 
 from .entry import Request, _lower
 
-__all__ = ["redact"]
+__all__ = ["SENSITIVE_HEADERS", "redact", "safe_header"]
 
 _SECRET_HEADERS = frozenset({"x-amz-security-token", "proxy-authorization"})
 _SECRET_PARAMS = frozenset({b"x-amz-signature", b"x-amz-security-token", b"signature", b"securitytoken"})
 _SIGV4_SIGNATURE = re.compile(r",?\s*Signature=[^,\s]*", re.IGNORECASE)
-# header names whose presence means work for redact(); everything else is copied as is
-_INTERESTING = frozenset({"authorization", "content-type", "x-amz-content-sha256"} | _SECRET_HEADERS)
 _SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 _CHUNK_HEADERS_DROPPED = frozenset(
     {"x-amz-content-sha256", "x-amz-decoded-content-length", "x-amz-trailer", "content-length", "content-encoding"}
@@ -41,6 +39,17 @@ def _strip_params(raw: bytes) -> bytes | None:
     parts = raw.split(b"&")
     kept = [part for part in parts if part.split(b"=", 1)[0].lower() not in _SECRET_PARAMS]
     return None if len(kept) == len(parts) else b"&".join(kept)
+
+
+SENSITIVE_HEADERS = frozenset({"authorization"} | _SECRET_HEADERS)
+"""Lower-cased names of the headers :func:`safe_header` rewrites or drops."""
+
+
+def safe_header(lower: str, value: str) -> str | None:
+    """What may be kept of a header in :data:`SENSITIVE_HEADERS`: its new value, or ``None`` to drop it."""
+    if lower == "authorization":
+        return _authorization(value)
+    return None
 
 
 def _authorization(value: str) -> str | None:
@@ -103,45 +112,52 @@ def _streaming_body(
     return headers + trailers, body
 
 
+def _may_hold_secrets(raw: str | bytes) -> bool:
+    """Cheap pre-check before :func:`_strip_params`: could ``raw`` carry a secret parameter?"""
+    lowered = raw.lower()
+    if isinstance(lowered, bytes):
+        return b"signature" in lowered or b"securitytoken" in lowered or b"security-token" in lowered
+    return "signature" in lowered or "securitytoken" in lowered or "security-token" in lowered
+
+
 def redact(request: Request) -> Request:
     """A copy of ``request`` that is safe to write to disk (``request`` itself if it already was)."""
     index = request.index
-    present = _INTERESTING.intersection(index)
     changed = False
     headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = request.headers
-    streaming = "x-amz-content-sha256" in present and index["x-amz-content-sha256"] in _SIGNED_STREAMING
-    if present & _SECRET_HEADERS or "authorization" in present:
-        kept: list[tuple[str, str]] = []
-        for name, value in request.headers:
-            lower = _lower(name)
-            if lower in _SECRET_HEADERS:
-                changed = True
-                continue
-            if lower == "authorization":
-                safe = _authorization(value)
-                if safe != value:
-                    changed = True
-                    if safe is None:
-                        continue
-                    value = safe
-            kept.append((name, value))
-        headers = kept
+    auth = index.get("authorization") if not request.safe_headers else None
+    if not request.safe_headers and not _SECRET_HEADERS.isdisjoint(index):
+        headers = [(name, value) for name, value in headers if _lower(name) not in _SECRET_HEADERS]
+        changed = True
+    if auth is not None:
+        safe = _authorization(auth)
+        if safe != auth:
+            changed = True
+            # the index holds the same str object as the header pair it came from
+            if safe is None:
+                headers = [(n, v) for n, v in headers if not (v is auth and _lower(n) == "authorization")]
+            else:
+                headers = [(n, safe if v is auth and _lower(n) == "authorization" else v) for n, v in headers]
 
     query = request.query
-    if query:
+    if query and _may_hold_secrets(query):
         stripped = _strip_params(query.encode("latin-1"))
         if stripped is not None:
             query, changed = stripped.decode("latin-1"), True
 
     body = request.body
-    if body and index.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    if (
+        body
+        and index.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        and _may_hold_secrets(body)
+    ):
         stripped = _strip_params(body)
         if stripped is not None:
             body, changed = stripped, True
-    if streaming:
+    if index.get("x-amz-content-sha256") in _SIGNED_STREAMING:
         headers, body = _streaming_body(list(headers), body)
         changed = True
 
     if not changed:
         return request
-    return Request(request.method, request.path, query, headers, body)
+    return Request(request.method, request.path, query, headers, body, safe_headers=True)

@@ -1,7 +1,8 @@
 """Conversions between a WSGI environ and a :class:`~replay.entry.Request`.
 
 :func:`request_from_environ` reads what a server handed the app (restoring
-``wsgi.input`` so the app can still read the body); :func:`environ_from_request`
+``wsgi.input`` so the app can still read the body), dropping secret headers on
+the way so that no :class:`Request` ever holds them (:mod:`replay.redact`); :func:`environ_from_request`
 builds the environ an in-process replay hands the app, the way werkzeug's
 server would have built it (``PATH_INFO`` decoded, ``RAW_URI`` raw).
 """
@@ -16,6 +17,7 @@ from urllib.parse import quote, unquote_to_bytes
 from werkzeug.wsgi import get_input_stream
 
 from .entry import Request
+from .redact import SENSITIVE_HEADERS, safe_header
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -37,6 +39,23 @@ def _header_name(key: str) -> tuple[str, str] | tuple[()]:
     if len(_NAMES) < 4096:  # bounded: clients choose header names
         _NAMES[key] = found
     return found
+
+
+# environ keys (in order) -> the header keys among them: (key, name, lower-cased name, sensitive)
+_Plan = tuple[tuple[str, str, str, bool], ...]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+
+
+def _plan(keys: tuple[str, ...]) -> _Plan:
+    """Which environ keys are headers, worked out once per shape of environ (clients repeat theirs)."""
+    plan = _PLANS.get(keys)
+    if plan is None:
+        found = [(key, _NAMES.get(key) or _header_name(key)) for key in keys]
+        plan = tuple((key, f[0], f[1], f[1] in SENSITIVE_HEADERS) for key, f in found if f)
+        if len(_PLANS) >= 256:
+            _PLANS.clear()
+        _PLANS[keys] = plan
+    return plan
 
 
 def _read_body(environ: WSGIEnvironment, length: str) -> bytes:
@@ -67,14 +86,16 @@ def request_from_environ(environ: WSGIEnvironment) -> Request:
         path = quote(decoded, safe="/:@!$&'()*+,;=~", encoding="latin-1") or "/"
     headers = []
     index: dict[str, str] = {}
-    names = _NAMES
-    for key, value in environ.items():
-        found = names.get(key)
-        if found is None:
-            found = _header_name(key)
-        if found and value != "":
-            headers.append((found[0], value))
-            index[found[1]] = value
+    for key, name, lower, sensitive in _plan(tuple(environ)):
+        value: str | None = environ[key]
+        if sensitive:
+            value = safe_header(lower, value)  # type: ignore[arg-type]
+            if value is None:
+                continue
+        elif not value:
+            continue
+        headers.append((name, value))
+        index[lower] = value
     length = environ.get("CONTENT_LENGTH")
     if environ.get("wsgi.input_terminated"):
         body = get_input_stream(environ, safe_fallback=True).read()
@@ -84,7 +105,7 @@ def request_from_environ(environ: WSGIEnvironment) -> Request:
     else:
         body = _read_body(environ, length)
         environ["wsgi.input"] = io.BytesIO(body)
-    return Request(method, path, environ.get("QUERY_STRING", ""), headers, body, index)
+    return Request(method, path, environ.get("QUERY_STRING", ""), headers, body, index, safe_headers=True)
 
 
 def environ_from_request(

@@ -1,0 +1,208 @@
+"""Shared machinery of the benchmark suite: statistics, interleaving, results, machine info.
+
+Every benchmark measures a *ratio* (or a difference) between arms run side by
+side in one process: the arms are interleaved round by round, in an order that
+rotates so that no arm always runs first, and each round yields one paired
+value (e.g. ``time without / time with``).  What is reported is the median of
+the paired values and their spread (p25-p75, min-max).  Nothing is asserted:
+whether a target is met is a column of the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from replay.entry import Request, Response
+from replay.transport import Transport
+
+__all__ = [
+    "BenchmarkError",
+    "Result",
+    "Spread",
+    "machine_info",
+    "quiet_gc",
+    "rotations",
+    "send_ok",
+]
+
+T = TypeVar("T")
+
+
+class BenchmarkError(RuntimeError):
+    """The harness itself went wrong (a call failed, a log is short): the figures would be meaningless."""
+
+
+def send_ok(transport: Transport, request: Request) -> Response:
+    """Send ``request`` and insist on a 2xx answer."""
+    response = transport.send(request)
+    if not 200 <= response.status < 300:
+        raise BenchmarkError(f"{request.method} {request.target} answered {response.status}: {response.body[:300]!r}")
+    return response
+
+
+def rotations(arms: Sequence[T], rounds: int) -> Iterator[list[T]]:
+    """The order of the arms in each round: rotated by one each round (AB, BA, AB ... / ABC, BCA, CAB ...)."""
+    count = len(arms)
+    for index in range(rounds):
+        shift = index % count
+        yield list(arms[shift:]) + list(arms[:shift])
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Collect now, then keep the cyclic collector off for the timed block (as :mod:`timeit` does)."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def now_ns() -> int:
+    return time.perf_counter_ns()
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """Median and spread of a sample of paired per-round values."""
+
+    median: float
+    p25: float
+    p75: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        if not values:
+            raise BenchmarkError("no values to summarise")
+        ordered = sorted(values)
+        if len(ordered) >= 2:
+            p25, _, p75 = statistics.quantiles(ordered, n=4, method="inclusive")
+        else:
+            p25 = p75 = ordered[0]
+        return cls(statistics.median(ordered), p25, p75, ordered[0], ordered[-1], len(ordered))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One line of the table: a measured ratio (``unit="x"``) or time (``unit="us"``) against a target."""
+
+    key: str
+    title: str
+    unit: str
+    value: Spread
+    target: float | None
+    higher_is_better: bool
+    details: dict[str, float | int | str] = dataclasses.field(default_factory=dict)
+
+    def _meets(self, value: float) -> bool:
+        if self.target is None:
+            return True
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+    @property
+    def meets(self) -> bool | None:
+        """Whether the median meets the target (``None`` when there is no target)."""
+        return None if self.target is None else self._meets(self.value.median)
+
+    @property
+    def within_spread(self) -> bool:
+        """The target lies inside the p25-p75 spread: the verdict could flip on a rerun."""
+        return self.target is not None and self._meets(self.value.p25) != self._meets(self.value.p75)
+
+    def verdict(self) -> str:
+        if self.meets is None:
+            return "-"
+        word = "yes" if self.meets else "NO"
+        return word + ("*" if self.within_spread else "")
+
+    def format_value(self, value: float) -> str:
+        return f"{value:.3f}x" if self.unit == "x" else f"{value:.2f} us"
+
+    def format_target(self) -> str:
+        if self.target is None:
+            return "-"
+        return ("≥ " if self.higher_is_better else "≤ ") + self.format_value(self.target)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "unit": self.unit,
+            "value": self.value.to_dict(),
+            "target": self.target,
+            "higher_is_better": self.higher_is_better,
+            "meets": self.meets,
+            "within_spread": self.within_spread,
+            "details": self.details,
+        }
+
+
+def _filesystem(path: Path) -> str:
+    """The type and mount point of the filesystem holding ``path`` (fsync cost depends on it)."""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return "unknown"
+    resolved = str(path.resolve())
+    best: tuple[str, str] = ("", "unknown")
+    for fields in entries:
+        if len(fields) < 3:
+            continue
+        mount, kind = fields[1], fields[2]
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best[0]):
+            best = (mount, kind)
+    return f"{best[1]} ({best[0] or '?'})"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(workdir: Path) -> dict[str, str | int | float | None]:
+    """What the figures depend on: interpreter, cores, CPU, load, filesystem of the logs."""
+    try:
+        usable: int | None = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = None
+    try:
+        load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:  # pragma: no cover
+        load = "unknown"
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "load_average": load,
+        "log_filesystem": _filesystem(workdir),
+    }

@@ -1,0 +1,132 @@
+"""(c) Replaying a recorded log vs moto serving the same calls directly.
+
+``calls`` mutating moto calls (the table, bucket and queue creation, then
+batches of DynamoDB PutItem / S3 PutObject / SQS SendMessage, each batch
+followed by a recorded PurgeQueue) are recorded once through
+:class:`~replay.middleware.RecordingMiddleware` to a log file.  Then, in rounds
+whose order alternates, on a moto freshly reset with ``POST /moto-api/reset``
+(outside the timed region):
+
+* *replay*: ``Replayer(WSGITransport(app)).replay(log_path)`` (reading and
+  decoding the log included);
+* *direct*: the same :class:`~replay.entry.Request` objects, kept in memory,
+  sent through ``WSGITransport(app)``.
+
+The paired value is ``replay time / direct time``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from _harness import BenchmarkError, Result, Spread, now_ns, quiet_gc, rotations, send_ok
+from _workload import Workload, moto_reset
+
+from replay.config import LOG_FILE_NAME, FsyncPolicy
+from replay.emulators import moto_emulator
+from replay.entry import Request
+from replay.log import CallLog
+from replay.middleware import RecordingMiddleware
+from replay.replayer import Replayer
+from replay.transport import WSGITransport
+
+__all__ = ["Settings", "run"]
+
+TARGET = 1.15
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    rounds: int = 8
+    calls: int = 2000
+    warmup_calls: int = 200
+
+
+def _record(app_transport: WSGITransport, requests: list[Request], path: Path) -> None:
+    log = CallLog(path, FsyncPolicy.NO)
+    try:
+        recorder = WSGITransport(RecordingMiddleware(app_transport.app, log))
+        for request in requests:
+            send_ok(recorder, request)
+    finally:
+        log.close()
+    with open(path, "rb") as handle:
+        recorded = sum(1 for _ in handle)
+    if recorded != len(requests):
+        raise BenchmarkError(f"{path}: {recorded} entries recorded, expected {len(requests)}")
+
+
+def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
+    app = moto_emulator().app
+    transport = WSGITransport(app)
+    replayer = Replayer(transport)
+    reset = moto_reset()
+    requests = Workload().stream(settings.calls)
+    warmup = requests[: min(settings.warmup_calls, len(requests))]
+    log_path = workdir / "replay" / LOG_FILE_NAME
+    warmup_path = workdir / "replay-warmup" / LOG_FILE_NAME
+
+    send_ok(transport, reset)
+    _record(transport, requests, log_path)
+    send_ok(transport, reset)
+    _record(transport, warmup, warmup_path)
+
+    def replay_once(path: Path, expected: int) -> int:
+        send_ok(transport, reset)
+        with quiet_gc():
+            started = now_ns()
+            report = replayer.replay(path)
+            elapsed = now_ns() - started
+        if report.failed or report.restored != expected or report.torn_line is not None:
+            raise BenchmarkError(
+                f"replay of {path}: {report.restored} restored, {report.failed} failed, expected {expected}:"
+                f" {report.failures[:3]}"
+            )
+        return elapsed
+
+    def direct_once(calls: list[Request]) -> int:
+        send_ok(transport, reset)
+        send = transport.send
+        with quiet_gc():
+            started = now_ns()
+            for request in calls:
+                status = send(request).status
+                if not 200 <= status < 300:
+                    raise BenchmarkError(f"{request.method} {request.target} answered {status}")
+            return now_ns() - started
+
+    replay_once(warmup_path, len(warmup))
+    direct_once(warmup)
+    times: dict[str, list[int]] = {"replay": [], "direct": []}
+    for number, order in enumerate(rotations(["replay", "direct"], settings.rounds), 1):
+        for name in order:
+            times[name].append(replay_once(log_path, len(requests)) if name == "replay" else direct_once(requests))
+        say(f"  (c) round {number}/{settings.rounds}")
+    send_ok(transport, reset)
+
+    ratios = [replay / direct for replay, direct in zip(times["replay"], times["direct"], strict=True)]
+
+    def per_call_us(name: str) -> float:
+        return Spread.of([t / len(requests) / 1000 for t in times[name]]).median
+
+    replay_us, direct_us = per_call_us("replay"), per_call_us("direct")
+    return [
+        Result(
+            key="replay.ratio",
+            title="(c) replay time per call / moto serving the calls directly",
+            unit="x",
+            value=Spread.of(ratios),
+            target=TARGET,
+            higher_is_better=False,
+            details={
+                "per_call_us_replay": round(replay_us, 2),
+                "per_call_us_direct": round(direct_us, 2),
+                "per_call_us_added": round(replay_us - direct_us, 2),
+                "calls": len(requests),
+                "log_bytes": log_path.stat().st_size,
+                "rounds": settings.rounds,
+            },
+        )
+    ]

@@ -1,0 +1,162 @@
+"""Benchmark suite of ``replay``: the cost of recording and of replaying, as ratios measured side by side.
+
+Usage, from the repository root with the package installed::
+
+    python tests/benchmarks/run.py            # full run (about a minute or two)
+    python tests/benchmarks/run.py --quick    # a few seconds: every benchmark, tiny sizes
+    python tests/benchmarks/run.py --json     # the results as JSON on stdout
+
+What is measured (each arm interleaved with its baseline, round by round, in
+one process; the median of the per-round paired values is reported with its
+spread; targets are a column, never asserted):
+
+(a) moto throughput in-process (WSGI, no HTTP) with recording vs without, for
+    ``REPLAY_FSYNC`` everysec and always (targets >= 0.98x, >= 0.85x);
+(b) time added per recorded call around a no-op WSGI app, fsync everysec and no
+    (target <= 10 us);
+(c) replaying a recorded log vs moto serving the same calls directly
+    (target <= 1.15x).
+
+Progress goes to stderr.  The logs are written to a temporary directory
+(``--dir`` picks where: fsync costs depend on the filesystem), removed at the
+end.  The exit status is 0 whatever the figures, and 1 if the harness itself
+failed (a call answered non-2xx, a log missed entries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import _harness
+import bench_overhead
+import bench_replay
+import bench_throughput
+from _harness import BenchmarkError, Result
+from _workload import prepare_environment
+
+BENCHMARKS = ("a", "b", "c")
+
+
+def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
+    if quick:
+        return (
+            bench_throughput.Settings(rounds=2, batches=1, per_service=4),
+            bench_overhead.Settings(rounds=2, calls=500),
+            bench_replay.Settings(rounds=2, calls=60, warmup_calls=20),
+        )
+    return bench_throughput.Settings(), bench_overhead.Settings(), bench_replay.Settings()
+
+
+def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Callable[[str], None]) -> list[Result]:
+    throughput, overhead, replay = _settings(quick)
+    results: list[Result] = []
+    if "a" in selected:
+        say("(a) moto throughput with vs without recording ...")
+        results += bench_throughput.run(throughput, workdir, say)
+    if "b" in selected:
+        say("(b) time added per recorded call around a no-op app ...")
+        results += bench_overhead.run(overhead, workdir, say)
+    if "c" in selected:
+        say("(c) replay vs direct ...")
+        results += bench_replay.run(replay, workdir, say)
+    return results
+
+
+def _details(result: Result) -> str:
+    parts = []
+    for key, value in result.details.items():
+        if key.startswith("per_call_us_"):
+            parts.append(f"{key.removeprefix('per_call_us_')} {value} us")
+    return ", ".join(parts)
+
+
+def format_table(results: Sequence[Result], info: dict[str, object], elapsed: float, quick: bool) -> str:
+    rows = [("benchmark", "measured", "p25 - p75", "min - max", "target", "meets", "per call (medians)")]
+    for result in results:
+        spread = result.value
+        rows.append(
+            (
+                result.title,
+                result.format_value(spread.median),
+                f"{result.format_value(spread.p25)} - {result.format_value(spread.p75)}",
+                f"{result.format_value(spread.low)} - {result.format_value(spread.high)}",
+                result.format_target(),
+                result.verdict(),
+                _details(result),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        f"replay benchmarks ({'quick smoke run: figures are not meaningful' if quick else 'full run'}, "
+        f"{elapsed:.0f} s)",
+        f"python: {info['python']}   cores: {info['cores']} ({info['usable_cores']} usable)   cpu: {info['cpu']}",
+        f"platform: {info['platform']}   logs on: {info['log_filesystem']}",
+        f"load average: {info['load_average']} at start, {info['load_average_end']} at end",
+        "",
+    ]
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    lines += [
+        "",
+        "measured = median over rounds of the paired per-round value (arms interleaved, rotating order);",
+        "ratios are throughput with / without for (a), time replay / direct for (c); (b) is time with - without.",
+    ]
+    if any(result.within_spread for result in results):
+        lines.append("* the target lies inside the p25-p75 spread: the verdict may flip; rerun on a quiet machine.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run of every benchmark")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay); default: all",
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="where the temporary logs go (default: $TMPDIR)")
+    args = parser.parse_args(argv)
+    selected = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(selected) - set(BENCHMARKS))
+    if unknown or not selected:
+        parser.error(f"--only: unknown benchmark(s) {', '.join(unknown) or '(none given)'}; choose among a, b, c")
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    prepare_environment()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="replay-bench-", dir=args.dir) as tmp:
+        workdir = Path(tmp)
+        info: dict[str, object] = dict(_harness.machine_info(workdir))
+        try:
+            results = run_benchmarks(selected, args.quick, workdir, say)
+        except BenchmarkError as exc:
+            say(f"benchmark harness failed: {exc}")
+            return 1
+    info["load_average_end"] = _harness.machine_info(Path(tempfile.gettempdir()))["load_average"]
+    elapsed = time.perf_counter() - started
+    if args.json:
+        document = {
+            "quick": args.quick,
+            "elapsed_seconds": round(elapsed, 1),
+            "machine": info,
+            "results": [result.to_dict() for result in results],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(format_table(results, info, elapsed, args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
