@@ -146,6 +146,45 @@ def test_fsync_always_syncs_once_per_append(tmp_path: Path, monkeypatch: pytest.
     assert names(read_all(path)) == [f"queue-{n}" for n in range(1, 6)]
 
 
+def test_fsync_always_shares_syncs_between_concurrent_appenders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / LOG_NAME
+    log = CallLog(path, FsyncPolicy.ALWAYS)
+    synced_upto: list[int] = []
+    real = os.fdatasync
+
+    def slow_sync(fd: int) -> None:
+        size = os.fstat(fd).st_size  # what this sync is guaranteed to cover
+        real(fd)
+        time.sleep(0.005)  # a slow disk, so that appenders pile up behind it
+        synced_upto.append(size)
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    acknowledged: list[tuple[int, int]] = []  # (entry number, file size known synced when append returned)
+
+    def appender(first: int) -> None:
+        for number in range(first, first + 25):
+            log.append(line(number))
+            acknowledged.append((number, synced_upto[-1]))
+
+    threads = [threading.Thread(target=appender, args=(start,)) for start in range(0, 200, 25)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    bodies = sorted(entry.request.body for _, entry in read_all(path))
+    assert bodies == sorted(make_entry(n).request.body for n in range(200))
+    assert len(synced_upto) < 200  # fewer syncs than appends: they were shared
+    offsets, position = {}, 0
+    for raw in path.read_bytes().splitlines(keepends=True):
+        position += len(raw)
+        offsets[decode_entry(raw).request.body] = position
+    for number, synced in acknowledged:  # every acknowledged entry lay inside a completed sync
+        assert offsets[make_entry(number).request.body] <= synced
+
+
 def test_fsync_no_leaves_appends_to_the_os_and_close_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / LOG_NAME
     log = CallLog(path, FsyncPolicy.NO)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import _harness
+import bench_concurrent
 import bench_overhead
 import bench_replay
 import bench_throughput
@@ -59,6 +60,10 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
     if "a" in selected:
         say("(a) moto throughput with vs without recording ...")
         results += bench_throughput.run(throughput, workdir, say)
+        concurrent = bench_concurrent.Settings()
+        if quick:
+            concurrent = bench_concurrent.Settings(rounds=2, threads=2, per_service=2)
+        results += bench_concurrent.run(concurrent, workdir, say)
     if "b" in selected:
         say("(b) time added per recorded call around a no-op app ...")
         results += bench_overhead.run(overhead, workdir, say)
