@@ -20,10 +20,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from _workload import Workload, moto_reset
+
+from replay.emulators import moto_emulator
 from replay.entry import Request, Response
-from replay.transport import Transport
+from replay.transport import Transport, WSGITransport
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
     "BenchmarkError",
@@ -206,3 +212,14 @@ def machine_info(workdir: Path) -> dict[str, str | int | float | None]:
         "load_average": load,
         "log_filesystem": _filesystem(workdir),
     }
+
+
+def moto_with_workload(per_service: int) -> tuple[WSGIApplication, WSGITransport, Workload]:
+    """A freshly reset moto app, a plain transport to it, and the (a) workload with its setup calls sent."""
+    app = moto_emulator().app
+    plain = WSGITransport(app)
+    workload = Workload(per_service=per_service)
+    send_ok(plain, moto_reset())
+    for request in workload.setup:
+        send_ok(plain, request)
+    return app, plain, workload

@@ -16,11 +16,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from _harness import BenchmarkError, Result, Spread, now_ns, rotations, send_ok
-from _workload import Workload, moto_reset
+from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns, rotations, send_ok
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
-from replay.emulators import moto_emulator
 from replay.log import CallLog
 from replay.middleware import RecordingMiddleware
 from replay.transport import WSGITransport
@@ -38,12 +36,7 @@ class Settings:
 
 
 def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
-    app = moto_emulator().app
-    plain = WSGITransport(app)
-    workload = Workload(per_service=settings.per_service)
-    send_ok(plain, moto_reset())
-    for request in workload.setup:
-        send_ok(plain, request)
+    app, plain, workload = moto_with_workload(settings.per_service)
     batches = [workload.batch(index) for index in range(settings.threads)]
     calls_per_round = sum(len(batch) for batch in batches)
     log = CallLog(workdir / "concurrent-always" / LOG_FILE_NAME, FsyncPolicy.ALWAYS)
