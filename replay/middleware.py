@@ -8,7 +8,9 @@ Each request is classified (:mod:`replay.classify`).  Reads pass straight
 through, untouched.  For a state-mutating call the response still streams to
 the client unchanged, but the last chunk is held back until the call's entry
 has been appended to the log: a client that saw a complete 2xx response has a
-call on record (on disk, under ``REPLAY_FSYNC=always``).  Failed (non-2xx) calls
+call on record (on disk, under ``REPLAY_FSYNC=always``).  An app that returns a
+``list`` has its whole body in hand already: its entry is written before the
+list is handed back, and the list is passed on as it is.  Failed (non-2xx) calls
 are not recorded, nor are calls whose app raised while answering.  If the client
 goes away before the end, the rest of the response is still drained and the
 call recorded, because its effect happened.
@@ -60,7 +62,13 @@ class RecordingMiddleware:
         if not call.mutating:
             return self.app(environ, start_response)
         recording = _Recording(self.log, request, call, start_response)
-        recording.iterable = self.app(environ, recording.start_response)
+        iterable = self.app(environ, recording.start_response)
+        if type(iterable) is list and recording.status:
+            # a complete body in hand: record now, before any byte of it can leave
+            recording.body.extend(iterable)
+            recording.finish()
+            return iterable
+        recording.iterable = iterable
         return recording
 
 

@@ -442,3 +442,17 @@ def test_app_failing_mid_response_is_not_recorded() -> None:
         list(app_iter)
     getattr(app_iter, "close")()  # noqa: B009 - what a server does next
     assert sink.lines == []
+
+
+def test_list_response_is_recorded_before_it_is_returned() -> None:
+    body = [b'{"QueueUrl": ', b'"http://localhost/1/q"}']
+
+    def listing(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0")])
+        return body
+
+    sink = ListSink()
+    returned = RecordingMiddleware(listing, sink)(environ_for_sqs_create(), ignore_start_response)
+    [entry] = sink.entries()  # written before a single byte could be handed to the server
+    assert returned is body  # and the app's own list is passed on untouched
+    assert entry.response.body == b"".join(body)
