@@ -139,4 +139,6 @@ def environ_from_request(
             key = "HTTP_" + key
             environ[key] = f"{environ[key]},{value}" if key in environ else value
     environ["CONTENT_LENGTH"] = str(len(request.body))
+    if "HTTP_HOST" not in environ:  # HTTP/1.1 always has one; apps (moto among them) rely on it
+        environ["HTTP_HOST"] = server_name if server_port == 80 else f"{server_name}:{server_port}"
     return environ

@@ -221,3 +221,16 @@ def test_http_transport_timeout_is_a_transport_error_without_retry() -> None:
         HTTPTransport(BASE, timeout=2.5, retries=3, backoff=0).send(Request("POST", "/q", "", [], b"x"))
     assert len(responses.calls) == 1
     assert str(caught.value) == f"{BASE}: no response to POST /q within 2.5 s"
+
+
+def test_wsgi_transport_supplies_a_host_header_when_the_request_has_none() -> None:
+    seen: list[str] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        seen.append(environ["HTTP_HOST"])
+        start_response("200 OK", [])
+        return [b""]
+
+    WSGITransport(app, server_name="emulator", server_port=4566).send(Request("GET", "/", "", [], b""))
+    WSGITransport(app).send(Request("GET", "/", "", [("Host", "given:1")], b""))
+    assert seen == ["emulator:4566", "given:1"]
