@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .errors import TransportError
 from .log import LogReader
+from .mapping import IdMapping
 from .transport import Transport
 
 __all__ = ["Failure", "Progress", "ReplayReport", "Replayer"]
@@ -78,6 +79,7 @@ class ReplayReport:
     failures: list[Failure] = dataclasses.field(default_factory=list)
     torn_line: int | None = None
     duration: float = 0.0
+    mapped: int = 0
 
     @property
     def failed(self) -> int:
@@ -94,6 +96,7 @@ class ReplayReport:
             "failed": self.failed,
             "total": self.total,
             "torn_line": self.torn_line,
+            "mapped": self.mapped,
             "duration": round(self.duration, 6),
             "failures": [dataclasses.asdict(failure) for failure in self.failures],
         }
@@ -104,6 +107,8 @@ class Replayer:
 
     :param transport: where calls are reissued.
     :param progress: called with a :class:`Progress` about every ``progress_interval`` seconds.
+    :param mapping: learn generated values that differ on replay and rewrite later
+        calls with them (:mod:`replay.mapping`); on by default.
     """
 
     def __init__(
@@ -111,10 +116,12 @@ class Replayer:
         transport: Transport,
         progress: Callable[[Progress], None] | None = None,
         progress_interval: float = 1.0,
+        mapping: bool = True,
     ) -> None:
         self.transport = transport
         self.progress = progress
         self.progress_interval = progress_interval
+        self.mapping = mapping
 
     def replay(self, path: Path) -> ReplayReport:
         """Reissue every entry of the log at ``path``; a missing file restores nothing."""
@@ -123,9 +130,11 @@ class Replayer:
         started = time.perf_counter()
         next_progress = started + self.progress_interval
         send = self.transport.send
+        mapping = IdMapping() if self.mapping else None
         for line, entry in reader:
+            request = entry.request if mapping is None else mapping.rewrite(entry.request)
             try:
-                response = send(entry.request)
+                response = send(request)
             except TransportError:
                 raise
             except Exception as exc:  # an in-process app blew up: report it, go on
@@ -133,6 +142,8 @@ class Replayer:
             else:
                 if response.ok:
                     report.restored += 1
+                    if mapping is not None and entry.response.ok:
+                        mapping.learn(entry.response, response)
                 else:
                     message = response.body[:200].decode("utf-8", "replace")
                     self._fail(
@@ -142,6 +153,7 @@ class Replayer:
                 next_progress = now + self.progress_interval
                 self.progress(Progress(report.total, reader.position, reader.size, now - started))
         report.torn_line = reader.torn_line
+        report.mapped = len(mapping) if mapping is not None else 0
         report.duration = time.perf_counter() - started
         if self.progress is not None:
             self.progress(Progress(report.total, reader.position, reader.size, report.duration))
@@ -150,6 +162,8 @@ class Replayer:
             logger.warning("%d recorded API calls failed on replay (listed above)", report.failed)
         else:
             logger.info("0 recorded API calls failed on replay")
+        if report.mapped:
+            logger.info("%d generated values differed on replay; later calls were rewritten to match", report.mapped)
         return report
 
     @staticmethod

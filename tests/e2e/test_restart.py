@@ -385,22 +385,12 @@ def test_deleted_sqs_message_stays_deleted(server_generated_ids: ReplayServer, m
     assert bodies == ["keep"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: Subscribe gets a new random SubscriptionArn on replay, and the recorded Unsubscribe names "
-    "the old one, which moto ignores with a 200: an unsubscribed subscription silently comes back",
-    strict=True,
-)
 def test_unsubscribed_sns_subscription_stays_gone(server_generated_ids: ReplayServer, module_aws: AwsClients) -> None:
     sns = module_aws("sns", server_generated_ids)
     subscriptions = sns.list_subscriptions_by_topic(TopicArn=f"arn:aws:sns:us-east-1:{ACCOUNT}:e2e-ids")
     assert [s["Endpoint"] for s in subscriptions["Subscriptions"]] == [f"arn:aws:sqs:us-east-1:{ACCOUNT}:kept"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: CreateMultipartUpload gets a new random UploadId on replay, so the recorded UploadPart and "
-    "CompleteMultipartUpload fail (KeyError on the old id): a multipart-uploaded object is lost on restart",
-    strict=True,
-)
 def test_multipart_uploaded_object_is_restored(server_generated_ids: ReplayServer, module_aws: AwsClients) -> None:
     s3 = module_aws("s3", server_generated_ids)
     assert s3.get_object(Bucket="e2e-ids", Key="multipart.bin")["Body"].read() == BINARY * 8
