@@ -12,7 +12,9 @@ whose order alternates, on a moto freshly reset with ``POST /moto-api/reset``
 * *direct*: the same :class:`~replay.entry.Request` objects, kept in memory,
   sent through ``WSGITransport(app)``.
 
-The paired value is ``replay time / direct time``.
+The paired value is ``replay time / direct time``.  A third arm, *plain*,
+replays the same log with the id mapping switched off (``mapping=False``);
+``replay time / plain time`` is what the mapping costs.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from replay.transport import WSGITransport
 __all__ = ["Settings", "run"]
 
 TARGET = 1.15
+MAPPING_TARGET = 1.10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _record(app_transport: WSGITransport, requests: list[Request], path: Path) -
 def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
     app = moto_emulator().app
     transport = WSGITransport(app)
-    replayer = Replayer(transport)
+    replayers = {"replay": Replayer(transport), "plain": Replayer(transport, mapping=False)}
     reset = moto_reset()
     requests = Workload().stream(settings.calls)
     warmup = requests[: min(settings.warmup_calls, len(requests))]
@@ -73,11 +76,11 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     send_ok(transport, reset)
     _record(transport, warmup, warmup_path)
 
-    def replay_once(path: Path, expected: int) -> int:
+    def replay_once(path: Path, expected: int, arm: str = "replay") -> int:
         send_ok(transport, reset)
         with quiet_gc():
             started = now_ns()
-            report = replayer.replay(path)
+            report = replayers[arm].replay(path)
             elapsed = now_ns() - started
         if report.failed or report.restored != expected or report.torn_line is not None:
             raise BenchmarkError(
@@ -98,15 +101,19 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
             return now_ns() - started
 
     replay_once(warmup_path, len(warmup))
+    replay_once(warmup_path, len(warmup), "plain")
     direct_once(warmup)
-    times: dict[str, list[int]] = {"replay": [], "direct": []}
-    for number, order in enumerate(rotations(["replay", "direct"], settings.rounds), 1):
+    times: dict[str, list[int]] = {"replay": [], "plain": [], "direct": []}
+    for number, order in enumerate(rotations(["replay", "plain", "direct"], settings.rounds), 1):
         for name in order:
-            times[name].append(replay_once(log_path, len(requests)) if name == "replay" else direct_once(requests))
+            times[name].append(
+                direct_once(requests) if name == "direct" else replay_once(log_path, len(requests), name)
+            )
         say(f"  (c) round {number}/{settings.rounds}")
     send_ok(transport, reset)
 
     ratios = [replay / direct for replay, direct in zip(times["replay"], times["direct"], strict=True)]
+    mapping_ratios = [replay / plain for replay, plain in zip(times["replay"], times["plain"], strict=True)]
 
     def per_call_us(name: str) -> float:
         return Spread.of([t / len(requests) / 1000 for t in times[name]]).median
@@ -128,5 +135,18 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
                 "log_bytes": log_path.stat().st_size,
                 "rounds": settings.rounds,
             },
-        )
+        ),
+        Result(
+            key="replay.mapping",
+            title="(c) replay with id mapping / plain replay of the same log",
+            unit="x",
+            value=Spread.of(mapping_ratios),
+            target=MAPPING_TARGET,
+            higher_is_better=False,
+            details={
+                "per_call_us_mapping": round(replay_us, 2),
+                "per_call_us_plain": round(per_call_us("plain"), 2),
+                "rounds": settings.rounds,
+            },
+        ),
     ]
