@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("--retries", type=int, default=3, help="retries when the connection fails (default: 3)")
     restore.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     restore.add_argument("--quiet", action="store_true", help="no progress line")
+    restore.add_argument(
+        "--no-mapping", action="store_true", help="send calls exactly as recorded, without rewriting regenerated ids"
+    )
     return parser
 
 
@@ -120,7 +123,8 @@ def _restore(args: argparse.Namespace) -> int:
     transport = HTTPTransport(args.target, timeout=args.timeout, retries=args.retries)
     progress = None if args.quiet else _ProgressLine(sys.stderr, f"restoring into {args.target}")
     try:
-        report = Replayer(transport, progress=progress, progress_interval=0.2).replay(path)
+        replayer = Replayer(transport, progress=progress, progress_interval=0.2, mapping=not args.no_mapping)
+        report = replayer.replay(path)
     finally:
         transport.close()
     if args.json:

@@ -250,3 +250,31 @@ def test_serve_fsync_flag_wins_over_a_bad_environment_value(
     line = one_error_line(capsys.readouterr().err)
     assert "--port" in line
     assert "REPLAY_FSYNC" not in line
+
+
+def sns_call(body: bytes, answer: bytes) -> Entry:
+    headers = [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")]
+    return Entry(1_700_000_000.0, "sns", "op", Request("POST", "/", "", headers, body), Response(200, [], answer))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected_arn"), [([], "arn:new:sub-2222222"), (["--no-mapping"], "arn:old:sub-1111111")]
+)
+def test_restore_rewrites_ids_the_target_generated_anew_unless_told_not_to(
+    tmp_path: Path,
+    http: responses.RequestsMock,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    expected_arn: str,
+) -> None:
+    subscribe = sns_call(
+        b"Action=Subscribe&TopicArn=t", b"<R><SubscriptionArn>arn:old:sub-1111111</SubscriptionArn></R>"
+    )
+    unsubscribe = sns_call(b"Action=Unsubscribe&SubscriptionArn=arn%3Aold%3Asub-1111111", b"<R/>")
+    log = write_log(tmp_path, [subscribe, unsubscribe])
+    http.add(responses.POST, ANY_URL, body=b"<R><SubscriptionArn>arn:new:sub-2222222</SubscriptionArn></R>")
+    http.add(responses.POST, ANY_URL, body=b"<R/>")
+    assert main(["restore", "--target", TARGET, "--quiet", "--json", *flags, str(log)]) == 0
+    sent = http.calls[1].request.body
+    assert sent == b"Action=Unsubscribe&SubscriptionArn=" + expected_arn.replace(":", "%3A").encode()
+    assert orjson.loads(capsys.readouterr().out)["mapped"] == (0 if flags else 2)
