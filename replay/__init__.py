@@ -46,12 +46,16 @@ from .errors import ReplayError as ReplayError
 from .errors import TransportError as TransportError
 from .log import CallLog as CallLog
 from .log import LogReader as LogReader
+from .mapping import IdMapping as IdMapping
 from .middleware import RecordingMiddleware as RecordingMiddleware
 from .redact import redact as redact
 from .replayer import Failure as Failure
 from .replayer import Progress as Progress
 from .replayer import Replayer as Replayer
 from .replayer import ReplayReport as ReplayReport
+from .seeding import Seeder as Seeder
+from .seeding import ThreadSeeder as ThreadSeeder
+from .seeding import moto_seeder as moto_seeder
 from .transport import HTTPTransport as HTTPTransport
 from .transport import Transport as Transport
 from .transport import WSGITransport as WSGITransport
@@ -77,6 +81,7 @@ __all__ = [
     "Failure",
     "FsyncPolicy",
     "HTTPTransport",
+    "IdMapping",
     "LogCorruptError",
     "LogError",
     "LogReader",
@@ -90,6 +95,8 @@ __all__ = [
     "Replayer",
     "Request",
     "Response",
+    "Seeder",
+    "ThreadSeeder",
     "Transport",
     "TransportError",
     "WSGITransport",
@@ -97,6 +104,7 @@ __all__ = [
     "create_backend",
     "decode_entry",
     "encode_entry",
+    "moto_seeder",
     "persist",
     "redact",
 ]
@@ -107,15 +115,18 @@ def persist(
     data_dir: str | Path = "volume",
     fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
     classifier: Classifier | None = None,
+    seeder: Seeder | None = None,
 ) -> WSGIApplication:
     """Restore ``app`` from ``data_dir`` and return it wrapped so that new calls are recorded.
+
+    Pass ``seeder`` (e.g. :func:`moto_seeder` for moto) to make replayed calls generate the same ids.
 
     The log is synced and closed at interpreter exit.
 
     :raises LogCorruptError: the log has a malformed line before its end.
     """
     policy = fsync if isinstance(fsync, FsyncPolicy) else Config.load({"fsync": fsync}).fsync
-    backend = RecordReplayBackend(app, Path(data_dir) / "recorded_api_calls.json", policy, classifier)
+    backend = RecordReplayBackend(app, Path(data_dir) / "recorded_api_calls.json", policy, classifier, seeder)
     backend.restore()
     atexit.register(backend.close)
     return backend.wrap(app)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+from .seeding import Seeder, moto_seeder
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -17,10 +18,11 @@ __all__ = ["Emulator", "load_emulator", "moto_emulator"]
 
 @dataclasses.dataclass(frozen=True)
 class Emulator:
-    """A WSGI app plus what the health endpoint says about it."""
+    """A WSGI app, what the health endpoint says about it, and how its randomness is seeded per call."""
 
     app: WSGIApplication
     services: Callable[[], Iterable[str]] = tuple
+    seeder: Seeder | None = None
 
 
 def moto_emulator() -> Emulator:
@@ -30,7 +32,11 @@ def moto_emulator() -> Emulator:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     except ImportError as exc:  # pragma: no cover - moto[server] is a dependency
         raise ConfigError("--app", "moto", hint=f"moto[server] is not importable: {exc}") from exc
-    return Emulator(DomainDispatcherApplication(create_backend_app), lambda: sorted(backends.list_of_moto_modules()))
+    return Emulator(
+        DomainDispatcherApplication(create_backend_app),
+        lambda: sorted(backends.list_of_moto_modules()),
+        moto_seeder(),
+    )
 
 
 def load_emulator(spec: str) -> Emulator:

@@ -11,9 +11,11 @@ One entry is one line of ``recorded_api_calls.json``, an orjson-encoded object::
                   "encoding": "utf-8"}}
 
 ``path`` is the raw, still percent-encoded path; ``query`` the raw query string
-without ``?``.  A body is stored as text when it is valid UTF-8 (``"encoding":
-"utf-8"``) and as base64 otherwise (``"encoding": "base64"``).  Readers ignore
-fields they do not know; a ``v`` above :data:`FORMAT_VERSION` is refused.
+without ``?``.  ``seed``, present when the emulator's randomness is seeded per
+call (:mod:`replay.seeding`), is the seed the call ran with.  A body is stored
+as text when it is valid UTF-8 (``"encoding": "utf-8"``) and as base64
+otherwise (``"encoding": "base64"``).  Readers ignore fields they do not know;
+a ``v`` above :data:`FORMAT_VERSION` is refused.
 """
 
 from __future__ import annotations
@@ -179,17 +181,26 @@ class Response:
 class Entry:
     """One recorded, successful, state-mutating API call."""
 
-    __slots__ = ("operation", "request", "response", "service", "time")
+    __slots__ = ("operation", "request", "response", "seed", "service", "time")
 
-    def __init__(self, time: float, service: str, operation: str, request: Request, response: Response) -> None:
+    def __init__(
+        self,
+        time: float,
+        service: str,
+        operation: str,
+        request: Request,
+        response: Response,
+        seed: int | None = None,
+    ) -> None:
         self.time = time
         self.service = service
         self.operation = operation
         self.request = request
         self.response = response
+        self.seed = seed
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "v": FORMAT_VERSION,
             "time": self.time,
             "service": self.service,
@@ -197,6 +208,9 @@ class Entry:
             "request": self.request.to_dict(),
             "response": self.response.to_dict(),
         }
+        if self.seed is not None:
+            data["seed"] = self.seed
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Entry:
@@ -205,12 +219,16 @@ class Entry:
         time = data.get("time", 0.0)
         if not isinstance(time, (int, float)) or isinstance(time, bool):
             raise ValueError("time must be a number")
+        seed = data.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError("seed must be an integer")
         return cls(
             time=float(time),
             service=_str(data, "service", ""),
             operation=_str(data, "operation", ""),
             request=Request.from_dict(data.get("request")),
             response=Response.from_dict(data.get("response")),
+            seed=seed,
         )
 
     def __repr__(self) -> str:
@@ -237,20 +255,21 @@ def encode_call(
     status: int,
     headers: Sequence[tuple[str, str]],
     body: bytes,
+    seed: int | None = None,
 ) -> bytes:
     """The log line :func:`encode_entry` would make, without building the objects first (the recording hot path)."""
     text, encoding = _encode_body(body)
-    return orjson.dumps(
-        {
-            "v": FORMAT_VERSION,
-            "time": time,
-            "service": service,
-            "operation": operation,
-            "request": request.to_dict(),
-            "response": {"status": status, "headers": headers, "body": text, "encoding": encoding},
-        },
-        option=orjson.OPT_APPEND_NEWLINE,
-    )
+    data = {
+        "v": FORMAT_VERSION,
+        "time": time,
+        "service": service,
+        "operation": operation,
+        "request": request.to_dict(),
+        "response": {"status": status, "headers": headers, "body": text, "encoding": encoding},
+    }
+    if seed is not None:
+        data["seed"] = seed
+    return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode_entry(line: bytes) -> Entry:

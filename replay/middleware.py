@@ -19,6 +19,7 @@ call recorded, because its effect happened.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from .classify import Call, Classifier, DefaultClassifier
 from .entry import Request, encode_call
 from .redact import redact
+from .seeding import Seeder
 from .wsgi import request_from_environ
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["EntrySink", "RecordingMiddleware"]
 
 logger = logging.getLogger("replay.middleware")
+
+_SEEDS = random.Random()  # seeds for recorded calls; seeded from the OS at import, never hooked
 
 
 class EntrySink(Protocol):
@@ -49,12 +53,22 @@ class RecordingMiddleware:
     :param app: the WSGI app to wrap.
     :param log: where entries are appended.
     :param classifier: decides which calls mutate state; :class:`DefaultClassifier` by default.
+    :param seeder: if given, each mutating call runs in a random stream seeded with a
+        fresh seed that its entry keeps, so that its replay generates the same ids
+        (:mod:`replay.seeding`).
     """
 
-    def __init__(self, app: WSGIApplication, log: EntrySink, classifier: Classifier | None = None) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        log: EntrySink,
+        classifier: Classifier | None = None,
+        seeder: Seeder | None = None,
+    ) -> None:
         self.app = app
         self.log = log
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
+        self.seeder = seeder
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = request_from_environ(environ)
@@ -62,7 +76,12 @@ class RecordingMiddleware:
         if not call.mutating:
             return self.app(environ, start_response)
         recording = _Recording(self.log, request, call, start_response)
-        iterable = self.app(environ, recording.start_response)
+        if self.seeder is None:
+            iterable = self.app(environ, recording.start_response)
+        else:
+            recording.seed = seed = _SEEDS.getrandbits(63)
+            with self.seeder.seeded(seed):
+                iterable = self.app(environ, recording.start_response)
         if type(iterable) is list and recording.status:
             # a complete body in hand: record now, before any byte of it can leave
             recording.body.extend(iterable)
@@ -84,6 +103,7 @@ class _Recording:
         "iterator",
         "log",
         "request",
+        "seed",
         "started",
         "status",
         "upstream",
@@ -102,6 +122,7 @@ class _Recording:
         self.iterable: Iterable[bytes] = ()
         self.iterator: Iterator[bytes] | None = None
         self.write_upstream: Callable[[bytes], object] | None = None
+        self.seed: int | None = None
         self.done = False
 
     def start_response(
@@ -153,6 +174,7 @@ class _Recording:
             self.status,
             self.headers,
             b"".join(self.body),
+            self.seed,
         )
         try:
             self.log.append(line)

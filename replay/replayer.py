@@ -25,6 +25,7 @@ from pathlib import Path
 from .errors import TransportError
 from .log import LogReader
 from .mapping import IdMapping
+from .seeding import Seeder
 from .transport import Transport
 
 __all__ = ["Failure", "Progress", "ReplayReport", "Replayer"]
@@ -109,6 +110,8 @@ class Replayer:
     :param progress: called with a :class:`Progress` about every ``progress_interval`` seconds.
     :param mapping: learn generated values that differ on replay and rewrite later
         calls with them (:mod:`replay.mapping`); on by default.
+    :param seeder: reissue each entry that kept a ``seed`` inside the random stream
+        it was recorded in (in-process transports only; :mod:`replay.seeding`).
     """
 
     def __init__(
@@ -117,11 +120,13 @@ class Replayer:
         progress: Callable[[Progress], None] | None = None,
         progress_interval: float = 1.0,
         mapping: bool = True,
+        seeder: Seeder | None = None,
     ) -> None:
         self.transport = transport
         self.progress = progress
         self.progress_interval = progress_interval
         self.mapping = mapping
+        self.seeder = seeder
 
     def replay(self, path: Path) -> ReplayReport:
         """Reissue every entry of the log at ``path``; a missing file restores nothing."""
@@ -134,7 +139,11 @@ class Replayer:
         for line, entry in reader:
             request = entry.request if mapping is None else mapping.rewrite(entry.request)
             try:
-                response = send(request)
+                if self.seeder is not None and entry.seed is not None:
+                    with self.seeder.seeded(entry.seed):
+                        response = send(request)
+                else:
+                    response = send(request)
             except TransportError:
                 raise
             except Exception as exc:  # an in-process app blew up: report it, go on

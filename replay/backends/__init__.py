@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..classify import Classifier
 from ..config import BackendKind, Config
+from ..seeding import Seeder
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -67,12 +68,14 @@ class DisabledBackend:
         return None
 
 
-def create_backend(config: Config, app: WSGIApplication, classifier: Classifier | None = None) -> Backend:
+def create_backend(
+    config: Config, app: WSGIApplication, classifier: Classifier | None = None, seeder: Seeder | None = None
+) -> Backend:
     """The backend ``config`` asks for, restoring into and recording around ``app``."""
     if not config.persistence:
         return DisabledBackend()
     if config.backend is BackendKind.REPLAY:
         from .record_replay import RecordReplayBackend
 
-        return RecordReplayBackend(app, config.log_path, config.fsync, classifier)
+        return RecordReplayBackend(app, config.log_path, config.fsync, classifier, seeder)
     raise AssertionError(f"unhandled backend {config.backend!r}")  # pragma: no cover - enum is closed

@@ -10,6 +10,7 @@ from ..config import FsyncPolicy
 from ..log import CallLog
 from ..middleware import RecordingMiddleware
 from ..replayer import Replayer, ReplayReport
+from ..seeding import Seeder
 from ..transport import WSGITransport
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class RecordReplayBackend:
     :param log_path: ``<data dir>/recorded_api_calls.json``.
     :param fsync: the log's fsync policy.
     :param classifier: which calls are recorded.
+    :param seeder: per-call seeding of the emulator's randomness, so replayed calls generate the same ids.
     """
 
     def __init__(
@@ -33,8 +35,10 @@ class RecordReplayBackend:
         log_path: Path,
         fsync: FsyncPolicy = FsyncPolicy.EVERYSEC,
         classifier: Classifier | None = None,
+        seeder: Seeder | None = None,
     ) -> None:
         self.app = app
+        self.seeder = seeder
         self.log_path = Path(log_path)
         self.fsync = fsync
         self.classifier = classifier
@@ -47,13 +51,13 @@ class RecordReplayBackend:
 
     def restore(self) -> None:
         """Replay the whole log (raising on a corrupt one before anything is written), then open it."""
-        self.report = Replayer(WSGITransport(self.app)).replay(self.log_path)
+        self.report = Replayer(WSGITransport(self.app), seeder=self.seeder).replay(self.log_path)
         self.log = CallLog(self.log_path, self.fsync)
 
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
         if self.log is None:
             raise RuntimeError("restore() must run before wrap()")
-        return RecordingMiddleware(app, self.log, self.classifier)
+        return RecordingMiddleware(app, self.log, self.classifier, self.seeder)
 
     def status(self) -> dict[str, object]:
         if self.report is None:

@@ -1,0 +1,186 @@
+"""Per-call random streams, so that a replayed call generates the ids its recording did.
+
+An emulator draws generated values (message ids, instance ids, ARNs with random
+parts, upload ids ...) from random sources.  Replaying only the mutating calls
+of a history would draw different values.  So each recorded mutating call gets
+a random 63-bit ``seed`` (kept in its log entry), runs inside a random stream
+seeded with it, and its replay runs inside the same stream again: same seed,
+same draws, same ids.
+
+A :class:`ThreadSeeder` hooks the random sources it is given so that, *in a
+thread inside* :meth:`ThreadSeeder.seeded`, they draw from that thread's seeded
+stream, and everywhere else from what they drew from before.  Streams are per
+thread, so concurrent requests cannot take values from each other's stream,
+and unseeded work (reads, other threads) is untouched.  Hooked:
+
+* the ``getrandbits``, ``random`` and ``randbytes`` of each given
+  :class:`random.Random` instance (everything else in ``random.Random`` draws
+  through these);
+* ``os.urandom`` when asked (``uuid.uuid4()``, ``secrets`` and code calling
+  ``os.urandom`` directly); real entropy outside seeded calls.
+
+:func:`moto_seeder` hooks moto's ``mock_random``, the stdlib's shared
+``random`` instance and ``os.urandom``.  What it cannot reach: key pairs made
+by ``cryptography`` (KMS RSA/ECC keys, EC2 key pairs) come from OpenSSL's
+generator, and timestamps come from the clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import FrameType
+from typing import Any, Protocol
+
+__all__ = ["Seeder", "ThreadSeeder", "moto_seeder", "stable_seed"]
+
+_STREAM = threading.local()  # .rng / .bytes: the current thread's seeded streams, inside seeded()
+_HOOKED = "_replay_seeded"
+_EXCLUDED: tuple[str, ...] = ()  # modules whose draws always come from the shared sources
+_PLUMBING = {"random", "uuid", "secrets", __name__}  # modules a draw passes through on its way to a hook
+
+
+class Seeder(Protocol):
+    """Runs work inside a random stream chosen by a seed."""
+
+    def seeded(self, seed: int) -> contextlib.AbstractContextManager[None]: ...
+
+
+def _excluded() -> bool:
+    """Is the code that asked for this draw (past ``random``, ``uuid``, ``secrets`` ...) in an excluded module?"""
+    if not _EXCLUDED:
+        return False
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name not in _PLUMBING:
+            return bool(name.startswith(_EXCLUDED))
+        frame = frame.f_back
+    return False
+
+
+def _current(kind: str = "rng") -> random.Random | None:
+    rng: random.Random | None = getattr(_STREAM, kind, None)
+    if rng is not None and _excluded():
+        return None
+    return rng
+
+
+def _hook_generator(generator: random.Random) -> None:
+    if getattr(generator, _HOOKED, False):
+        return
+    _PLUMBING.add(type(generator).__module__)  # e.g. moto's MotoRandom.uuid4 calling getrandbits
+    shared_bits: Callable[[int], int] = generator.getrandbits
+    shared_random: Callable[[], float] = generator.random
+
+    def getrandbits(k: int) -> int:
+        rng = _current()
+        return shared_bits(k) if rng is None else rng.getrandbits(k)
+
+    def random_() -> float:
+        rng = _current()
+        return shared_random() if rng is None else rng.random()
+
+    def randbytes(n: int) -> bytes:
+        return getrandbits(n * 8).to_bytes(n, "little")
+
+    # instance attributes shadow the class's methods, also for calls random.Random makes on itself
+    generator.getrandbits = getrandbits  # type: ignore[method-assign]
+    generator.random = random_  # type: ignore[method-assign]
+    generator.randbytes = randbytes  # type: ignore[method-assign]
+    setattr(generator, _HOOKED, True)
+
+
+def _hook_urandom() -> None:
+    if getattr(os.urandom, _HOOKED, False):
+        return
+    entropy = os.urandom
+
+    def urandom(size: int, /) -> bytes:
+        rng = _current("bytes")
+        return entropy(size) if rng is None else rng.randbytes(size)
+
+    setattr(urandom, _HOOKED, True)
+    os.urandom = urandom
+
+
+class ThreadSeeder:
+    """Hooks ``generators`` (and ``os.urandom`` if ``urandom``) for per-thread seeded streams.
+
+    Hooking is idempotent and process-wide; the streams themselves are per thread.
+    ``os.urandom`` draws from a stream of its own, so that extra byte draws (an
+    emulator initialising something lazily) cannot shift the generators' values.
+    Draws made by modules named in ``exclude`` (prefixes) always come from the
+    shared sources: that is where an emulator's internal bookkeeping lives.
+    """
+
+    def __init__(
+        self, generators: Iterable[random.Random] = (), urandom: bool = False, exclude: Iterable[str] = ()
+    ) -> None:
+        global _EXCLUDED
+        for generator in generators:
+            _hook_generator(generator)
+        if urandom:
+            _hook_urandom()
+        _EXCLUDED = tuple(sorted(set(_EXCLUDED) | set(exclude)))
+
+    @contextlib.contextmanager
+    def seeded(self, seed: int) -> Iterator[None]:
+        """Within this block, this thread's hooked sources draw from streams seeded with ``seed``."""
+        previous = getattr(_STREAM, "rng", None), getattr(_STREAM, "bytes", None)
+        _STREAM.rng = random.Random(seed)
+        _STREAM.bytes = random.Random(f"{seed}/bytes")
+        try:
+            yield
+        finally:
+            _STREAM.rng, _STREAM.bytes = previous
+
+
+def stable_seed(*parts: str) -> int:
+    """A 63-bit seed that depends only on ``parts``, the same in every process."""
+    digest = hashlib.sha256("/".join(parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _seed_moto_backend_creation(seeder: ThreadSeeder) -> None:
+    """Create each moto backend (one per service, account and region) in a stream of its own.
+
+    moto creates a region's backend on first use, and some create default
+    resources then (EC2's default VPC, subnets and security groups).  Run in
+    whatever stream the first call had, those ids would depend on which call
+    came first in this process; run in a stream seeded from (service, account,
+    region), they are the same in every process, and the first call's own
+    stream is left as if no backend had been created.
+    """
+    from moto.core.base_backend import AccountSpecificBackend
+
+    if getattr(AccountSpecificBackend, _HOOKED, False):
+        return
+    create = AccountSpecificBackend.__getitem__
+
+    def __getitem__(self: Any, region_name: str) -> Any:
+        if region_name in self.keys():
+            return create(self, region_name)
+        with seeder.seeded(stable_seed("moto-backend", self.service_name, self.account_id, region_name)):
+            return create(self, region_name)
+
+    AccountSpecificBackend.__getitem__ = __getitem__  # type: ignore[method-assign]
+    setattr(AccountSpecificBackend, _HOOKED, True)
+
+
+def moto_seeder() -> ThreadSeeder:
+    """A seeder for moto: its ``mock_random``, the stdlib's shared generator and ``os.urandom``.
+
+    moto.core's own bookkeeping ids are left unseeded, and every backend is
+    created in a stream of its own (:func:`_seed_moto_backend_creation`).
+    """
+    from moto.moto_api._internal import mock_random
+
+    seeder = ThreadSeeder([mock_random, random._inst], urandom=True, exclude=["moto.core"])
+    _seed_moto_backend_creation(seeder)
+    return seeder
