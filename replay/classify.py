@@ -16,7 +16,9 @@ A :class:`Classifier` turns a :class:`~replay.entry.Request` into a
 
 For JSON and query operations, a name with a read prefix (:data:`READ_PREFIXES`,
 e.g. ``List``, ``Describe``, ``Get``, ``Head``) or in :data:`READ_OPERATIONS`
-(e.g. ``ReceiveMessage``, ``Query``, ``Scan``, ``Decrypt``) is a read.
+(e.g. ``Query``, ``Scan``, ``Decrypt``) is a read.  SQS ``ReceiveMessage`` is
+recorded when it returned messages (:meth:`DefaultClassifier.recordable`): it
+issues the receipt handles later deletes name.
 
 The service is taken from the SigV4 credential scope (``Authorization`` header
 or presigned ``X-Amz-Credential``), else from the ``X-Amz-Target`` prefix.
@@ -59,8 +61,6 @@ READ_PREFIXES: tuple[str, ...] = (
 
 READ_OPERATIONS: frozenset[str] = frozenset(
     {
-        # SQS: receiving changes only visibility (see the README: what is recorded)
-        "ReceiveMessage",
         # DynamoDB
         "Query",
         "Scan",
@@ -264,6 +264,17 @@ class DefaultClassifier:
                 self._calls.clear()
             self._calls[key] = call
         return call
+
+    def recordable(self, call: Call, status: int, body: bytes) -> bool:
+        """Whether a successful mutating call changed anything worth keeping.
+
+        An SQS ``ReceiveMessage`` that returned no message changed nothing (a
+        long poll that timed out); one that did is recorded, because it made
+        the receipt handles a later ``DeleteMessage`` names.
+        """
+        if call.operation == "ReceiveMessage" and call.service == "sqs":
+            return b'"Messages"' in body or b"<Message>" in body
+        return True
 
     def __call__(self, request: Request) -> Call:
         path = request.path

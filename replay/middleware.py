@@ -53,6 +53,8 @@ class RecordingMiddleware:
     :param app: the WSGI app to wrap.
     :param log: where entries are appended.
     :param classifier: decides which calls mutate state; :class:`DefaultClassifier` by default.
+        If it has a ``recordable(call, status, body)`` method, a successful call is
+        recorded only when that returns true.
     :param seeder: if given, each mutating call runs in a random stream seeded with a
         fresh seed that its entry keeps, so that its replay generates the same ids
         (:mod:`replay.seeding`).
@@ -69,13 +71,16 @@ class RecordingMiddleware:
         self.log = log
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
         self.seeder = seeder
+        self.recordable: Callable[[Call, int, bytes], bool] = getattr(
+            self.classifier, "recordable", _always_recordable
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = request_from_environ(environ)
         call = self.classifier(request)
         if not call.mutating:
             return self.app(environ, start_response)
-        recording = _Recording(self.log, request, call, start_response)
+        recording = _Recording(self.log, request, call, start_response, self.recordable)
         if self.seeder is None:
             iterable = self.app(environ, recording.start_response)
         else:
@@ -91,6 +96,10 @@ class RecordingMiddleware:
         return recording
 
 
+def _always_recordable(call: Call, status: int, body: bytes) -> bool:
+    return True
+
+
 class _Recording:
     """The response iterable of one mutating call; appends its entry before the last chunk."""
 
@@ -102,6 +111,7 @@ class _Recording:
         "iterable",
         "iterator",
         "log",
+        "recordable",
         "request",
         "seed",
         "started",
@@ -110,8 +120,16 @@ class _Recording:
         "write_upstream",
     )
 
-    def __init__(self, log: EntrySink, request: Request, call: Call, upstream: StartResponse) -> None:
+    def __init__(
+        self,
+        log: EntrySink,
+        request: Request,
+        call: Call,
+        upstream: StartResponse,
+        recordable: Callable[[Call, int, bytes], bool],
+    ) -> None:
         self.log = log
+        self.recordable = recordable
         self.request = request
         self.call = call
         self.upstream = upstream
@@ -166,6 +184,9 @@ class _Recording:
         if not 200 <= self.status < 300:
             return
         call = self.call
+        body = b"".join(self.body)
+        if not self.recordable(call, self.status, body):
+            return
         line = encode_call(
             self.started,
             call.service,
@@ -173,7 +194,7 @@ class _Recording:
             redact(self.request),
             self.status,
             self.headers,
-            b"".join(self.body),
+            body,
             self.seed,
         )
         try:

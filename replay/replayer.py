@@ -25,6 +25,7 @@ from pathlib import Path
 from .errors import TransportError
 from .log import LogReader
 from .mapping import IdMapping
+from .rules import prepare
 from .seeding import Seeder
 from .transport import Transport
 
@@ -137,7 +138,9 @@ class Replayer:
         send = self.transport.send
         mapping = IdMapping() if self.mapping else None
         for line, entry in reader:
-            request = entry.request if mapping is None else mapping.rewrite(entry.request)
+            request = prepare(entry)
+            if mapping is not None:
+                request = mapping.rewrite(request)
             try:
                 if self.seeder is not None and entry.seed is not None:
                     with self.seeder.seeded(entry.seed):

@@ -43,7 +43,7 @@ classify = DefaultClassifier()
     [
         ("AmazonSQS.CreateQueue", "sqs", Call("sqs", "CreateQueue", True)),
         ("AmazonSQS.SendMessage", "sqs", Call("sqs", "SendMessage", True)),
-        ("AmazonSQS.ReceiveMessage", "sqs", Call("sqs", "ReceiveMessage", False)),
+        ("AmazonSQS.ReceiveMessage", "sqs", Call("sqs", "ReceiveMessage", True)),
         ("AmazonSQS.ListQueues", "sqs", Call("sqs", "ListQueues", False)),
         ("AmazonSQS.GetQueueUrl", "sqs", Call("sqs", "GetQueueUrl", False)),
         ("DynamoDB_20120810.PutItem", "dynamodb", Call("dynamodb", "PutItem", True)),
@@ -158,3 +158,14 @@ def test_overrides() -> None:
     assert not custom(json_call("AmazonSQS.SendMessage", "sqs")).mutating
     assert custom(json_call("AmazonSQS.ReceiveMessage", "sqs")).mutating
     assert custom(Request("GET", "/things", "", [], b"")).mutating
+
+
+def test_a_receive_is_recorded_only_when_it_returned_messages() -> None:
+    call = classify(json_call("AmazonSQS.ReceiveMessage", "sqs"))
+    assert classify.recordable(call, 200, b'{"Messages": [{"MessageId": "m", "ReceiptHandle": "h"}]}')
+    assert not classify.recordable(call, 200, b"{}")
+    assert classify.recordable(
+        call, 200, b"<ReceiveMessageResult><Message><Body>x</Body></Message></ReceiveMessageResult>"
+    )
+    assert not classify.recordable(call, 200, b"<ReceiveMessageResult/>")
+    assert classify.recordable(classify(json_call("AmazonSQS.SendMessage", "sqs")), 200, b"{}")

@@ -73,7 +73,10 @@ def test_streams_are_per_thread() -> None:
 
 
 def auth(service: str) -> tuple[str, str]:
-    return ("Authorization", f"AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/{service}/aws4_request, SignedHeaders=h")
+    return (
+        "Authorization",
+        f"AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/{service}/aws4_request, SignedHeaders=h",
+    )
 
 
 def form(service: str, body: str) -> Request:

@@ -104,6 +104,7 @@ def test_only_successful_mutations_are_recorded(servers: Servers, aws: AwsClient
     assert server.log_operations() == [
         ("sqs", "CreateQueue"),
         ("sqs", "SendMessage"),
+        ("sqs", "ReceiveMessage"),  # it returned a message: it issued a receipt handle
         ("s3", "CreateBucket"),
         ("s3", "PutObject"),
         ("dynamodb", "CreateTable"),

@@ -52,7 +52,8 @@ def messages_and_objects(aws: AwsClients, server: ReplayServer) -> tuple[list[st
     queue = sqs.get_queue_url(QueueName="e2e-torn")["QueueUrl"]
     bodies = [
         m["Body"]
-        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages", [])
+        # VisibilityTimeout=0: looking leaves them visible (the receive is recorded: it returned messages)
+        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
     ]
     objects = {
         obj["Key"]: s3.get_object(Bucket="e2e-torn", Key=obj["Key"])["Body"].read()
@@ -88,11 +89,12 @@ def test_torn_last_entry_is_set_aside_and_appends_continue(
     first.stop()
     after = log.read_bytes()
     assert after.startswith(recorded_log) and after.endswith(b"\n")
-    assert [json.loads(line)["operation"] for line in after.splitlines()[len(lines) :]] == ["SendMessage", "PutObject"]
+    appended = [json.loads(line)["operation"] for line in after.splitlines()[len(lines) :]]
+    assert appended == ["ReceiveMessage", "SendMessage", "PutObject"]
 
     second = servers.start(data)
     stderr = second.stderr()
-    assert f"Restored {len(lines) + 2} API calls from persistent file: {log}\n" in stderr
+    assert f"Restored {len(lines) + 3} API calls from persistent file: {log}\n" in stderr
     assert "0 recorded API calls failed on replay" in stderr
     assert " WARNING " not in stderr
     assert messages_and_objects(aws, second) == (

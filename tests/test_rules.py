@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import orjson
+
+from replay.entry import Entry, Request, Response
+from replay.rules import prepare
+
+
+def receive(content_type: str, body: bytes) -> Entry:
+    request = Request("POST", "/", "", [("Content-Type", content_type)], body)
+    return Entry(0.0, "sqs", "ReceiveMessage", request, Response(200, [], b'{"Messages": []}'))
+
+
+def test_a_recorded_long_poll_is_replayed_without_waiting() -> None:
+    entry = receive("application/x-amz-json-1.0", orjson.dumps({"QueueUrl": "q", "WaitTimeSeconds": 20}))
+    assert orjson.loads(prepare(entry).body) == {"QueueUrl": "q", "WaitTimeSeconds": 0}
+    form = receive("application/x-www-form-urlencoded", b"Action=ReceiveMessage&WaitTimeSeconds=20&QueueUrl=q")
+    assert prepare(form).body == b"Action=ReceiveMessage&WaitTimeSeconds=0&QueueUrl=q"
+
+
+def test_other_calls_are_replayed_as_recorded() -> None:
+    short = receive("application/x-amz-json-1.0", orjson.dumps({"QueueUrl": "q"}))
+    assert prepare(short) is short.request
+    send = Entry(0.0, "sqs", "SendMessage", short.request, short.response)
+    assert prepare(send) is send.request
