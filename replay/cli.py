@@ -1,9 +1,9 @@
-"""The ``replay`` command: ``serve`` and ``restore``.
+"""The ``replay`` command: ``serve``, ``restore`` and ``verify``.
 
 Output for people goes to stderr through logging (and a progress line); a
 machine-readable summary goes to stdout with ``--json``.  Exit status: 0 on
 success, 1 when the work failed (a corrupt log, an unreachable target, calls
-that failed on replay), 2 for bad usage or configuration.
+that failed or, for ``verify``, diverged on replay), 2 for bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import orjson
 from . import __version__
 from .config import LOG_FILE_NAME, BackendKind, Config, FsyncPolicy
 from .errors import ConfigError, ReplayError
-from .replayer import Progress, Replayer
-from .transport import HTTPTransport
+from .replayer import Progress, Replayer, ReplayReport
+from .transport import HTTPTransport, WSGITransport
 
 __all__ = ["main"]
 
@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--no-mapping", action="store_true", help="send calls exactly as recorded, without rewriting regenerated ids"
     )
+    verify = commands.add_parser(
+        "verify", help="replay a log into a fresh in-process emulator and report what diverged (no serving)"
+    )
+    verify.add_argument("path", nargs="?", help="log file or data dir (default: $DATA_DIR or ./volume)")
+    verify.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
 
 
@@ -132,6 +138,42 @@ def _restore(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .emulators import load_emulator
+
+    path = _log_path(args.path)
+    emulator = load_emulator(args.app)
+    if emulator.reset is not None:
+        emulator.reset()
+    logging.getLogger("replay.replayer").setLevel(logging.ERROR)  # the report below says it all
+    report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder).replay(path)
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+    else:
+        sys.stdout.write(format_report(report))
+    return 1 if report.failures or report.divergences else 0
+
+
+def format_report(report: ReplayReport) -> str:
+    """The report as a table for people."""
+    rows = [(str(d.line), d.service, d.operation, d.describe()) for d in report.divergences]
+    lines = []
+    if rows:
+        header = ("line", "service", "operation", "what differed")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+        for row in [header, *rows]:
+            lines.append(
+                "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
+            )
+        lines.append("")
+    verdict = "diverged" if report.divergences or report.failures else "converged"
+    lines.append(
+        f"{report.path}: {report.total} calls replayed, {report.restored} restored, {report.failed} failed, "
+        f"{report.diverged} diverged, {report.mapped} generated values mapped: {verdict}"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .emulators import load_emulator
     from .server import Server
@@ -182,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(args.log_level)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "verify":
+            return _verify(args)
         return _restore(args)
     except ReplayError as exc:
         sys.stderr.write(f"replay: error: {exc}\n")

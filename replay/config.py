@@ -18,6 +18,7 @@ from .errors import ConfigError
 __all__ = ["BackendKind", "Config", "FsyncPolicy", "parse_bool", "parse_enum"]
 
 LOG_FILE_NAME = "recorded_api_calls.json"
+REPORT_FILE_NAME = "replay_report.json"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

@@ -23,6 +23,7 @@ class Emulator:
     app: WSGIApplication
     services: Callable[[], Iterable[str]] = tuple
     seeder: Seeder | None = None
+    reset: Callable[[], None] | None = None
 
 
 def moto_emulator() -> Emulator:
@@ -32,11 +33,15 @@ def moto_emulator() -> Emulator:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     except ImportError as exc:  # pragma: no cover - moto[server] is a dependency
         raise ConfigError("--app", "moto", hint=f"moto[server] is not importable: {exc}") from exc
-    return Emulator(
-        DomainDispatcherApplication(create_backend_app),
-        lambda: sorted(backends.list_of_moto_modules()),
-        moto_seeder(),
-    )
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def reset() -> None:
+        from .entry import Request
+        from .transport import WSGITransport
+
+        WSGITransport(app).send(Request("POST", "/moto-api/reset", "", [], b""))
+
+    return Emulator(app, lambda: sorted(backends.list_of_moto_modules()), moto_seeder(), reset)
 
 
 def load_emulator(spec: str) -> Emulator:

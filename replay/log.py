@@ -34,37 +34,15 @@ from pathlib import Path
 from .config import FsyncPolicy
 from .entry import Entry, decode_entry
 from .errors import EntryVersionError, LogCorruptError, LogVersionError, LogWriteError
+from .files import FILE_MODE, ensure_private_dir, fsync_dir
 
-__all__ = ["CallLog", "LogReader", "ensure_private_dir"]
+__all__ = ["CallLog", "LogReader"]
 
 logger = logging.getLogger("replay.log")
 
 _flock, _LOCK_EX, _LOCK_UN, _write = fcntl.flock, fcntl.LOCK_EX, fcntl.LOCK_UN, os.write
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 _TAIL_CHUNK = 1 << 16
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` and any missing parents as 0700; existing directories are left as they are."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=DIR_MODE, exist_ok=True)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a new or renamed entry in it survives power loss."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _content_end(fd: int, size: int) -> int:

@@ -3,11 +3,12 @@
 Emulators generate values (upload ids, subscription ARNs, message ids ...) that
 later calls refer to.  Replayed, the same call generates different ones, so a
 later recorded call would name a value that no longer exists.  While replaying,
-:class:`IdMapping` compares each recorded response with the one the replay got:
+:class:`IdMapping` learns from the differences between each recorded response
+and the one the replay got (:func:`replay.diff.changes`: JSON bodies walked in
+parallel, objects by key and arrays by position, XML bodies likewise, and
+same-named response headers):
 
-* JSON bodies are walked in parallel (objects by key, arrays by position),
-  XML bodies likewise (elements by position), and same-named response headers
-  are compared; every string that differs is a candidate ``old -> new`` pair;
+* every string that differs is a candidate ``old -> new`` pair;
 * values that cannot be identifiers are ignored: shorter than 6 characters,
   numbers, timestamps, and request ids (``RequestId`` elements or keys and the
   request-id headers);
@@ -22,37 +23,20 @@ are never touched.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
-from .entry import Request, Response
+from .diff import Change, explain
+from .entry import Request
 
 __all__ = ["IdMapping"]
 
-_VOLATILE_HEADERS = frozenset(
-    {
-        "date",
-        "server",
-        "connection",
-        "keep-alive",
-        "content-length",
-        "transfer-encoding",
-        "last-modified",
-        "x-amzn-requestid",
-        "x-amz-request-id",
-        "x-amz-id-2",
-        "x-amz-crc32",
-        "access-control-allow-origin",
-    }
-)
 # headers of a request that must never be rewritten
 _FIXED_HEADERS = frozenset({"host", "content-length", "content-type", "authorization", "x-amz-date", "x-amz-target"})
-_REQUEST_IDS = frozenset({"RequestId", "RequestID", "requestId", "request_id"})
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d|$)")
 _PARTS = re.compile(r"([:/])")
 _XML_TOKEN = re.compile(r"[^<>\s\"'&]+")
@@ -68,10 +52,6 @@ def _identifier(value: str) -> bool:
     except ValueError:
         return True
     return False
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
 
 
 class IdMapping:
@@ -96,41 +76,12 @@ class IdMapping:
                     if part != replacement and _identifier(part):
                         self.pairs[part] = replacement
 
-    def _walk_json(self, old: Any, new: Any) -> None:
-        if isinstance(old, dict) and isinstance(new, dict):
-            for key, value in old.items():
-                if key in new and key not in _REQUEST_IDS:
-                    self._walk_json(value, new[key])
-        elif isinstance(old, list) and isinstance(new, list):
-            for item, other in zip(old, new, strict=False):
-                self._walk_json(item, other)
-        elif isinstance(old, str) and isinstance(new, str):
-            self._add(old, new)
-
-    def _walk_xml(self, old: ElementTree.Element, new: ElementTree.Element) -> None:
-        if old.tag != new.tag or _local(old.tag) in _REQUEST_IDS:
-            return
-        if old.text and new.text:
-            self._add(old.text.strip(), new.text.strip())
-        for child, other in zip(old, new, strict=False):
-            self._walk_xml(child, other)
-
-    def learn(self, recorded: Response, replayed: Response) -> None:
-        """Compare what was recorded with what the replay answered; remember what changed."""
-        replayed_headers = {name.lower(): value for name, value in replayed.headers}
-        for name, value in recorded.headers:
-            lower = name.lower()
-            if lower not in _VOLATILE_HEADERS and lower in replayed_headers:
-                self._add(value, replayed_headers[lower])
-        old_body, new_body = recorded.body.lstrip(), replayed.body.lstrip()
-        if not old_body or old_body == new_body:
-            return
-        if old_body[:1] in (b"{", b"["):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                self._walk_json(orjson.loads(old_body), orjson.loads(new_body))
-        elif old_body[:1] == b"<":
-            with contextlib.suppress(ElementTree.ParseError):
-                self._walk_xml(ElementTree.fromstring(old_body), ElementTree.fromstring(new_body))
+    def learn(self, changes: Iterable[Change]) -> None:
+        """Remember the generated values among ``changes`` (:func:`replay.diff.changes` of a recorded
+        response and its replay)."""
+        for change in changes:
+            if isinstance(change.recorded, str) and isinstance(change.replayed, str) and explain(change, None) is None:
+                self._add(change.recorded, change.replayed)
 
     # rewriting
 

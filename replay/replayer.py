@@ -11,7 +11,12 @@ When done it logs, at INFO on ``replay.replayer``::
 
     Restored N API calls from persistent file: PATH
 
-where N counts the calls that succeeded, followed by the number that failed.
+where N counts the calls that succeeded, followed by the number that failed
+and the number that diverged: a call diverged when its replayed response
+differs from the recorded one in a way that is neither a timestamp nor a
+generated value the id mapping learned (:mod:`replay.diff`).  With
+``report_path`` the whole :class:`ReplayReport` (failures, divergences with
+what differed) is written there as JSON.
 """
 
 from __future__ import annotations
@@ -22,16 +27,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
+from .diff import Change, changes, explain
 from .errors import TransportError
+from .files import atomic_write
 from .log import LogReader
 from .mapping import IdMapping
 from .rules import prepare
 from .seeding import Seeder
 from .transport import Transport
 
-__all__ = ["Failure", "Progress", "ReplayReport", "Replayer"]
+__all__ = ["Divergence", "Failure", "Progress", "ReplayReport", "Replayer"]
 
 logger = logging.getLogger("replay.replayer")
+
+_LOGGED_DIVERGENCES = 20  # the rest are in the report only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +55,29 @@ class Failure:
     status: int | None
     recorded_status: int
     message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """A replayed call whose outcome differs from its recording in ways nothing explains."""
+
+    line: int
+    service: str
+    operation: str
+    changes: list[Change]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "line": self.line,
+            "service": self.service,
+            "operation": self.operation,
+            "changes": [change.to_dict() for change in self.changes],
+        }
+
+    def describe(self, limit: int = 3) -> str:
+        shown = "; ".join(f"{c.where}: {c.recorded!r} -> {c.replayed!r}" for c in self.changes[:limit])
+        more = len(self.changes) - limit
+        return shown + (f"; and {more} more" if more > 0 else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +116,15 @@ class ReplayReport:
     torn_line: int | None = None
     duration: float = 0.0
     mapped: int = 0
+    divergences: list[Divergence] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+    @property
+    def diverged(self) -> int:
+        return len(self.divergences)
 
     @property
     def total(self) -> int:
@@ -99,8 +138,10 @@ class ReplayReport:
             "total": self.total,
             "torn_line": self.torn_line,
             "mapped": self.mapped,
+            "diverged": self.diverged,
             "duration": round(self.duration, 6),
             "failures": [dataclasses.asdict(failure) for failure in self.failures],
+            "divergences": [divergence.to_dict() for divergence in self.divergences],
         }
 
 
@@ -113,6 +154,7 @@ class Replayer:
         calls with them (:mod:`replay.mapping`); on by default.
     :param seeder: reissue each entry that kept a ``seed`` inside the random stream
         it was recorded in (in-process transports only; :mod:`replay.seeding`).
+    :param report_path: where to write the report (JSON, atomically) when done.
     """
 
     def __init__(
@@ -122,12 +164,14 @@ class Replayer:
         progress_interval: float = 1.0,
         mapping: bool = True,
         seeder: Seeder | None = None,
+        report_path: Path | None = None,
     ) -> None:
         self.transport = transport
         self.progress = progress
         self.progress_interval = progress_interval
         self.mapping = mapping
         self.seeder = seeder
+        self.report_path = report_path
 
     def replay(self, path: Path) -> ReplayReport:
         """Reissue every entry of the log at ``path``; a missing file restores nothing."""
@@ -151,16 +195,21 @@ class Replayer:
                 raise
             except Exception as exc:  # an in-process app blew up: report it, go on
                 self._fail(report, line, entry.service, entry.operation, None, entry.response.status, repr(exc))
+                found = [Change("status", "status", entry.response.status, None)]
             else:
                 if response.ok:
                     report.restored += 1
-                    if mapping is not None and entry.response.ok:
-                        mapping.learn(entry.response, response)
                 else:
                     message = response.body[:200].decode("utf-8", "replace")
                     self._fail(
                         report, line, entry.service, entry.operation, response.status, entry.response.status, message
                     )
+                found = changes(entry.response, response)
+                if mapping is not None and response.ok and entry.response.ok:
+                    mapping.learn(found)
+            unexplained = [change for change in found if explain(change, mapping) is None]
+            if unexplained:
+                self._diverge(report, Divergence(line, entry.service, entry.operation, unexplained))
             if self.progress is not None and (now := time.perf_counter()) >= next_progress:
                 next_progress = now + self.progress_interval
                 self.progress(Progress(report.total, reader.position, reader.size, now - started))
@@ -176,7 +225,27 @@ class Replayer:
             logger.info("0 recorded API calls failed on replay")
         if report.mapped:
             logger.info("%d generated values differed on replay; later calls were rewritten to match", report.mapped)
+        where = f" (details in {self.report_path})" if self.report_path is not None else ""
+        if report.divergences:
+            logger.warning("%d replayed API calls diverged from their recording%s", report.diverged, where)
+        else:
+            logger.info("0 replayed API calls diverged from their recording")
+        if self.report_path is not None:
+            atomic_write(self.report_path, orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
         return report
+
+    @staticmethod
+    def _diverge(report: ReplayReport, divergence: Divergence) -> None:
+        report.divergences.append(divergence)
+        if report.diverged <= _LOGGED_DIVERGENCES:
+            logger.warning(
+                "%s:%d: %s.%s diverged on replay: %s",
+                report.path,
+                divergence.line,
+                divergence.service,
+                divergence.operation,
+                divergence.describe(),
+            )
 
     @staticmethod
     def _fail(

@@ -278,3 +278,58 @@ def test_restore_rewrites_ids_the_target_generated_anew_unless_told_not_to(
     sent = http.calls[1].request.body
     assert sent == b"Action=Unsubscribe&SubscriptionArn=" + expected_arn.replace(":", "%3A").encode()
     assert orjson.loads(capsys.readouterr().out)["mapped"] == (0 if flags else 2)
+
+
+def record_moto_log(directory: Path) -> Path:
+    """A real moto history, recorded in-process with seeding, as `replay serve` records it."""
+    from replay.emulators import moto_emulator
+    from replay.middleware import RecordingMiddleware
+    from replay.transport import WSGITransport
+
+    emulator = moto_emulator()
+    assert emulator.reset is not None
+    emulator.reset()
+    path = directory / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        transport = WSGITransport(RecordingMiddleware(emulator.app, log, seeder=emulator.seeder))
+        scope = "AK/20240101/us-east-1/sqs/aws4_request"
+        headers = [
+            ("Authorization", f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host"),
+            ("Content-Type", "application/x-amz-json-1.0"),
+        ]
+        for target, body in [
+            ("CreateQueue", {"QueueName": "verify"}),
+            ("SendMessage", {"QueueUrl": "http://localhost/123456789012/verify", "MessageBody": "m"}),
+            ("GetQueueAttributes", {"QueueUrl": "http://localhost/123456789012/verify", "AttributeNames": ["All"]}),
+        ]:
+            request = Request("POST", "/", "", [*headers, ("X-Amz-Target", f"AmazonSQS.{target}")], orjson.dumps(body))
+            assert transport.send(request).ok
+    emulator.reset()
+    return path
+
+
+def test_verify_a_converging_log_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = record_moto_log(tmp_path)
+    assert main(["verify", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{log}: 2 calls replayed, 2 restored, 0 failed, 0 diverged, 0 generated values mapped: converged\n"
+    assert main(["verify", "--json", str(log)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["diverged"] == 0
+
+
+def test_verify_reports_a_divergence_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = record_moto_log(tmp_path)
+    lines = log.read_bytes().splitlines(keepends=True)
+    sent = orjson.loads(lines[1])
+    answer = orjson.loads(sent["response"]["body"])
+    answer["MD5OfMessageBody"] = "0" * 32  # as if the emulator had answered something else back then
+    sent["response"]["body"] = orjson.dumps(answer).decode()
+    log.write_bytes(lines[0] + orjson.dumps(sent) + b"\n")
+    before = log.read_bytes()
+    assert main(["verify", str(log)]) == 1
+    out = capsys.readouterr().out
+    assert "line  service  operation    what differed" in out
+    assert "2     sqs      SendMessage  body.MD5OfMessageBody: '00000000000000000000000000000000' -> " in out
+    assert out.rstrip().endswith("1 diverged, 0 generated values mapped: diverged")
+    assert log.read_bytes() == before  # verify never writes
+    assert not (tmp_path / "replay_report.json").exists()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 
+from replay.diff import changes
 from replay.entry import Entry, Request, Response, encode_entry
 from replay.mapping import IdMapping
 from replay.replayer import Replayer
@@ -26,7 +27,7 @@ def xml(upload_id: str, request_id: str) -> Response:
 
 def test_learns_xml_values_but_not_request_ids() -> None:
     mapping = IdMapping()
-    mapping.learn(xml("OLDUPLOADID123", "REQUEST-ID-1"), xml("NEWUPLOADID456", "REQUEST-ID-2"))
+    mapping.learn(changes(xml("OLDUPLOADID123", "REQUEST-ID-1"), xml("NEWUPLOADID456", "REQUEST-ID-2")))
     assert mapping.pairs == {"OLDUPLOADID123": "NEWUPLOADID456"}
 
 
@@ -34,7 +35,7 @@ def test_learns_json_values_and_arn_parts_but_not_numbers_times_or_short_values(
     old = {"SubscriptionArn": OLD_ARN, "Count": "1", "Size": 10, "Created": "2024-01-01T00:00:00Z", "Tag": "ab"}
     new = {"SubscriptionArn": NEW_ARN, "Count": "2", "Size": 11, "Created": "2026-11-24T10:00:00Z", "Tag": "cd"}
     mapping = IdMapping()
-    mapping.learn(Response(200, [], orjson.dumps(old)), Response(200, [], orjson.dumps(new)))
+    mapping.learn(changes(Response(200, [], orjson.dumps(old)), Response(200, [], orjson.dumps(new))))
     assert mapping.pairs == {
         OLD_ARN: NEW_ARN,
         "11111111-aaaa-bbbb-cccc-000000000001": "22222222-dddd-eeee-ffff-000000000002",
@@ -45,7 +46,7 @@ def test_learns_changed_headers_except_volatile_ones() -> None:
     old = Response(200, [("x-amz-version-id", "version-old-1"), ("Date", "Mon, 01 Jan 2024")], b"")
     new = Response(200, [("x-amz-version-id", "version-new-2"), ("Date", "Tue, 24 Nov 2026")], b"")
     mapping = IdMapping()
-    mapping.learn(old, new)
+    mapping.learn(changes(old, new))
     assert mapping.pairs == {"version-old-1": "version-new-2"}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..classify import Classifier
-from ..config import FsyncPolicy
+from ..config import REPORT_FILE_NAME, FsyncPolicy
 from ..log import CallLog
 from ..middleware import RecordingMiddleware
 from ..replayer import Replayer, ReplayReport
@@ -40,6 +40,7 @@ class RecordReplayBackend:
         self.app = app
         self.seeder = seeder
         self.log_path = Path(log_path)
+        self.report_path = self.log_path.with_name(REPORT_FILE_NAME)
         self.fsync = fsync
         self.classifier = classifier
         self.report: ReplayReport | None = None
@@ -51,7 +52,8 @@ class RecordReplayBackend:
 
     def restore(self) -> None:
         """Replay the whole log (raising on a corrupt one before anything is written), then open it."""
-        self.report = Replayer(WSGITransport(self.app), seeder=self.seeder).replay(self.log_path)
+        replayer = Replayer(WSGITransport(self.app), seeder=self.seeder, report_path=self.report_path)
+        self.report = replayer.replay(self.log_path)
         self.log = CallLog(self.log_path, self.fsync)
 
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
@@ -67,6 +69,8 @@ class RecordReplayBackend:
             "log": str(self.log_path),
             "restored": self.report.restored,
             "failed": self.report.failed,
+            "diverged": self.report.diverged,
+            "report": str(self.report_path),
         }
 
     def close(self) -> None:

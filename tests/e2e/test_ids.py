@@ -135,3 +135,4 @@ def test_generated_ids_survive_a_restart(servers: Servers, aws: AwsClients, tmp_
     ec2 = aws("ec2", second)
     assert ec2.describe_instances(InstanceIds=[before["ec2"]["instance"]])["Reservations"]
     assert "0 recorded API calls failed on replay" in second.stderr()
+    assert "0 replayed API calls diverged from their recording" in second.stderr(), second.stderr()

@@ -79,14 +79,15 @@ def scan_all(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 
 def assert_restored(server: ReplayServer, count: int) -> None:
-    """The server's stderr and health endpoint say exactly ``count`` calls were restored, none failed."""
+    """The server's stderr and health endpoint say exactly ``count`` calls were restored, none failed or diverged."""
     stderr = server.stderr()
     assert f"Restored {count} API calls from persistent file: {server.log_path}\n" in stderr, stderr
     assert "0 recorded API calls failed on replay" in stderr, stderr
+    assert "0 replayed API calls diverged from their recording" in stderr, stderr
     health = server.health()
     assert health["features"]["persistence"] == "initialized"
     assert health["persistence"]["restored"] == count
-    assert health["persistence"]["failed"] == 0
+    assert (health["persistence"]["failed"], health["persistence"]["diverged"]) == (0, 0)
 
 
 def make_state(aws: AwsClients, server: ReplayServer) -> dict[str, str]:
