@@ -85,7 +85,7 @@ class RecordingMiddleware:
             iterable = self.app(environ, recording.start_response)
         else:
             recording.seed = seed = _SEEDS.getrandbits(63)
-            with self.seeder.seeded(seed):
+            with self.seeder.seeded(seed, recording.started):
                 iterable = self.app(environ, recording.start_response)
         if type(iterable) is list and recording.status:
             # a complete body in hand: record now, before any byte of it can leave

@@ -187,7 +187,7 @@ class Replayer:
                 request = mapping.rewrite(request)
             try:
                 if self.seeder is not None and entry.seed is not None:
-                    with self.seeder.seeded(entry.seed):
+                    with self.seeder.seeded(entry.seed, entry.time):
                         response = send(request)
                 else:
                     response = send(request)

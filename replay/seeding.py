@@ -20,24 +20,29 @@ and unseeded work (reads, other threads) is untouched.  Hooked:
   ``os.urandom`` directly); real entropy outside seeded calls.
 
 :func:`moto_seeder` hooks moto's ``mock_random``, the stdlib's shared
-``random`` instance and ``os.urandom``.  What it cannot reach: key pairs made
-by ``cryptography`` (KMS RSA/ECC keys, EC2 key pairs) come from OpenSSL's
-generator, and timestamps come from the clock.
+``random`` instance and ``os.urandom``, and moto's clocks (:func:`hook_clock`):
+a call recorded with the clock stopped at its arrival time is replayed at that
+same time, so timestamps, visibility timeouts and expiries come out as they did.
+What it cannot reach: key pairs made by ``cryptography`` (KMS RSA/ECC keys, EC2
+key pairs) come from OpenSSL's generator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import random
 import sys
 import threading
+import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
-__all__ = ["Seeder", "ThreadSeeder", "moto_seeder", "stable_seed"]
+__all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "stable_seed"]
 
 _STREAM = threading.local()  # .rng / .bytes: the current thread's seeded streams, inside seeded()
 _HOOKED = "_replay_seeded"
@@ -46,9 +51,9 @@ _PLUMBING = {"random", "uuid", "secrets", __name__}  # modules a draw passes thr
 
 
 class Seeder(Protocol):
-    """Runs work inside a random stream chosen by a seed."""
+    """Runs work inside a random stream chosen by a seed, and at a fixed time when ``clock`` is given."""
 
-    def seeded(self, seed: int) -> contextlib.AbstractContextManager[None]: ...
+    def seeded(self, seed: int, clock: float | None = None) -> contextlib.AbstractContextManager[None]: ...
 
 
 def _excluded() -> bool:
@@ -130,15 +135,103 @@ class ThreadSeeder:
         _EXCLUDED = tuple(sorted(set(_EXCLUDED) | set(exclude)))
 
     @contextlib.contextmanager
-    def seeded(self, seed: int) -> Iterator[None]:
-        """Within this block, this thread's hooked sources draw from streams seeded with ``seed``."""
-        previous = getattr(_STREAM, "rng", None), getattr(_STREAM, "bytes", None)
+    def seeded(self, seed: int, clock: float | None = None) -> Iterator[None]:
+        """Within this block, this thread's hooked sources draw from streams seeded with ``seed``,
+        and hooked clocks (:func:`hook_clock`) read ``clock`` (Unix seconds) when it is given."""
+        previous = getattr(_STREAM, "rng", None), getattr(_STREAM, "bytes", None), getattr(_STREAM, "clock", None)
+        if _CLOCK_MODULES:
+            _hook_new_modules()
         _STREAM.rng = random.Random(seed)
         _STREAM.bytes = random.Random(f"{seed}/bytes")
+        _STREAM.clock = clock
         try:
             yield
         finally:
-            _STREAM.rng, _STREAM.bytes = previous
+            _STREAM.rng, _STREAM.bytes, _STREAM.clock = previous
+
+
+# clocks
+
+_REAL_DATETIME = datetime.datetime
+_REAL_TIME = time.time
+_CLOCK_MODULES: list[str] = []  # prefixes of modules whose datetime globals read the frozen clock
+_SEEN_MODULES = [0]
+
+
+def _frozen() -> float | None:
+    clock: float | None = getattr(_STREAM, "clock", None)
+    return clock
+
+
+class _ClockMeta(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, _REAL_DATETIME)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, _REAL_DATETIME)
+
+
+class _ClockDateTime(_REAL_DATETIME, metaclass=_ClockMeta):
+    """Stands in for ``datetime.datetime`` in hooked modules: real datetimes out, a frozen ``now``."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _REAL_DATETIME(*args, **kwargs)
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> Any:
+        clock = _frozen()
+        return _REAL_DATETIME.now(tz) if clock is None else _REAL_DATETIME.fromtimestamp(clock, tz)
+
+    @classmethod
+    def utcnow(cls) -> Any:
+        clock = _frozen()
+        if clock is None:
+            return _REAL_DATETIME.now(datetime.timezone.utc).replace(tzinfo=None)
+        return _REAL_DATETIME.fromtimestamp(clock, datetime.timezone.utc).replace(tzinfo=None)
+
+
+_CLOCK_DATETIME_MODULE = types.ModuleType("datetime")
+_CLOCK_DATETIME_MODULE.__dict__.update(datetime.__dict__)
+_CLOCK_DATETIME_MODULE.datetime = _ClockDateTime  # type: ignore[attr-defined]
+
+
+def _time() -> float:
+    clock = _frozen()
+    return _REAL_TIME() if clock is None else clock
+
+
+def _hook_new_modules() -> None:
+    """Point the ``datetime`` globals of matching modules imported since the last look at the clock."""
+    if len(sys.modules) == _SEEN_MODULES[0]:
+        return
+    _SEEN_MODULES[0] = len(sys.modules)
+    prefixes = tuple(_CLOCK_MODULES)
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(prefixes):
+            continue
+        namespace = vars(module)
+        current = namespace.get("datetime")
+        if current is datetime:
+            namespace["datetime"] = _CLOCK_DATETIME_MODULE
+        elif current is _REAL_DATETIME:
+            namespace["datetime"] = _ClockDateTime
+
+
+def hook_clock(module_prefixes: Iterable[str]) -> None:
+    """Let work inside :meth:`ThreadSeeder.seeded` with a ``clock`` see that time.
+
+    ``time.time`` is hooked process-wide (real time outside seeded calls); the
+    ``datetime`` globals of modules under ``module_prefixes`` (the module or
+    the class) are swapped, now and for modules imported later, for stand-ins
+    whose ``now``/``utcnow`` read the frozen clock and that otherwise make and
+    recognise real datetimes.
+    """
+    if getattr(time.time, _HOOKED, False) is False:
+        setattr(_time, _HOOKED, True)
+        time.time = _time
+    _CLOCK_MODULES.extend(prefix for prefix in module_prefixes if prefix not in _CLOCK_MODULES)
+    _SEEN_MODULES[0] = 0
+    _hook_new_modules()
 
 
 def stable_seed(*parts: str) -> int:
@@ -183,4 +276,5 @@ def moto_seeder() -> ThreadSeeder:
 
     seeder = ThreadSeeder([mock_random, random._inst], urandom=True, exclude=["moto.core"])
     _seed_moto_backend_creation(seeder)
+    hook_clock(["moto."])
     return seeder
