@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 __all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "stable_seed"]
 
-_STREAM = threading.local()  # .rng / .bytes: the current thread's seeded streams, inside seeded()
+_STREAM = threading.local()  # .seed, .rng, .bytes, .clock: the current thread's seeded streams, inside seeded()
 _HOOKED = "_replay_seeded"
 _EXCLUDED: tuple[str, ...] = ()  # modules whose draws always come from the shared sources
 _PLUMBING = {"random", "uuid", "secrets", __name__}  # modules a draw passes through on its way to a hook
@@ -70,9 +70,14 @@ def _excluded() -> bool:
 
 
 def _current(kind: str = "rng") -> random.Random | None:
-    rng: random.Random | None = getattr(_STREAM, kind, None)
-    if rng is not None and _excluded():
+    """This thread's seeded stream of ``kind`` (``rng`` or ``bytes``), made on first use; ``None`` outside."""
+    seed = getattr(_STREAM, "seed", None)
+    if seed is None or (kind == "bytes" and _excluded()):
         return None
+    rng: random.Random | None = getattr(_STREAM, kind, None)
+    if rng is None:  # made lazily: a generator costs microseconds to seed, and many calls draw no bytes
+        rng = random.Random(seed if kind == "rng" else f"{seed}/{kind}")
+        setattr(_STREAM, kind, rng)
     return rng
 
 
@@ -83,9 +88,15 @@ def _hook_generator(generator: random.Random) -> None:
     shared_bits: Callable[[int], int] = generator.getrandbits
     shared_random: Callable[[], float] = generator.random
 
-    def getrandbits(k: int) -> int:
-        rng = _current()
-        return shared_bits(k) if rng is None else rng.getrandbits(k)
+    stream = _STREAM
+
+    def getrandbits(k: int) -> int:  # the hot path: a request id alone is dozens of draws
+        rng = getattr(stream, "rng", None)
+        if rng is None:
+            if getattr(stream, "seed", None) is None:
+                return shared_bits(k)
+            rng = _current()
+        return rng.getrandbits(k)  # type: ignore[union-attr]
 
     def random_() -> float:
         rng = _current()
@@ -120,8 +131,10 @@ class ThreadSeeder:
     Hooking is idempotent and process-wide; the streams themselves are per thread.
     ``os.urandom`` draws from a stream of its own, so that extra byte draws (an
     emulator initialising something lazily) cannot shift the generators' values.
-    Draws made by modules named in ``exclude`` (prefixes) always come from the
-    shared sources: that is where an emulator's internal bookkeeping lives.
+    Byte draws (``os.urandom``, hence ``uuid.uuid4()``) made by modules named in
+    ``exclude`` (prefixes) always come from real entropy: that is where an
+    emulator's internal bookkeeping lives.  Generator draws are not checked (the
+    check walks the stack, and a request id alone is dozens of draws).
     """
 
     def __init__(
@@ -138,16 +151,20 @@ class ThreadSeeder:
     def seeded(self, seed: int, clock: float | None = None) -> Iterator[None]:
         """Within this block, this thread's hooked sources draw from streams seeded with ``seed``,
         and hooked clocks (:func:`hook_clock`) read ``clock`` (Unix seconds) when it is given."""
-        previous = getattr(_STREAM, "rng", None), getattr(_STREAM, "bytes", None), getattr(_STREAM, "clock", None)
+        stream = _STREAM
+        previous = (
+            getattr(stream, "seed", None),
+            getattr(stream, "rng", None),
+            getattr(stream, "bytes", None),
+            getattr(stream, "clock", None),
+        )
         if _CLOCK_MODULES:
             _hook_new_modules()
-        _STREAM.rng = random.Random(seed)
-        _STREAM.bytes = random.Random(f"{seed}/bytes")
-        _STREAM.clock = clock
+        stream.seed, stream.rng, stream.bytes, stream.clock = seed, None, None, clock
         try:
             yield
         finally:
-            _STREAM.rng, _STREAM.bytes, _STREAM.clock = previous
+            stream.seed, stream.rng, stream.bytes, stream.clock = previous
 
 
 # clocks

@@ -21,6 +21,7 @@ from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns,
 from replay.config import LOG_FILE_NAME, FsyncPolicy
 from replay.log import CallLog
 from replay.middleware import RecordingMiddleware
+from replay.seeding import moto_seeder
 from replay.transport import WSGITransport
 
 __all__ = ["Settings", "run"]
@@ -40,7 +41,7 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     batches = [workload.batch(index) for index in range(settings.threads)]
     calls_per_round = sum(len(batch) for batch in batches)
     log = CallLog(workdir / "concurrent-always" / LOG_FILE_NAME, FsyncPolicy.ALWAYS)
-    arms = {"without": plain, "always": WSGITransport(RecordingMiddleware(app, log))}
+    arms = {"without": plain, "always": WSGITransport(RecordingMiddleware(app, log, seeder=moto_seeder()))}
     failures: list[str] = []
 
     def one_round(transport: WSGITransport) -> int:

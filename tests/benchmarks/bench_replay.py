@@ -7,8 +7,9 @@ followed by a recorded PurgeQueue) are recorded once through
 whose order alternates, on a moto freshly reset with ``POST /moto-api/reset``
 (outside the timed region):
 
-* *replay*: ``Replayer(WSGITransport(app)).replay(log_path)`` (reading and
-  decoding the log included);
+* *replay*: ``Replayer(WSGITransport(app), seeder=moto_seeder()).replay(log_path)``
+  (reading and decoding the log, seeding each call, the id mapping and the
+  divergence check included: what ``replay serve`` does at start-up);
 * *direct*: the same :class:`~replay.entry.Request` objects, kept in memory,
   sent through ``WSGITransport(app)``.
 
@@ -32,6 +33,7 @@ from replay.entry import Request
 from replay.log import CallLog
 from replay.middleware import RecordingMiddleware
 from replay.replayer import Replayer
+from replay.seeding import moto_seeder
 from replay.transport import WSGITransport
 
 __all__ = ["Settings", "run"]
@@ -50,7 +52,7 @@ class Settings:
 def _record(app_transport: WSGITransport, requests: list[Request], path: Path) -> None:
     log = CallLog(path, FsyncPolicy.NO)
     try:
-        recorder = WSGITransport(RecordingMiddleware(app_transport.app, log))
+        recorder = WSGITransport(RecordingMiddleware(app_transport.app, log, seeder=moto_seeder()))
         for request in requests:
             send_ok(recorder, request)
     finally:
@@ -64,7 +66,11 @@ def _record(app_transport: WSGITransport, requests: list[Request], path: Path) -
 def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
     app = moto_emulator().app
     transport = WSGITransport(app)
-    replayers = {"replay": Replayer(transport), "plain": Replayer(transport, mapping=False)}
+    seeder = moto_seeder()
+    replayers = {
+        "replay": Replayer(transport, seeder=seeder),
+        "plain": Replayer(transport, mapping=False, seeder=seeder),
+    }
     reset = moto_reset()
     requests = Workload().stream(settings.calls)
     warmup = requests[: min(settings.warmup_calls, len(requests))]

@@ -5,7 +5,8 @@ order): *without* sends each request through
 :class:`~replay.transport.WSGITransport` straight to moto's app; *everysec* and
 *always* send it through the same transport to the app wrapped in
 :class:`~replay.middleware.RecordingMiddleware` over a
-:class:`~replay.log.CallLog` with that fsync policy.  Each log stays open for
+:class:`~replay.log.CallLog` with that fsync policy, seeding each call as
+``replay serve`` does (:func:`~replay.seeding.moto_seeder`).  Each log stays open for
 the whole benchmark, as in a server, so the once-a-second background sync of
 ``everysec`` happens while the rounds run.  A round is ``batches`` batches of
 DynamoDB PutItem / S3 PutObject / SQS SendMessage calls; the SQS queue is purged
@@ -24,6 +25,7 @@ from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns,
 from replay.config import LOG_FILE_NAME, FsyncPolicy
 from replay.log import CallLog
 from replay.middleware import RecordingMiddleware
+from replay.seeding import moto_seeder
 from replay.transport import WSGITransport
 
 __all__ = ["Settings", "run"]
@@ -52,7 +54,7 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     logs = {policy: CallLog(workdir / f"throughput-{policy.value}" / LOG_FILE_NAME, policy) for policy in policies}
     arms: dict[str, WSGITransport] = {"without": plain}
     for policy in policies:
-        arms[policy.value] = WSGITransport(RecordingMiddleware(app, logs[policy]))
+        arms[policy.value] = WSGITransport(RecordingMiddleware(app, logs[policy], seeder=moto_seeder()))
     purge = workload.purge
 
     def one_round(transport: WSGITransport) -> int:
