@@ -30,6 +30,7 @@ from .classify import DefaultClassifier as DefaultClassifier
 from .config import BackendKind as BackendKind
 from .config import Config as Config
 from .config import FsyncPolicy as FsyncPolicy
+from .diff import Change as Change
 from .entry import FORMAT_VERSION as FORMAT_VERSION
 from .entry import Entry as Entry
 from .entry import Request as Request
@@ -49,6 +50,7 @@ from .log import LogReader as LogReader
 from .mapping import IdMapping as IdMapping
 from .middleware import RecordingMiddleware as RecordingMiddleware
 from .redact import redact as redact
+from .replayer import Divergence as Divergence
 from .replayer import Failure as Failure
 from .replayer import Progress as Progress
 from .replayer import Replayer as Replayer
@@ -71,11 +73,13 @@ __all__ = [
     "BackendKind",
     "Call",
     "CallLog",
+    "Change",
     "Classifier",
     "Config",
     "ConfigError",
     "DefaultClassifier",
     "DisabledBackend",
+    "Divergence",
     "Entry",
     "EntryVersionError",
     "Failure",

@@ -28,7 +28,7 @@ from .entry import Response
 if TYPE_CHECKING:
     from .mapping import IdMapping
 
-__all__ = ["Change", "changes", "explain"]
+__all__ = ["Change", "changes", "explain", "is_clock_value"]
 
 VOLATILE_HEADERS = frozenset(
     {
@@ -145,7 +145,8 @@ def changes(recorded: Response, replayed: Response) -> list[Change]:
     return out
 
 
-def _clock(value: Any) -> bool:
+def is_clock_value(value: Any) -> bool:
+    """Does ``value`` look like a point in time (ISO 8601 or HTTP date text, or Unix seconds)?"""
     if isinstance(value, str):
         return bool(_TIMESTAMP.match(value))
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1e8
@@ -155,7 +156,7 @@ def explain(change: Change, mapping: IdMapping | None) -> str | None:
     """Why ``change`` is fine (``"clock"``, ``"mapped"``), or ``None``: a divergence."""
     if change.where == "status":
         return None
-    if _clock(change.recorded) and _clock(change.replayed):
+    if is_clock_value(change.recorded) and is_clock_value(change.replayed):
         return "clock"
     if _CLOCK_KEY.search(change.key) and change.recorded is not None and change.replayed is not None:
         return "clock"

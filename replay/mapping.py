@@ -30,14 +30,13 @@ from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
-from .diff import Change, explain
+from .diff import Change, explain, is_clock_value
 from .entry import Request
 
 __all__ = ["IdMapping"]
 
 # headers of a request that must never be rewritten
 _FIXED_HEADERS = frozenset({"host", "content-length", "content-type", "authorization", "x-amz-date", "x-amz-target"})
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d|$)")
 _PARTS = re.compile(r"([:/])")
 _XML_TOKEN = re.compile(r"[^<>\s\"'&]+")
 _MIN_LENGTH = 6
@@ -45,7 +44,7 @@ _MIN_LENGTH = 6
 
 def _identifier(value: str) -> bool:
     """Could ``value`` be a generated identifier worth mapping?"""
-    if len(value) < _MIN_LENGTH or _TIMESTAMP.match(value):
+    if len(value) < _MIN_LENGTH or is_clock_value(value):
         return False
     try:
         float(value)
