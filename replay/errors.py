@@ -9,6 +9,7 @@
      │    ├── LogVersionError               the log was written by a newer ``replay``
      │    └── LogWriteError (OSError)       an entry could not be made durable
      ├── EntryVersionError (ValueError)    one entry has a newer format version
+     ├── SnapshotError                     a snapshot file is refused (torn, corrupt, foreign, newer)
      └── TransportError (ConnectionError)  a replay target could not be reached
 
 Each message names the file, line or value at fault and says what to do.
@@ -26,6 +27,7 @@ __all__ = [
     "LogVersionError",
     "LogWriteError",
     "ReplayError",
+    "SnapshotError",
     "TransportError",
 ]
 
@@ -118,6 +120,19 @@ class EntryVersionError(ReplayError, ValueError):
         self.version = version
         self.supported = supported
         super().__init__(f"format version {version} is newer than this replay reads (up to {supported})")
+
+
+class SnapshotError(ReplayError):
+    """A snapshot file cannot be used; nothing in it was executed.
+
+    :ivar path: the file.
+    :ivar reason: ``"torn"``, ``"corrupt"``, ``"foreign"``, ``"newer"`` or ``"malformed"``.
+    """
+
+    def __init__(self, path: Path, reason: str, detail: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: refused ({reason}): {detail}")
 
 
 class TransportError(ReplayError, ConnectionError):

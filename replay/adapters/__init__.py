@@ -1,0 +1,33 @@
+"""State adapters: how an emulator's in-memory state is reached, serialised and put back.
+
+A :class:`StateAdapter` knows the emulator's services and can dump one
+service's state to bytes and load such bytes back *in place* (request handlers
+hold references to the live objects).  moto's is :mod:`replay.adapters.moto`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+__all__ = ["StateAdapter"]
+
+
+class StateAdapter(Protocol):
+    """Dump and restore an emulator's state, one service at a time."""
+
+    def services(self) -> Iterable[str]:
+        """The services whose state can be dumped."""
+        ...
+
+    def dump(self, service: str) -> bytes:
+        """The state of ``service``, serialised."""
+        ...
+
+    def load(self, service: str, data: bytes) -> None:
+        """Replace the live state of ``service`` with ``data`` (from :meth:`dump`), in place."""
+        ...
+
+    def meta(self) -> dict[str, str]:
+        """Versions a snapshot should carry (a newer emulator may not read an older pickle)."""
+        ...

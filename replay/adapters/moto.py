@@ -1,0 +1,186 @@
+"""moto's state: per-service backend dicts, pickled with the help moto's objects need.
+
+``moto.backends.get_backend(service)`` is a ``BackendDict``: account id ->
+``AccountSpecificBackend`` (region -> backend object).  :class:`MotoAdapter`
+pickles the backend objects of every account and region, plus the extra
+attributes some backend dicts carry (S3's ``bucket_accounts`` index), with a
+pickler that handles what plain ``pickle`` refuses:
+
+* locks and conditions (SQS queues): rebuilt empty, a condition around its
+  own lock, so locks shared between objects stay shared;
+* ``defaultdict`` whose factory is a lambda (SSM): the lambda is replaced by
+  an equivalent picklable factory worked out from what it makes
+  (``defaultdict(lambda: defaultdict(dict))`` -> ``partial(defaultdict, dict)``);
+* every ``dict`` subclass is saved from its raw storage and rebuilt without
+  its ``__init__`` or ``__setitem__``: S3's ``_VersionedKeyStore`` hides all
+  but the latest version of each key behind ``items()`` (plain pickling loses
+  the older versions), SSM's ``ParameterDict`` wants arguments in ``__init__``;
+* ``cryptography`` keys (KMS): stored as DER (PKCS#8 / SubjectPublicKeyInfo),
+  loaded back as the same key, so ciphertexts and signatures made before a
+  restart still decrypt and verify after it.
+
+:meth:`MotoAdapter.load` puts the state back *in place*: the live
+``BackendDict`` and its per-account dicts keep their identity (moto's request
+handlers hold references to them), their contents are replaced.  moto's own
+reset (``POST /moto-api/reset``) still clears restored state.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import io
+import pickle
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["MotoAdapter"]
+
+_LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()))
+_CONDITION = threading.Condition
+_DICT_ATTRIBUTES_SKIPPED = frozenset({"backend", "service_name", "_use_boto3_regions", "_additional_regions", "_id"})
+
+
+def _rebuild_lock(recursive: bool) -> Any:
+    return threading.RLock() if recursive else threading.Lock()
+
+
+def _new_mapping(kind: type[dict[Any, Any]], factory: Any) -> Any:
+    mapping: Any = kind.__new__(kind)
+    if factory is not None:
+        mapping.default_factory = factory
+    return mapping
+
+
+def _fill_mapping(mapping: Any, state: tuple[dict[str, Any] | None, list[tuple[Any, Any]]]) -> None:
+    attributes, items = state
+    if attributes:
+        mapping.__dict__.update(attributes)
+    for key, value in items:
+        dict.__setitem__(mapping, key, value)
+
+
+def _load_private_key(der: bytes) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    return load_der_private_key(der, password=None)
+
+
+def _load_public_key(der: bytes) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    return load_der_public_key(der)
+
+
+def _factory_for(sample: Any) -> Callable[[], Any] | None:
+    """A picklable factory that makes what ``sample`` (made by an unpicklable factory) is, empty."""
+    if isinstance(sample, collections.defaultdict):
+        inner = sample.default_factory
+        if inner is None or _picklable_callable(inner):
+            return functools.partial(collections.defaultdict, inner)
+        inner_factory = _factory_for(inner())
+        return None if inner_factory is None else functools.partial(collections.defaultdict, inner_factory)
+    if type(sample) in (dict, list, set) and not sample:
+        return type(sample)
+    return None
+
+
+def _picklable_callable(value: Callable[..., Any]) -> bool:
+    qualname = getattr(value, "__qualname__", "")
+    return "<lambda>" not in qualname and "<locals>" not in qualname
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind in _LOCK_TYPES:
+            return _rebuild_lock, (kind is _LOCK_TYPES[1],)
+        if kind is _CONDITION:
+            return _CONDITION, (obj._lock,)
+        if isinstance(obj, dict) and kind is not dict and kind is not collections.OrderedDict:
+            return self._reduce_mapping(obj, kind)
+        module = kind.__module__
+        if module.startswith("cryptography.") and (hasattr(obj, "private_bytes") or hasattr(obj, "public_bytes")):
+            from cryptography.hazmat.primitives import serialization
+
+            if hasattr(obj, "private_bytes"):
+                der = obj.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                return _load_private_key, (der,)
+            der = obj.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            return _load_public_key, (der,)
+        return NotImplemented
+
+    @staticmethod
+    def _reduce_mapping(obj: dict[Any, Any], kind: type) -> Any:
+        """A dict subclass from its raw storage, rebuilt without its ``__init__`` or ``__setitem__``.
+
+        S3's ``_VersionedKeyStore`` answers ``items()`` with the latest version of each
+        key only and appends on ``__setitem__``; SSM's ``ParameterDict`` wants arguments
+        in ``__init__``.  Going under both keeps every version and needs no arguments.
+        """
+        original = getattr(obj, "default_factory", None)
+        factory = original
+        if factory is not None and not _picklable_callable(factory):
+            factory = _factory_for(factory())
+            if factory is None:
+                raise pickle.PicklingError(f"defaultdict factory {original!r} cannot be pickled")
+        state = (getattr(obj, "__dict__", None) or None, list(dict.items(obj)))
+        return _new_mapping, (kind, factory), state, None, None, _fill_mapping
+
+
+def dumps(value: Any) -> bytes:
+    """``pickle.dumps`` with moto's awkward objects handled (see the module docstring)."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+class MotoAdapter:
+    """Dump and restore moto's backends (see the module docstring)."""
+
+    def services(self) -> Iterable[str]:
+        from moto.backends import list_of_moto_modules
+
+        return sorted(list_of_moto_modules())
+
+    @staticmethod
+    def _backend_dict(service: str) -> Any:
+        from moto.backends import get_backend
+
+        return get_backend(service)  # type: ignore[call-overload]
+
+    def dump(self, service: str) -> bytes:
+        backend_dict = self._backend_dict(service)
+        state = {
+            "backends": {account: dict(regions) for account, regions in dict.items(backend_dict)},
+            "attributes": {k: v for k, v in vars(backend_dict).items() if k not in _DICT_ATTRIBUTES_SKIPPED},
+        }
+        return dumps(state)
+
+    def load(self, service: str, data: bytes) -> None:
+        state = pickle.loads(data)  # the caller checked the file's signature: we wrote it
+        backend_dict = self._backend_dict(service)
+        for account in [account for account in dict.keys(backend_dict) if account not in state["backends"]]:
+            dict.__getitem__(backend_dict, account).clear()
+        for account, regions in state["backends"].items():
+            live = backend_dict[account]  # made by moto if this process has not seen the account yet
+            dict.clear(live)
+            dict.update(live, regions)
+        for name, value in state["attributes"].items():
+            current = getattr(backend_dict, name, None)
+            if isinstance(current, dict) and isinstance(value, dict):
+                current.clear()
+                current.update(value)
+            else:
+                setattr(backend_dict, name, value)
+
+    def meta(self) -> dict[str, str]:
+        from importlib.metadata import version
+
+        return {"moto": version("moto"), "python": sys.version.split()[0]}
