@@ -15,6 +15,7 @@ pickler that handles what plain ``pickle`` refuses:
   its ``__init__`` or ``__setitem__``: S3's ``_VersionedKeyStore`` hides all
   but the latest version of each key behind ``items()`` (plain pickling loses
   the older versions), SSM's ``ParameterDict`` wants arguments in ``__init__``;
+* ``WeakValueDictionary`` (Lambda): rebuilt from its current items;
 * ``cryptography`` keys (KMS): stored as DER (PKCS#8 / SubjectPublicKeyInfo),
   loaded back as the same key, so ciphertexts and signatures made before a
   restart still decrypt and verify after it.
@@ -33,14 +34,19 @@ import io
 import pickle
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["MotoAdapter"]
+__all__ = ["NOT_SERVICES", "MotoAdapter", "dumps"]
 
 _LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()))
 _CONDITION = threading.Condition
 _DICT_ATTRIBUTES_SKIPPED = frozenset({"backend", "service_name", "_use_boto3_regions", "_additional_regions", "_id"})
+# modules moto lists next to its services that hold no backends of their own
+NOT_SERVICES = frozenset(
+    {"core", "moto_api", "moto_proxy", "moto_server", "utilities", "awslambda_simple", "batch_simple", "s3bucket_path"}
+)
 
 
 def _rebuild_lock(recursive: bool) -> Any:
@@ -101,6 +107,8 @@ class _Pickler(pickle.Pickler):
             return _CONDITION, (obj._lock,)
         if isinstance(obj, dict) and kind is not dict and kind is not collections.OrderedDict:
             return self._reduce_mapping(obj, kind)
+        if kind is weakref.WeakValueDictionary:  # its cleanup callback is a local function
+            return weakref.WeakValueDictionary, (), None, None, iter(list(obj.items()))
         module = kind.__module__
         if module.startswith("cryptography.") and (hasattr(obj, "private_bytes") or hasattr(obj, "public_bytes")):
             from cryptography.hazmat.primitives import serialization
@@ -147,7 +155,7 @@ class MotoAdapter:
     def services(self) -> Iterable[str]:
         from moto.backends import list_of_moto_modules
 
-        return sorted(list_of_moto_modules())
+        return sorted(set(list_of_moto_modules()) - NOT_SERVICES)
 
     @staticmethod
     def _backend_dict(service: str) -> Any:
