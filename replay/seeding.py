@@ -265,7 +265,12 @@ def _seed_moto_backend_creation(seeder: ThreadSeeder) -> None:
     whatever stream the first call had, those ids would depend on which call
     came first in this process; run in a stream seeded from (service, account,
     region), they are the same in every process, and the first call's own
-    stream is left as if no backend had been created.
+    stream is left as if no backend had been created.  moto's reset re-creates
+    each existing backend; it does so in the same streams.
+
+    This holds in a process where the seeder was installed before moto was
+    first used (``replay serve`` does that): moto fills some module-level
+    caches the first time a backend is made, and those fills draw too.
     """
     from moto.core.base_backend import AccountSpecificBackend
 
@@ -279,7 +284,13 @@ def _seed_moto_backend_creation(seeder: ThreadSeeder) -> None:
         with seeder.seeded(stable_seed("moto-backend", self.service_name, self.account_id, region_name)):
             return create(self, region_name)
 
+    def reset(self: Any) -> None:  # moto's reset re-creates each backend: in the same stream as creation
+        for region_name, backend in self.items():
+            with seeder.seeded(stable_seed("moto-backend", self.service_name, self.account_id, region_name)):
+                backend.reset()
+
     AccountSpecificBackend.__getitem__ = __getitem__  # type: ignore[method-assign]
+    AccountSpecificBackend.reset = reset  # type: ignore[method-assign]
     setattr(AccountSpecificBackend, _HOOKED, True)
 
 
