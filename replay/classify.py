@@ -153,7 +153,6 @@ def _scope_service(auth: str) -> str | None:
     return None
 
 
-
 def _service(request: Request, target: str | None) -> str:
     auth = request.index.get("authorization")
     if auth:

@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="record and restore state (env PERSISTENCE, default: on)",
     )
+    serve.add_argument(
+        "--save-strategy", help="snapshot saves: ON_REQUEST|ON_SHUTDOWN|SCHEDULED|MANUAL (env SNAPSHOT_SAVE_STRATEGY)"
+    )
+    serve.add_argument(
+        "--load-strategy", help="snapshot loads: ON_REQUEST|ON_STARTUP|MANUAL (env SNAPSHOT_LOAD_STRATEGY)"
+    )
+    serve.add_argument("--flush-interval", help="seconds between scheduled saves (env SNAPSHOT_FLUSH_INTERVAL, 15)")
     serve.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
 
     restore = commands.add_parser("restore", help="replay a recorded log over HTTP into a running emulator")
@@ -186,6 +193,9 @@ def _serve(args: argparse.Namespace) -> int:
             "backend": args.backend,
             "fsync": args.fsync,
             "persistence": args.persistence,
+            "save_strategy": args.save_strategy,
+            "load_strategy": args.load_strategy,
+            "flush_interval": args.flush_interval,
         },
         os.environ,
     )

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["BackendKind", "Config", "FsyncPolicy", "parse_bool", "parse_enum"]
+__all__ = ["BackendKind", "Config", "FsyncPolicy", "LoadStrategy", "SaveStrategy", "parse_bool", "parse_enum"]
 
 LOG_FILE_NAME = "recorded_api_calls.json"
 REPORT_FILE_NAME = "replay_report.json"
@@ -38,9 +38,38 @@ class FsyncPolicy(str, enum.Enum):
 
 
 class BackendKind(str, enum.Enum):
-    """How state is persisted: ``replay`` records and replays API calls."""
+    """How state is persisted: ``replay`` records and replays API calls, ``snapshot`` saves serialised state."""
 
     REPLAY = "replay"
+    SNAPSHOT = "snapshot"
+
+
+class SaveStrategy(str, enum.Enum):
+    """When the snapshot backend saves (``SNAPSHOT_SAVE_STRATEGY``, LocalStack's names).
+
+    ``ON_REQUEST``: after every state-changing call, before it is acknowledged.
+    ``ON_SHUTDOWN``: once, when the server stops.
+    ``SCHEDULED`` (default): every ``SNAPSHOT_FLUSH_INTERVAL`` seconds, the services changed since the last save.
+    ``MANUAL``: only when asked through ``POST /_localstack/state/save``.
+    """
+
+    ON_REQUEST = "ON_REQUEST"
+    ON_SHUTDOWN = "ON_SHUTDOWN"
+    SCHEDULED = "SCHEDULED"
+    MANUAL = "MANUAL"
+
+
+class LoadStrategy(str, enum.Enum):
+    """When the snapshot backend loads (``SNAPSHOT_LOAD_STRATEGY``).
+
+    ``ON_REQUEST`` (default): a service's snapshot is loaded on the first request to that service.
+    ``ON_STARTUP``: every snapshot, before the first request.
+    ``MANUAL``: only when asked through ``POST /_localstack/state/load``.
+    """
+
+    ON_REQUEST = "ON_REQUEST"
+    ON_STARTUP = "ON_STARTUP"
+    MANUAL = "MANUAL"
 
 
 E = TypeVar("E", bound=enum.Enum)
@@ -75,6 +104,16 @@ def _parse_port(name: str, value: str | int) -> int:
     return port
 
 
+def _parse_interval(name: str, value: object) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        raise ConfigError(name, value, hint="a number of seconds greater than 0") from None
+    if not seconds > 0:
+        raise ConfigError(name, value, hint="a number of seconds greater than 0")
+    return seconds
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``replay`` is told from outside, validated.
@@ -85,6 +124,9 @@ class Config:
     :ivar persistence: record and restore at all (``PERSISTENCE``).
     :ivar backend: the persistence strategy (``--backend`` / ``PERSISTENCE_BACKEND``).
     :ivar fsync: the log's fsync policy (``--fsync`` / ``REPLAY_FSYNC``).
+    :ivar save_strategy: ``SNAPSHOT_SAVE_STRATEGY`` (snapshot backend).
+    :ivar load_strategy: ``SNAPSHOT_LOAD_STRATEGY`` (snapshot backend).
+    :ivar flush_interval: ``SNAPSHOT_FLUSH_INTERVAL``, seconds between scheduled saves.
     """
 
     host: str = "127.0.0.1"
@@ -93,6 +135,9 @@ class Config:
     persistence: bool = True
     backend: BackendKind = BackendKind.REPLAY
     fsync: FsyncPolicy = FsyncPolicy.EVERYSEC
+    save_strategy: SaveStrategy = SaveStrategy.SCHEDULED
+    load_strategy: LoadStrategy = LoadStrategy.ON_REQUEST
+    flush_interval: float = 15.0
 
     @property
     def log_path(self) -> Path:
@@ -108,8 +153,9 @@ class Config:
         """Build the configuration from ``flags`` (``None`` values are unset) and ``environ``.
 
         Flag names are the long option names without dashes (``data_dir``);
-        environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``
-        and ``REPLAY_FSYNC``.
+        environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``,
+        ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY`` and
+        ``SNAPSHOT_FLUSH_INTERVAL``.
         """
         flags = {key: value for key, value in (flags or {}).items() if value is not None}
         environ = environ if environ is not None else {}
@@ -135,4 +181,10 @@ class Config:
             values["backend"] = parse_enum(BackendKind, found[0], str(found[1]))
         if (found := pick("fsync", "REPLAY_FSYNC")) is not None:
             values["fsync"] = parse_enum(FsyncPolicy, found[0], str(found[1]))
+        if (found := pick("save_strategy", "SNAPSHOT_SAVE_STRATEGY")) is not None:
+            values["save_strategy"] = parse_enum(SaveStrategy, found[0], str(found[1]))
+        if (found := pick("load_strategy", "SNAPSHOT_LOAD_STRATEGY")) is not None:
+            values["load_strategy"] = parse_enum(LoadStrategy, found[0], str(found[1]))
+        if (found := pick("flush_interval", "SNAPSHOT_FLUSH_INTERVAL")) is not None:
+            values["flush_interval"] = _parse_interval(found[0], found[1])
         return cls(**values)  # type: ignore[arg-type]

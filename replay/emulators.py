@@ -7,6 +7,8 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from .adapters import StateAdapter
+from .adapters.moto import MotoAdapter
 from .errors import ConfigError
 from .seeding import Seeder, moto_seeder
 
@@ -24,6 +26,7 @@ class Emulator:
     services: Callable[[], Iterable[str]] = tuple
     seeder: Seeder | None = None
     reset: Callable[[], None] | None = None
+    adapter: StateAdapter | None = None
 
 
 def moto_emulator() -> Emulator:
@@ -41,7 +44,7 @@ def moto_emulator() -> Emulator:
 
         WSGITransport(app).send(Request("POST", "/moto-api/reset", "", [], b""))
 
-    return Emulator(app, lambda: sorted(backends.list_of_moto_modules()), moto_seeder(), reset)
+    return Emulator(app, lambda: sorted(backends.list_of_moto_modules()), moto_seeder(), reset, MotoAdapter())
 
 
 def load_emulator(spec: str) -> Emulator:

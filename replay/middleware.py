@@ -71,9 +71,7 @@ class RecordingMiddleware:
         self.log = log
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
         self.seeder = seeder
-        self.recordable: Callable[[Call, int, bytes], bool] = getattr(
-            self.classifier, "recordable", _always_recordable
-        )
+        self.recordable: Callable[[Call, int, bytes], bool] = getattr(self.classifier, "recordable", _always_recordable)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = request_from_environ(environ)

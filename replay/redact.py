@@ -90,9 +90,7 @@ def _dechunk(body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
     return bytes(payload), trailers
 
 
-def _streaming_body(
-    headers: list[tuple[str, str]], body: bytes
-) -> tuple[list[tuple[str, str]], bytes]:
+def _streaming_body(headers: list[tuple[str, str]], body: bytes) -> tuple[list[tuple[str, str]], bytes]:
     """Rewrite a signed ``aws-chunked`` upload as a plain ``UNSIGNED-PAYLOAD`` one."""
     try:
         body, trailers = _dechunk(body)

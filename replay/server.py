@@ -43,7 +43,7 @@ class Server:
         self.config = config
         self.emulator = emulator
         self.drain_timeout = drain_timeout
-        self.backend: Backend = create_backend(config, emulator.app, classifier, emulator.seeder)
+        self.backend: Backend = create_backend(config, emulator.app, classifier, emulator.seeder, emulator.adapter)
         self.endpoints = ControlEndpoints(self.backend, emulator.services, __version__)
         self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
         self.port: int = self._http.server_port

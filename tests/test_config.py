@@ -49,7 +49,7 @@ def test_unset_flags_and_empty_environment_fall_back() -> None:
     [
         ({}, {"REPLAY_FSYNC": "sometimes"}, "REPLAY_FSYNC: 'sometimes' (valid values: always, everysec, no)"),
         ({"fsync": "x"}, {}, "--fsync: 'x' (valid values: always, everysec, no)"),
-        ({}, {"PERSISTENCE_BACKEND": "pickle"}, "PERSISTENCE_BACKEND: 'pickle' (valid values: replay)"),
+        ({}, {"PERSISTENCE_BACKEND": "pickle"}, "PERSISTENCE_BACKEND: 'pickle' (valid values: replay, snapshot)"),
         ({}, {"PERSISTENCE": "maybe"}, "PERSISTENCE: 'maybe' (valid values: 1, true, yes, on, 0, false, no, off)"),
         ({"port": "70000"}, {}, "--port: '70000' (a port number from 0 to 65535)"),
         ({"port": "http"}, {}, "--port: 'http'"),

@@ -31,3 +31,11 @@ class StateAdapter(Protocol):
     def meta(self) -> dict[str, str]:
         """Versions a snapshot should carry (a newer emulator may not read an older pickle)."""
         ...
+
+    def service_for(self, name: str) -> str | None:
+        """The adapter's service for a call classified as service ``name`` (``None``: none of ours)."""
+        ...
+
+    def affected(self, service: str) -> frozenset[str]:
+        """The services a state-changing call to ``service`` may change (itself included)."""
+        ...

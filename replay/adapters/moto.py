@@ -43,6 +43,24 @@ __all__ = ["NOT_SERVICES", "MotoAdapter", "dumps"]
 _LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()))
 _CONDITION = threading.Condition
 _DICT_ATTRIBUTES_SKIPPED = frozenset({"backend", "service_name", "_use_boto3_regions", "_additional_regions", "_id"})
+# signing names (as in the SigV4 credential scope) whose moto backend has another name
+_SIGNING_NAMES = {
+    "lambda": "awslambda",
+    "email": "ses",
+    "monitoring": "cloudwatch",
+    "states": "stepfunctions",
+    "execute-api": "apigateway",
+    "elasticloadbalancing": "elbv2",
+    "es": "opensearch",
+}
+# services moto changes on behalf of a call to another (deliveries, notifications, targets)
+_FAN_OUT: dict[str, tuple[str, ...]] = {
+    "sns": ("sqs", "awslambda"),
+    "s3": ("sqs", "sns", "awslambda"),
+    "events": ("sqs", "sns", "awslambda", "logs"),
+    "dynamodb": ("dynamodbstreams",),
+    "cloudformation": ("*",),  # stacks make resources anywhere
+}
 # modules moto lists next to its services that hold no backends of their own
 NOT_SERVICES = frozenset(
     {"core", "moto_api", "moto_proxy", "moto_server", "utilities", "awslambda_simple", "batch_simple", "s3bucket_path"}
@@ -152,6 +170,9 @@ def dumps(value: Any) -> bytes:
 class MotoAdapter:
     """Dump and restore moto's backends (see the module docstring)."""
 
+    def __init__(self) -> None:
+        self._services: frozenset[str] | None = None
+
     def services(self) -> Iterable[str]:
         from moto.backends import list_of_moto_modules
 
@@ -187,6 +208,20 @@ class MotoAdapter:
                 current.update(value)
             else:
                 setattr(backend_dict, name, value)
+
+    def service_for(self, name: str) -> str | None:
+        """moto's backend name for a signing name (``lambda`` -> ``awslambda``, ``cognito-idp`` -> ``cognitoidp``)."""
+        if self._services is None:
+            self._services = frozenset(self.services())
+        candidate = _SIGNING_NAMES.get(name, name.replace("-", ""))
+        return candidate if candidate in self._services else None
+
+    def affected(self, service: str) -> frozenset[str]:
+        """``service`` and the services moto changes on its behalf (SNS delivers to SQS, S3 notifies ...)."""
+        others = _FAN_OUT.get(service, ())
+        if "*" in others:
+            return frozenset(self.services())
+        return frozenset({service, *others})
 
     def meta(self) -> dict[str, str]:
         from importlib.metadata import version

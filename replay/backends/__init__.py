@@ -7,6 +7,7 @@ has is decided in :func:`create_backend` and nowhere else.
 
 ==================  ==========================================================
 ``replay``          :class:`~replay.backends.record_replay.RecordReplayBackend`
+``snapshot``        :class:`~replay.backends.snapshot.SnapshotBackend`
 persistence off     :class:`DisabledBackend`
 ==================  ==========================================================
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ..adapters import StateAdapter
 from ..classify import Classifier
 from ..config import BackendKind, Config
+from ..errors import ConfigError
 from ..seeding import Seeder
 
 if TYPE_CHECKING:
@@ -69,13 +72,28 @@ class DisabledBackend:
 
 
 def create_backend(
-    config: Config, app: WSGIApplication, classifier: Classifier | None = None, seeder: Seeder | None = None
+    config: Config,
+    app: WSGIApplication,
+    classifier: Classifier | None = None,
+    seeder: Seeder | None = None,
+    adapter: StateAdapter | None = None,
 ) -> Backend:
-    """The backend ``config`` asks for, restoring into and recording around ``app``."""
+    """The backend ``config`` asks for, restoring into and recording around ``app``.
+
+    :raises ConfigError: ``snapshot`` was asked for an emulator without a state adapter.
+    """
     if not config.persistence:
         return DisabledBackend()
     if config.backend is BackendKind.REPLAY:
         from .record_replay import RecordReplayBackend
 
         return RecordReplayBackend(app, config.log_path, config.fsync, classifier, seeder)
+    if config.backend is BackendKind.SNAPSHOT:
+        if adapter is None:
+            raise ConfigError("PERSISTENCE_BACKEND", "snapshot", hint="this emulator has no state adapter; use replay")
+        from .snapshot import SnapshotBackend
+
+        return SnapshotBackend(
+            adapter, config.data_dir, config.save_strategy, config.load_strategy, config.flush_interval, classifier
+        )
     raise AssertionError(f"unhandled backend {config.backend!r}")  # pragma: no cover - enum is closed

@@ -271,10 +271,16 @@ def test_persistence_off_records_nothing(
         ((), {"REPLAY_FSYNC": "sometimes"}, "REPLAY_FSYNC", ("always", "everysec", "no")),
         (("--fsync", "never"), {"REPLAY_FSYNC": "always"}, "--fsync", ("always", "everysec", "no")),
         ((), {"PERSISTENCE": "maybe"}, "PERSISTENCE", ("1", "true", "yes", "on", "0", "false", "no", "off")),
-        ((), {"PERSISTENCE_BACKEND": "sqlite"}, "PERSISTENCE_BACKEND", ("replay",)),
-        (("--backend", "snapshot"), {}, "--backend", ("replay",)),
+        ((), {"PERSISTENCE_BACKEND": "sqlite"}, "PERSISTENCE_BACKEND", ("replay", "snapshot")),
+        (("--backend", "pickle"), {}, "--backend", ("replay", "snapshot")),
+        (
+            (),
+            {"SNAPSHOT_SAVE_STRATEGY": "hourly"},
+            "SNAPSHOT_SAVE_STRATEGY",
+            ("ON_REQUEST", "ON_SHUTDOWN", "SCHEDULED", "MANUAL"),
+        ),
     ],
-    ids=["REPLAY_FSYNC", "--fsync", "PERSISTENCE", "PERSISTENCE_BACKEND", "--backend"],
+    ids=["REPLAY_FSYNC", "--fsync", "PERSISTENCE", "PERSISTENCE_BACKEND", "--backend", "SNAPSHOT_SAVE_STRATEGY"],
 )
 def test_invalid_configuration_exits_2_with_one_line(
     servers: Servers,

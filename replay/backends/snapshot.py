@@ -1,0 +1,233 @@
+"""The ``snapshot`` backend: each service's state saved to a signed file and loaded back directly.
+
+Layout under the data dir::
+
+    state/snapshot.key                       this data dir's signing key (0600)
+    state/api_states/<service>/backend.state one service's snapshot (replay.snapshot)
+
+Saving and loading follow the configured strategies
+(:class:`~replay.config.SaveStrategy`, :class:`~replay.config.LoadStrategy`).
+A request to a service holds that service's lock for reading; a save or load
+holds it for writing, so requests to that service wait for it while other
+services keep serving.  A state-changing call marks its service dirty, and the
+services the emulator changes on its behalf (SNS delivering to SQS ...); a
+scheduled save writes the dirty services only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from ..adapters import StateAdapter
+from ..classify import Classifier, DefaultClassifier
+from ..config import LoadStrategy, SaveStrategy
+from ..errors import SnapshotError
+from ..locks import ReadWriteLock
+from ..snapshot import load_key, read_snapshot, write_snapshot
+from ..wsgi import request_from_environ
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["SnapshotBackend"]
+
+logger = logging.getLogger("replay.snapshot")
+
+STATE_FILE_NAME = "backend.state"
+
+
+class SnapshotBackend:
+    """Persist ``adapter``'s services as snapshot files under ``data_dir/state``.
+
+    :param adapter: reaches the emulator's state.
+    :param data_dir: the data dir.
+    :param save: when to save; :param load: when to load; :param interval: seconds between scheduled saves.
+    :param classifier: tells which service a request is for and whether it changes state.
+    """
+
+    def __init__(
+        self,
+        adapter: StateAdapter,
+        data_dir: Path,
+        save: SaveStrategy = SaveStrategy.SCHEDULED,
+        load: LoadStrategy = LoadStrategy.ON_REQUEST,
+        interval: float = 15.0,
+        classifier: Classifier | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.state_dir = Path(data_dir) / "state"
+        self.save_strategy = save
+        self.load_strategy = load
+        self.interval = interval
+        self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
+        self.key: bytes | None = None
+        self.loaded: set[str] = set()
+        self.dirty: set[str] = set()
+        self._locks: dict[str, ReadWriteLock] = {}
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+
+    # the Backend contract
+
+    @property
+    def persistence(self) -> str:
+        return "initialized" if self.key is not None else "initializing"
+
+    def restore(self) -> None:
+        self.key = load_key(self.state_dir)
+        if self.load_strategy is LoadStrategy.ON_STARTUP:
+            for service in self.saved_services():
+                self.load_service(service)  # a refused file stops the start (SnapshotError names it)
+        if self.save_strategy is SaveStrategy.SCHEDULED:
+            self._scheduler = threading.Thread(target=self._save_periodically, name="replay-snapshot", daemon=True)
+            self._scheduler.start()
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        return _Persisting(self, app)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "backend": "snapshot",
+            "save_strategy": self.save_strategy.value,
+            "load_strategy": self.load_strategy.value,
+            "loaded": sorted(self.loaded),
+            "dirty": sorted(self.dirty),
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.join()
+        if self.key is not None and self.save_strategy in (SaveStrategy.ON_SHUTDOWN, SaveStrategy.SCHEDULED):
+            for result in self.save(sorted(self.dirty)):
+                if result["status"] != "ok":
+                    logger.error("%s", result["message"])
+
+    # saving and loading
+
+    def path(self, service: str) -> Path:
+        return self.state_dir / "api_states" / service / STATE_FILE_NAME
+
+    def lock(self, service: str) -> ReadWriteLock:
+        with self._guard:
+            lock = self._locks.get(service)
+            if lock is None:
+                lock = self._locks[service] = ReadWriteLock()
+            return lock
+
+    def _key(self) -> bytes:
+        if self.key is None:
+            self.key = load_key(self.state_dir)
+        return self.key
+
+    def save_service(self, service: str) -> None:
+        """Write ``service``'s snapshot now (requests to it wait meanwhile)."""
+        with self.lock(service).write():
+            self.dirty.discard(service)
+            try:
+                data = self.adapter.dump(service)
+                write_snapshot(self.path(service), service, data, self._key(), self.adapter.meta())
+            except BaseException:
+                self.dirty.add(service)
+                raise
+
+    def load_service(self, service: str) -> bool:
+        """Replace ``service``'s live state with its snapshot; ``False`` when it has none."""
+        with self.lock(service).write():
+            path = self.path(service)
+            if not path.exists():
+                self.loaded.add(service)
+                return False
+            _header, payload = read_snapshot(path, self._key())  # refuses, before unpickling, what we did not write
+            self.adapter.load(service, payload)
+            self.loaded.add(service)
+            self.dirty.discard(service)
+            return True
+
+    def saved_services(self) -> list[str]:
+        root = self.state_dir / "api_states"
+        return sorted(p.parent.name for p in root.glob(f"*/{STATE_FILE_NAME}")) if root.exists() else []
+
+    def _each(self, services: Iterable[str], action: str) -> Iterator[dict[str, str]]:
+        for service in services:
+            try:
+                if action == "save":
+                    self.save_service(service)
+                else:
+                    self.load_service(service)
+            except Exception as exc:
+                logger.exception("could not %s %s", action, service)
+                yield {"service": service, "status": "error", "message": f"could not {action} {service}: {exc}"}
+            else:
+                yield {"service": service, "status": "ok"}
+
+    def save(self, services: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
+        """Save ``services`` (default: every service with state), one result per service."""
+        chosen = list(services) if services is not None else sorted(self.loaded | self.dirty)
+        return self._each(chosen, "save")
+
+    def load(self, services: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
+        """Load ``services`` (default: every saved one), one result per service."""
+        return self._each(list(services) if services is not None else self.saved_services(), "load")
+
+    def _save_periodically(self) -> None:
+        while not self._stop.wait(self.interval):
+            for result in self.save(sorted(self.dirty)):
+                if result["status"] != "ok":
+                    logger.error("%s", result["message"])
+
+    def touched(self, service: str) -> None:
+        """A state-changing call to ``service`` succeeded."""
+        affected = self.adapter.affected(service)
+        self.dirty.update(affected)
+        if self.save_strategy is SaveStrategy.ON_REQUEST:
+            for name in sorted(affected & self.dirty):
+                self.save_service(name)
+
+
+class _Persisting:
+    """Per request: load the service lazily, hold its lock for reading, mark it dirty on success."""
+
+    def __init__(self, backend: SnapshotBackend, app: WSGIApplication) -> None:
+        self.backend = backend
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        backend = self.backend
+        call = backend.classifier(request_from_environ(environ))
+        service = backend.adapter.service_for(call.service)
+        if service is None:
+            return self.app(environ, start_response)
+        if backend.load_strategy is LoadStrategy.ON_REQUEST and service not in backend.loaded:
+            try:
+                backend.load_service(service)
+            except SnapshotError as exc:  # never serve a service from empty state as if it were restored
+                logger.error("%s", exc)
+                refusal = orjson.dumps({"error": "snapshot refused", "message": str(exc)})
+                start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+                return [refusal]
+        statuses: list[int] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> object:
+            statuses.append(int(status[:3]))
+            return start_response(status, headers, exc_info)
+
+        with backend.lock(service).read():
+            iterable = self.app(environ, capture)  # type: ignore[arg-type]
+            try:
+                body = list(iterable)  # the call's effect is complete inside the lock
+            finally:
+                close = getattr(iterable, "close", None)
+                if close is not None:
+                    close()
+        if call.mutating and statuses and 200 <= statuses[-1] < 300:
+            backend.touched(service)  # under ON_REQUEST the save happens here, before the answer leaves
+        return body

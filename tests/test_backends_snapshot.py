@@ -1,0 +1,166 @@
+"""The snapshot backend in-process on moto: strategies, lazy loading, per-service locks, refusals."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from replay.backends.snapshot import SnapshotBackend
+from replay.config import LoadStrategy, SaveStrategy
+from replay.emulators import Emulator, moto_emulator
+from replay.entry import Request, Response
+from replay.errors import SnapshotError
+from replay.transport import WSGITransport
+
+
+@pytest.fixture(scope="module")
+def moto() -> Emulator:
+    return moto_emulator()
+
+
+@pytest.fixture
+def fresh(moto: Emulator) -> Iterator[Emulator]:
+    assert moto.reset is not None
+    moto.reset()
+    yield moto
+    moto.reset()
+
+
+def call(service: str, target: str, body: dict[str, object]) -> Request:
+    scope = f"AK/20240101/us-east-1/{service}/aws4_request"
+    headers = [
+        ("Authorization", f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host"),
+        ("Content-Type", "application/x-amz-json-1.0"),
+        ("X-Amz-Target", target),
+    ]
+    return Request("POST", "/", "", headers, orjson.dumps(body))
+
+
+def create_queue(name: str) -> Request:
+    return call("sqs", "AmazonSQS.CreateQueue", {"QueueName": name})
+
+
+LIST_QUEUES = call("sqs", "AmazonSQS.ListQueues", {})
+LIST_TABLES = call("dynamodb", "DynamoDB_20120810.ListTables", {})
+
+
+def queues(transport: WSGITransport) -> list[str]:
+    answer = transport.send(LIST_QUEUES)
+    assert answer.ok
+    return [url.rsplit("/", 1)[1] for url in orjson.loads(answer.body).get("QueueUrls", [])]
+
+
+def serve(emulator: Emulator, data_dir: Path, **strategies: object) -> tuple[SnapshotBackend, WSGITransport]:
+    assert emulator.adapter is not None
+    backend = SnapshotBackend(emulator.adapter, data_dir, **strategies)  # type: ignore[arg-type]
+    backend.restore()
+    return backend, WSGITransport(backend.wrap(emulator.app))
+
+
+def restart(emulator: Emulator) -> None:
+    """What a new process would see: moto empty."""
+    assert emulator.reset is not None
+    emulator.reset()
+
+
+def test_on_request_saves_before_answering_and_loads_lazily(fresh: Emulator, tmp_path: Path) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
+    assert transport.send(create_queue("kept")).ok
+    assert backend.path("sqs").exists()  # on disk before the answer was returned
+    assert not backend.path("dynamodb").exists()
+    backend.close()
+
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path)
+    assert backend.loaded == set()  # nothing loaded until asked
+    assert queues(transport) == ["kept"]
+    assert backend.loaded == {"sqs"}  # only the service that was asked for
+    assert transport.send(LIST_TABLES).ok and backend.loaded == {"sqs", "dynamodb"}
+    backend.close()
+
+
+def test_scheduled_saves_only_dirty_services(fresh: Emulator, tmp_path: Path) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.SCHEDULED, interval=0.1)
+    assert transport.send(LIST_TABLES).ok  # a read: loads dynamodb, dirties nothing
+    assert transport.send(create_queue("scheduled")).ok
+    assert "sqs" in backend.dirty
+    deadline = time.monotonic() + 5
+    while not backend.path("sqs").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.path("sqs").exists()
+    assert not backend.path("dynamodb").exists()
+    saved = backend.path("sqs").stat().st_mtime_ns
+    time.sleep(0.3)  # more intervals pass with nothing dirty
+    assert backend.path("sqs").stat().st_mtime_ns == saved
+    assert backend.dirty.isdisjoint({"sqs", "dynamodb"})
+    backend.close()
+
+
+def test_on_shutdown_and_manual(fresh: Emulator, tmp_path: Path) -> None:
+    manual, transport = serve(fresh, tmp_path / "manual", save=SaveStrategy.MANUAL)
+    assert transport.send(create_queue("m")).ok
+    manual.close()
+    assert not manual.path("sqs").exists()  # manual: nothing is saved unless asked
+    assert [r["status"] for r in manual.save(["sqs"])] == ["ok"]
+    assert manual.path("sqs").exists()
+
+    shutdown, transport = serve(fresh, tmp_path / "shutdown", save=SaveStrategy.ON_SHUTDOWN)
+    assert transport.send(create_queue("s")).ok
+    assert not shutdown.path("sqs").exists()
+    shutdown.close()
+    assert shutdown.path("sqs").exists()
+
+
+def test_on_startup_loads_everything_before_the_first_request(fresh: Emulator, tmp_path: Path) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
+    assert transport.send(create_queue("early")).ok
+    backend.close()
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, load=LoadStrategy.ON_STARTUP)
+    assert "sqs" in backend.loaded
+    assert queues(WSGITransport(fresh.app)) == ["early"]  # there without passing through the backend
+    backend.close()
+
+
+def test_a_save_holds_requests_to_its_service_only(fresh: Emulator, tmp_path: Path) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert transport.send(create_queue("locked")).ok and transport.send(LIST_TABLES).ok
+    answers: dict[str, Response] = {}
+    with backend.lock("sqs").write():  # as a save of sqs does
+        sqs = threading.Thread(target=lambda: answers.update(sqs=transport.send(LIST_QUEUES)))
+        dynamodb = threading.Thread(target=lambda: answers.update(dynamodb=transport.send(LIST_TABLES)))
+        sqs.start()
+        dynamodb.start()
+        dynamodb.join(5)
+        assert "dynamodb" in answers  # other services keep serving
+        sqs.join(0.3)
+        assert "sqs" not in answers  # this one waits for the save
+    sqs.join(5)
+    assert answers["sqs"].ok
+    backend.close()
+
+
+def test_tampered_snapshots_are_refused_and_named(fresh: Emulator, tmp_path: Path) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
+    assert transport.send(create_queue("secret")).ok
+    backend.close()
+    path = backend.path("sqs")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    restart(fresh)
+
+    with pytest.raises(SnapshotError, match=str(path)):
+        serve(fresh, tmp_path, load=LoadStrategy.ON_STARTUP)
+
+    lazy, transport = serve(fresh, tmp_path)
+    answer = transport.send(LIST_QUEUES)
+    assert answer.status == 500
+    assert str(path) in orjson.loads(answer.body)["message"]
+    assert "sqs" not in lazy.loaded  # and it is not served from empty state
+    lazy.close()
