@@ -27,13 +27,13 @@ class Emulator:
     seeder: Seeder | None = None
     reset: Callable[[], None] | None = None
     adapter: StateAdapter | None = None
+    reset_path: str | None = None
 
 
 def moto_emulator() -> Emulator:
     """moto's server app: one WSGI app dispatching to every moto service."""
     try:
-        from moto import backends
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     except ImportError as exc:  # pragma: no cover - moto[server] is a dependency
         raise ConfigError("--app", "moto", hint=f"moto[server] is not importable: {exc}") from exc
     app = DomainDispatcherApplication(create_backend_app)
@@ -44,7 +44,10 @@ def moto_emulator() -> Emulator:
 
         WSGITransport(app).send(Request("POST", "/moto-api/reset", "", [], b""))
 
-    return Emulator(app, lambda: sorted(backends.list_of_moto_modules()), moto_seeder(), reset, MotoAdapter())
+    adapter = MotoAdapter()
+    return Emulator(
+        app, lambda: sorted(adapter.services()), moto_seeder(), reset, adapter, reset_path="/moto-api/reset"
+    )
 
 
 def load_emulator(spec: str) -> Emulator:

@@ -1,5 +1,12 @@
 """Control endpoints under ``/_localstack/`` and the start-up gate.
 
+``POST /_localstack/state/save`` and ``/load`` (all services), ``POST
+/_localstack/state/<service>/save`` and ``/load`` (one; an unknown service is a
+404) stream one JSON line per service as it is done, ``{"service": "sqs",
+"status": "ok"}`` or ``{"service": ..., "status": "error", "message": ...}``;
+what saving and loading mean is the backend's.  ``POST /_localstack/state/reset``
+empties the emulator through the persisted app (so the reset is persisted too).
+
 :class:`ControlEndpoints` answers ``GET|HEAD /_localstack/health`` itself and
 hands every other request to the app it wraps, but only once :meth:`open` has
 been called: until the restore has finished, requests wait (they are held, not
@@ -21,13 +28,16 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .backends import Backend
+from .entry import Request
+from .transport import WSGITransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["HEALTH_PATH", "ControlEndpoints"]
+__all__ = ["HEALTH_PATH", "STATE_PREFIX", "ControlEndpoints"]
 
 HEALTH_PATH = "/_localstack/health"
+STATE_PREFIX = "/_localstack/state/"
 
 
 class ControlEndpoints:
@@ -36,12 +46,23 @@ class ControlEndpoints:
     :param backend: whose state the health endpoint reports.
     :param services: returns the emulator's service names, for ``"services"``.
     :param version: reported as ``"version"``.
+    :param known: whether a service name in a state path is one the emulator has (else 404).
+    :param reset_path: the emulator's own reset, sent through the persisted app by ``/_localstack/state/reset``.
     """
 
-    def __init__(self, backend: Backend, services: Callable[[], Iterable[str]] = tuple, version: str = "") -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        services: Callable[[], Iterable[str]] = tuple,
+        version: str = "",
+        known: Callable[[str], bool] | None = None,
+        reset_path: str | None = None,
+    ) -> None:
         self.backend = backend
         self.services = services
         self.version = version
+        self.known: Callable[[str], bool] = known if known is not None else (lambda name: name in set(services()))
+        self.reset_path = reset_path
         self.app: WSGIApplication | None = None
         self._ready = threading.Event()
         self._active = 0
@@ -77,10 +98,40 @@ class ControlEndpoints:
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
+    def _state(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        parts = environ["PATH_INFO"][len(STATE_PREFIX) :].strip("/").split("/")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _json(start_response, "405 Method Not Allowed", {"error": "use POST"})
+        if parts == ["reset"]:
+            return self._reset(start_response)
+        if len(parts) == 1 and parts[0] in ("save", "load"):
+            action, services = parts[0], None
+        elif len(parts) == 2 and parts[1] in ("save", "load"):
+            action, services = parts[1], [parts[0]]
+            if not self.known(parts[0]):
+                message = f"unknown service {parts[0]!r}: not one this emulator persists"
+                return _json(start_response, "404 Not Found", {"error": "unknown service", "message": message})
+        else:
+            message = "use /_localstack/state[/<service>]/save|load or /_localstack/state/reset"
+            return _json(start_response, "404 Not Found", {"error": "not found", "message": message})
+        results = self.backend.save(services) if action == "save" else self.backend.load(services)
+        start_response("200 OK", [("Content-Type", "application/x-ndjson")])
+        return (orjson.dumps(result) + b"\n" for result in results)  # one line per service, as each is done
+
+    def _reset(self, start_response: StartResponse) -> Iterable[bytes]:
+        if self.reset_path is None or self.app is None:
+            return _json(start_response, "501 Not Implemented", {"error": "this emulator has no reset"})
+        answer = WSGITransport(self.app).send(Request("POST", self.reset_path, "", [], b""))
+        status = "200 OK" if answer.ok else "500 Internal Server Error"
+        return _json(start_response, status, {"status": "ok" if status == "200 OK" else "error"})
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        path = environ.get("PATH_INFO", "")
+        if path == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return self._health(environ, start_response)
         self._ready.wait()
+        if path.startswith(STATE_PREFIX):
+            return self._state(environ, start_response)
         assert self.app is not None
         with self._idle:
             self._active += 1
@@ -95,6 +146,12 @@ class ControlEndpoints:
         with self._idle:
             self._active -= 1
             self._idle.notify_all()
+
+
+def _json(start_response: StartResponse, status: str, document: object) -> list[bytes]:
+    body = orjson.dumps(document)
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 class _Tracked:

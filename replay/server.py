@@ -44,7 +44,14 @@ class Server:
         self.emulator = emulator
         self.drain_timeout = drain_timeout
         self.backend: Backend = create_backend(config, emulator.app, classifier, emulator.seeder, emulator.adapter)
-        self.endpoints = ControlEndpoints(self.backend, emulator.services, __version__)
+        adapter = emulator.adapter
+        self.endpoints = ControlEndpoints(
+            self.backend,
+            emulator.services,
+            __version__,
+            known=(lambda name: adapter.service_for(name) is not None) if adapter is not None else None,
+            reset_path=emulator.reset_path,
+        )
         self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
         self.port: int = self._http.server_port
         self._stop = threading.Event()

@@ -14,6 +14,7 @@ persistence off     :class:`DisabledBackend`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from ..adapters import StateAdapter
@@ -48,6 +49,14 @@ class Backend(Protocol):
         """Extra facts for the health endpoint (JSON-serialisable)."""
         ...
 
+    def save(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
+        """Make the state of ``services`` (default: all) durable now; one result per service."""
+        ...
+
+    def load(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
+        """Bring the persisted state of ``services`` (default: all) back now; one result per service."""
+        ...
+
     def close(self) -> None:
         """Make everything durable and release files (idempotent)."""
         ...
@@ -66,6 +75,12 @@ class DisabledBackend:
 
     def status(self) -> dict[str, object]:
         return {}
+
+    def save(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
+        yield {"service": ",".join(services or ["*"]), "status": "error", "message": "persistence is disabled"}
+
+    def load(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
+        return self.save(services)
 
     def close(self) -> None:
         return None

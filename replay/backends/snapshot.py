@@ -169,14 +169,18 @@ class SnapshotBackend:
             else:
                 yield {"service": service, "status": "ok"}
 
+    def _names(self, services: Iterable[str]) -> list[str]:
+        """The adapter's names for ``services`` (``lambda`` -> ``awslambda`` ...)."""
+        return [self.adapter.service_for(name) or name for name in services]
+
     def save(self, services: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
         """Save ``services`` (default: every service with state), one result per service."""
-        chosen = list(services) if services is not None else sorted(self.loaded | self.dirty)
+        chosen = self._names(services) if services is not None else sorted(self.loaded | self.dirty)
         return self._each(chosen, "save")
 
     def load(self, services: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
         """Load ``services`` (default: every saved one), one result per service."""
-        return self._each(list(services) if services is not None else self.saved_services(), "load")
+        return self._each(self._names(services) if services is not None else self.saved_services(), "load")
 
     def _save_periodically(self) -> None:
         while not self._stop.wait(self.interval):
@@ -203,6 +207,8 @@ class _Persisting:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         backend = self.backend
         call = backend.classifier(request_from_environ(environ))
+        if call.service == "moto" and call.operation == "Reset":  # everything becomes empty: save that too
+            backend.dirty.update(backend.loaded | set(backend.saved_services()))
         service = backend.adapter.service_for(call.service)
         if service is None:
             return self.app(environ, start_response)

@@ -113,3 +113,54 @@ def test_on_shutdown_survives_sigterm_and_a_foreign_snapshot_is_refused(
     assert refused.returncode == 1
     assert "refused (foreign)" in refused.stderr
     assert str(other / "state" / "api_states" / "sqs" / "backend.state") in refused.stderr
+
+
+def test_state_endpoints_save_load_and_reset(servers: Servers, aws: AwsClients, tmp_path: Path) -> None:
+    import orjson
+    import requests
+
+    data = tmp_path / "data"
+    server = servers.start(data, env={**SNAPSHOT, "SNAPSHOT_SAVE_STRATEGY": "MANUAL"})
+    base = f"{server.endpoint}/_localstack/state"
+    sqs = aws("sqs", server)
+    sqs.create_queue(QueueName="endpoint")
+    aws("s3", server).create_bucket(Bucket="endpoint-bucket")
+    assert not (data / "state" / "api_states" / "sqs").exists()  # MANUAL: nothing yet
+
+    answer = requests.post(f"{base}/save", timeout=30)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/x-ndjson"
+    lines = [orjson.loads(line) for line in answer.content.splitlines()]
+    assert {"service": "sqs", "status": "ok"} in lines and {"service": "s3", "status": "ok"} in lines
+    assert all(line["status"] == "ok" for line in lines)
+    one = requests.post(f"{base}/sqs/save", timeout=30)
+    assert [orjson.loads(line) for line in one.content.splitlines()] == [{"service": "sqs", "status": "ok"}]
+
+    unknown = requests.post(f"{base}/no-such-service/save", timeout=30)
+    assert unknown.status_code == 404 and "unknown service 'no-such-service'" in unknown.json()["message"]
+    assert requests.get(f"{base}/save", timeout=30).status_code == 405
+
+    assert requests.post(f"{base}/reset", timeout=30).json() == {"status": "ok"}
+    assert sqs.list_queues().get("QueueUrls") is None  # emptied
+    loaded = requests.post(f"{base}/sqs/load", timeout=30)
+    assert [orjson.loads(line) for line in loaded.content.splitlines()] == [{"service": "sqs", "status": "ok"}]
+    assert sqs.get_queue_url(QueueName="endpoint")["QueueUrl"].endswith("/endpoint")  # back from the snapshot
+
+
+def test_state_endpoints_on_the_replay_backend(servers: Servers, aws: AwsClients, tmp_path: Path) -> None:
+    import orjson
+    import requests
+
+    data = tmp_path / "data"
+    first = servers.start(data)
+    base = f"{first.endpoint}/_localstack/state"
+    aws("sqs", first).create_queue(QueueName="before-reset")
+    saved = [orjson.loads(line) for line in requests.post(f"{base}/save", timeout=30).content.splitlines()]
+    assert saved == [{"service": "*", "status": "ok"}]  # the log is synced
+    [loaded] = [orjson.loads(line) for line in requests.post(f"{base}/load", timeout=30).content.splitlines()]
+    assert loaded["status"] == "error" and "replaying its call log" in loaded["message"]
+    assert requests.post(f"{base}/reset", timeout=30).json() == {"status": "ok"}
+    aws("sqs", first).create_queue(QueueName="after-reset")
+    first.stop()
+    second = servers.start(data, avoid_ports=[first.port])  # the reset was recorded, and replayed in order
+    urls = aws("sqs", second).list_queues()["QueueUrls"]
+    assert [url.rsplit("/", 1)[1] for url in urls] == ["after-reset"]
