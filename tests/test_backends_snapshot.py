@@ -164,3 +164,45 @@ def test_tampered_snapshots_are_refused_and_named(fresh: Emulator, tmp_path: Pat
     assert str(path) in orjson.loads(answer.body)["message"]
     assert "sqs" not in lazy.loaded  # and it is not served from empty state
     lazy.close()
+
+
+def test_large_s3_bodies_are_asset_files_outside_the_snapshot(fresh: Emulator, tmp_path: Path) -> None:
+    from replay.adapters.moto import ASSET_THRESHOLD
+
+    def s3(method: str, path: str, body: bytes = b"") -> Request:
+        scope = "AK/20240101/us-east-1/s3/aws4_request"
+        return Request(
+            method, path, "", [("Authorization", f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=h")], body
+        )
+
+    big, other = bytes(range(256)) * (ASSET_THRESHOLD // 256 + 1), b"x" * (ASSET_THRESHOLD * 2)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
+    for request in (
+        s3("PUT", "/assets"),
+        s3("PUT", "/assets/big.bin", big),
+        s3("PUT", "/assets/copy-of-big.bin", big),
+        s3("PUT", "/assets/small.txt", b"small"),
+    ):
+        assert transport.send(request).ok
+    files = sorted(p.name for p in backend.assets("s3").iterdir())
+    assert files == [__import__("hashlib").sha256(big).hexdigest()]  # one file for two objects, none for small
+    assert backend.path("s3").stat().st_size < len(big)  # the body is not inside the snapshot
+
+    assert transport.send(s3("PUT", "/assets/big.bin", other)).ok
+    assert transport.send(s3("DELETE", "/assets/copy-of-big.bin")).ok
+    files = sorted(p.name for p in backend.assets("s3").iterdir())
+    assert files == [__import__("hashlib").sha256(other).hexdigest()]  # what nothing refers to is gone
+    backend.close()
+
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path)
+    assert transport.send(s3("GET", "/assets/big.bin")).body == other
+    assert transport.send(s3("GET", "/assets/small.txt")).body == b"small"
+    backend.close()
+
+    restart(fresh)
+    asset = next(backend.assets("s3").iterdir())
+    asset.write_bytes(b"swapped")  # an asset that does not match its digest is refused too
+    backend, transport = serve(fresh, tmp_path)
+    assert transport.send(s3("GET", "/assets/big.bin")).status == 500
+    backend.close()

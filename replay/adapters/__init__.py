@@ -8,6 +8,7 @@ hold references to the live objects).  moto's is :mod:`replay.adapters.moto`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 __all__ = ["StateAdapter"]
@@ -20,11 +21,11 @@ class StateAdapter(Protocol):
         """The services whose state can be dumped."""
         ...
 
-    def dump(self, service: str) -> bytes:
-        """The state of ``service``, serialised."""
+    def dump(self, service: str, assets: Path | None = None) -> bytes:
+        """The state of ``service``, serialised; large data may go to files in ``assets``."""
         ...
 
-    def load(self, service: str, data: bytes) -> None:
+    def load(self, service: str, data: bytes, assets: Path | None = None) -> None:
         """Replace the live state of ``service`` with ``data`` (from :meth:`dump`), in place."""
         ...
 

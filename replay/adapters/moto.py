@@ -16,6 +16,10 @@ pickler that handles what plain ``pickle`` refuses:
   but the latest version of each key behind ``items()`` (plain pickling loses
   the older versions), SSM's ``ParameterDict`` wants arguments in ``__init__``;
 * ``WeakValueDictionary`` (Lambda): rebuilt from its current items;
+* S3 object bodies of :data:`ASSET_THRESHOLD` bytes or more: kept as asset
+  files named by their SHA-256 in the directory the caller gives (the snapshot
+  backend's ``<data dir>/state/<service>/``), written once, checked against
+  their digest when loaded, removed once no snapshot refers to them;
 * ``cryptography`` keys (KMS): stored as DER (PKCS#8 / SubjectPublicKeyInfo),
   loaded back as the same key, so ciphertexts and signatures made before a
   restart still decrypt and verify after it.
@@ -30,15 +34,22 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import io
 import pickle
 import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["NOT_SERVICES", "MotoAdapter", "dumps"]
+from ..files import atomic_write
+
+__all__ = ["ASSET_THRESHOLD", "NOT_SERVICES", "MotoAdapter", "dumps"]
+
+ASSET_THRESHOLD = 64 * 1024
+"""S3 object bodies this large or larger are kept as asset files, not inside the pickle."""
 
 _LOCK_TYPES: tuple[type, ...] = (type(threading.Lock()), type(threading.RLock()))
 _CONDITION = threading.Condition
@@ -116,9 +127,60 @@ def _picklable_callable(value: Callable[..., Any]) -> bool:
     return "<lambda>" not in qualname and "<locals>" not in qualname
 
 
+class _AssetRef:
+    """Stands for a large body kept as an asset file; unpickles as the body itself."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+
+_ASSETS = threading.local()  # .directory: where _load_asset reads, while MotoAdapter.load runs
+
+
+def _new_object(kind: type[object]) -> Any:
+    obj = kind.__new__(kind)
+    # moto's FakeKey.__del__ reads `disposed`: if its state never arrives (a refused asset), let it go quietly
+    obj.__dict__["disposed"] = True
+    return obj
+
+
+def _load_asset(digest: str) -> bytes:
+    directory: Path | None = getattr(_ASSETS, "directory", None)
+    if directory is None:
+        raise pickle.UnpicklingError("an asset reference outside MotoAdapter.load")
+    data = (directory / digest).read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise pickle.UnpicklingError(f"{directory / digest}: the asset does not match its digest")
+    return data
+
+
 class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, assets: Path | None) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.assets = assets
+        self.referenced: set[str] = set()
+
+    def _asset(self, data: bytes) -> _AssetRef:
+        assert self.assets is not None
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.assets / digest
+        if not path.exists():  # content-addressed: an unchanged body is not written again
+            atomic_write(path, data)
+        self.referenced.add(digest)
+        return _AssetRef(digest)
+
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
+        if kind is _AssetRef:
+            return _load_asset, (obj.digest,)
+        if self.assets is not None and kind.__name__ == "FakeKey" and kind.__module__ == "moto.s3.models":
+            state = obj.__getstate__()
+            value = state.get("value")
+            if isinstance(value, bytes) and len(value) >= ASSET_THRESHOLD:
+                state["value"] = self._asset(value)
+                return _new_object, (kind,), state
         if kind in _LOCK_TYPES:
             return _rebuild_lock, (kind is _LOCK_TYPES[1],)
         if kind is _CONDITION:
@@ -160,11 +222,17 @@ class _Pickler(pickle.Pickler):
         return _new_mapping, (kind, factory), state, None, None, _fill_mapping
 
 
-def dumps(value: Any) -> bytes:
-    """``pickle.dumps`` with moto's awkward objects handled (see the module docstring)."""
+def dumps(value: Any, assets: Path | None = None) -> tuple[bytes, set[str]]:
+    """``pickle.dumps`` with moto's awkward objects handled (see the module docstring).
+
+    With ``assets``, S3 object bodies of :data:`ASSET_THRESHOLD` bytes or more are
+    written there as files named by their SHA-256; returns the pickle and the
+    digests it refers to.
+    """
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-    return buffer.getvalue()
+    pickler = _Pickler(buffer, assets)
+    pickler.dump(value)
+    return buffer.getvalue(), pickler.referenced
 
 
 class MotoAdapter:
@@ -184,16 +252,25 @@ class MotoAdapter:
 
         return get_backend(service)  # type: ignore[call-overload]
 
-    def dump(self, service: str) -> bytes:
+    def dump(self, service: str, assets: Path | None = None) -> bytes:
         backend_dict = self._backend_dict(service)
         state = {
             "backends": {account: dict(regions) for account, regions in dict.items(backend_dict)},
             "attributes": {k: v for k, v in vars(backend_dict).items() if k not in _DICT_ATTRIBUTES_SKIPPED},
         }
-        return dumps(state)
+        data, referenced = dumps(state, assets)
+        if assets is not None and assets.exists():  # bodies no longer referenced by this snapshot
+            for stale in assets.iterdir():
+                if stale.name not in referenced and len(stale.name) == 64:
+                    stale.unlink(missing_ok=True)
+        return data
 
-    def load(self, service: str, data: bytes) -> None:
-        state = pickle.loads(data)  # the caller checked the file's signature: we wrote it
+    def load(self, service: str, data: bytes, assets: Path | None = None) -> None:
+        _ASSETS.directory = assets
+        try:
+            state = pickle.loads(data)  # the caller checked the file's signature: we wrote it
+        finally:
+            _ASSETS.directory = None
         backend_dict = self._backend_dict(service)
         for account in [account for account in dict.keys(backend_dict) if account not in state["backends"]]:
             dict.__getitem__(backend_dict, account).clear()

@@ -4,6 +4,7 @@ Layout under the data dir::
 
     state/snapshot.key                       this data dir's signing key (0600)
     state/api_states/<service>/backend.state one service's snapshot (replay.snapshot)
+    state/<service>/<sha256>                 its large data, e.g. S3 object bodies (assets)
 
 Saving and loading follow the configured strategies
 (:class:`~replay.config.SaveStrategy`, :class:`~replay.config.LoadStrategy`).
@@ -116,6 +117,10 @@ class SnapshotBackend:
     def path(self, service: str) -> Path:
         return self.state_dir / "api_states" / service / STATE_FILE_NAME
 
+    def assets(self, service: str) -> Path:
+        """Where ``service``'s large data (S3 object bodies) lives, outside its snapshot."""
+        return self.state_dir / service
+
     def lock(self, service: str) -> ReadWriteLock:
         with self._guard:
             lock = self._locks.get(service)
@@ -133,7 +138,7 @@ class SnapshotBackend:
         with self.lock(service).write():
             self.dirty.discard(service)
             try:
-                data = self.adapter.dump(service)
+                data = self.adapter.dump(service, self.assets(service))
                 write_snapshot(self.path(service), service, data, self._key(), self.adapter.meta())
             except BaseException:
                 self.dirty.add(service)
@@ -147,7 +152,10 @@ class SnapshotBackend:
                 self.loaded.add(service)
                 return False
             _header, payload = read_snapshot(path, self._key())  # refuses, before unpickling, what we did not write
-            self.adapter.load(service, payload)
+            try:
+                self.adapter.load(service, payload, self.assets(service))
+            except Exception as exc:  # e.g. an asset file that does not match its digest
+                raise SnapshotError(path, "corrupt", f"could not be loaded: {exc}") from exc
             self.loaded.add(service)
             self.dirty.discard(service)
             return True
