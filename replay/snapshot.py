@@ -9,7 +9,8 @@ Layout (the header is one line of JSON after a magic line; the payload follows):
 
 ``hmac`` is HMAC-SHA256, keyed with ``<data dir>/state/snapshot.key`` (32 random
 bytes, mode 0600, made on first use), over the canonical header without
-``hmac`` plus the payload.  :func:`read_snapshot` checks, before anything in
+``hmac``; the header carries the payload's SHA-256, so the HMAC covers the
+payload without a second pass over it.  :func:`read_snapshot` checks, before anything in
 the payload is touched: the magic line, the format version (a newer one is
 refused), the length (a short file is *torn*), the SHA-256 (*corrupt*), and
 the HMAC (*foreign*: written by another data dir, or tampered with).  Only a
@@ -66,12 +67,10 @@ def load_key(state_dir: Path) -> bytes:
     return key
 
 
-def _signature(key: bytes, header: dict[str, Any], payload: bytes) -> str:
+def _signature(key: bytes, header: dict[str, Any]) -> str:
+    """HMAC of the header; the header holds the payload's SHA-256, so the payload is covered too."""
     canonical = orjson.dumps({k: v for k, v in header.items() if k != "hmac"}, option=orjson.OPT_SORT_KEYS)
-    mac = hmac.new(key, canonical, hashlib.sha256)
-    mac.update(b"\n")
-    mac.update(payload)
-    return mac.hexdigest()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
 def write_snapshot(path: Path, service: str, payload: bytes, key: bytes, meta: dict[str, str] | None = None) -> None:
@@ -84,7 +83,7 @@ def write_snapshot(path: Path, service: str, payload: bytes, key: bytes, meta: d
         "sha256": hashlib.sha256(payload).hexdigest(),
         "meta": meta or {},
     }
-    header["hmac"] = _signature(key, header, payload)
+    header["hmac"] = _signature(key, header)
     atomic_write(path, MAGIC + orjson.dumps(header) + b"\n" + payload)
 
 
@@ -120,6 +119,6 @@ def read_snapshot(path: Path, key: bytes) -> tuple[dict[str, Any], bytes]:
         raise SnapshotError(path, "corrupt", f"{len(payload) - length} bytes past the payload")
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise SnapshotError(path, "corrupt", "the payload does not match its SHA-256")
-    if not hmac.compare_digest(_signature(key, header, payload), str(header.get("hmac", ""))):
+    if not hmac.compare_digest(_signature(key, header), str(header.get("hmac", ""))):
         raise SnapshotError(path, "foreign", "not signed by this data dir's key (another data dir's, or tampered)")
     return header, payload

@@ -173,39 +173,45 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
-        if kind is _AssetRef:
-            return _load_asset, (obj.digest,)
-        if self.assets is not None and kind.__name__ == "FakeKey" and kind.__module__ == "moto.s3.models":
-            state = obj.__getstate__()
-            value = state.get("value")
-            if isinstance(value, bytes) and len(value) >= ASSET_THRESHOLD:
-                state["value"] = self._asset(value)
-                return _new_object, (kind,), state
-        if kind in _LOCK_TYPES:
-            return _rebuild_lock, (kind is _LOCK_TYPES[1],)
-        if kind is _CONDITION:
-            return _CONDITION, (obj._lock,)
-        if isinstance(obj, dict) and kind is not dict and kind is not collections.OrderedDict:
-            return self._reduce_mapping(obj, kind)
-        if kind is weakref.WeakValueDictionary:  # its cleanup callback is a local function
-            return weakref.WeakValueDictionary, (), None, None, iter(list(obj.items()))
-        module = kind.__module__
-        if module.startswith("cryptography.") and (hasattr(obj, "private_bytes") or hasattr(obj, "public_bytes")):
-            from cryptography.hazmat.primitives import serialization
+        handler = _HANDLERS.get(kind, _UNSEEN)  # decided once per type: this runs for nearly every object
+        if handler is _UNSEEN:
+            handler = _HANDLERS[kind] = _handler_for(kind)
+        return NotImplemented if handler is None else handler(self, obj)
 
-            if hasattr(obj, "private_bytes"):
-                der = obj.private_bytes(
-                    serialization.Encoding.DER,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-                return _load_private_key, (der,)
-            der = obj.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            return _load_public_key, (der,)
-        return NotImplemented
+    def _reduce_asset_ref(self, obj: _AssetRef) -> Any:
+        return _load_asset, (obj.digest,)
 
-    @staticmethod
-    def _reduce_mapping(obj: dict[Any, Any], kind: type) -> Any:
+    def _reduce_fake_key(self, obj: Any) -> Any:
+        if self.assets is None:
+            return NotImplemented
+        state = obj.__getstate__()
+        value = state.get("value")
+        if not (isinstance(value, bytes) and len(value) >= ASSET_THRESHOLD):
+            return NotImplemented
+        state["value"] = self._asset(value)
+        return _new_object, (type(obj),), state
+
+    def _reduce_lock(self, obj: Any) -> Any:
+        return _rebuild_lock, (type(obj) is _LOCK_TYPES[1],)
+
+    def _reduce_condition(self, obj: Any) -> Any:
+        return _CONDITION, (obj._lock,)
+
+    def _reduce_weak_values(self, obj: Any) -> Any:  # its cleanup callback is a local function
+        return weakref.WeakValueDictionary, (), None, None, iter(list(obj.items()))
+
+    def _reduce_key(self, obj: Any) -> Any:
+        from cryptography.hazmat.primitives import serialization
+
+        if hasattr(obj, "private_bytes"):
+            der = obj.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            return _load_private_key, (der,)
+        der = obj.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return _load_public_key, (der,)
+
+    def _reduce_mapping(self, obj: dict[Any, Any]) -> Any:
         """A dict subclass from its raw storage, rebuilt without its ``__init__`` or ``__setitem__``.
 
         S3's ``_VersionedKeyStore`` answers ``items()`` with the latest version of each
@@ -219,7 +225,33 @@ class _Pickler(pickle.Pickler):
             if factory is None:
                 raise pickle.PicklingError(f"defaultdict factory {original!r} cannot be pickled")
         state = (getattr(obj, "__dict__", None) or None, list(dict.items(obj)))
-        return _new_mapping, (kind, factory), state, None, None, _fill_mapping
+        return _new_mapping, (type(obj), factory), state, None, None, _fill_mapping
+
+
+_Handler = Callable[[_Pickler, Any], Any]
+_UNSEEN: Any = object()
+_HANDLERS: dict[type, _Handler | None] = {}
+
+
+def _handler_for(kind: type) -> _Handler | None:
+    """How the pickler treats objects of ``kind`` (``None``: as plain pickle does)."""
+    if kind is _AssetRef:
+        return _Pickler._reduce_asset_ref
+    if kind.__name__ == "FakeKey" and kind.__module__ == "moto.s3.models":
+        return _Pickler._reduce_fake_key
+    if kind in _LOCK_TYPES:
+        return _Pickler._reduce_lock
+    if kind is _CONDITION:
+        return _Pickler._reduce_condition
+    if issubclass(kind, dict) and kind is not dict and kind is not collections.OrderedDict:
+        return _Pickler._reduce_mapping
+    if kind is weakref.WeakValueDictionary:
+        return _Pickler._reduce_weak_values
+    if kind.__module__.startswith("cryptography.") and (
+        hasattr(kind, "private_bytes") or hasattr(kind, "public_bytes")
+    ):
+        return _Pickler._reduce_key
+    return None
 
 
 def dumps(value: Any, assets: Path | None = None) -> tuple[bytes, set[str]]:

@@ -141,7 +141,9 @@ class Result:
         return word + ("*" if self.within_spread else "")
 
     def format_value(self, value: float) -> str:
-        return f"{value:.3f}x" if self.unit == "x" else f"{value:.2f} us"
+        if self.unit == "x":
+            return f"{value:.3f}x"
+        return f"{value:.2f} {self.unit}"
 
     def format_target(self) -> str:
         if self.target is None:

@@ -18,7 +18,10 @@ spread; targets are a column, never asserted):
     (target <= 10 us);
 (c) replaying a recorded log vs moto serving the same calls directly
     (target <= 1.15x), and replay with the id mapping vs plain replay of the
-    same log (target <= 1.10x).
+    same log (target <= 1.10x);
+(d) the snapshot backend: save vs plain pickle + write (target <= 1.3x),
+    restore of a 2,000-item DynamoDB table vs replaying its PutItems (and in ms,
+    target < 50), another service's latency while a save runs.
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -40,11 +43,12 @@ import _harness
 import bench_concurrent
 import bench_overhead
 import bench_replay
+import bench_snapshot
 import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c")
+BENCHMARKS = ("a", "b", "c", "d")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -73,6 +77,12 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
     if "c" in selected:
         say("(c) replay vs direct ...")
         results += bench_replay.run(replay, workdir, say)
+    if "d" in selected:
+        say("(d) snapshot backend ...")
+        snapshot = (
+            bench_snapshot.Settings(items=200, rounds=2, latency_calls=20) if quick else bench_snapshot.Settings()
+        )
+        results += bench_snapshot.run(snapshot, workdir, say)
     return results
 
 
