@@ -97,6 +97,20 @@ def s3_request(method: str, path: str, body: bytes = b"") -> Request:
     return Request(method, path, "", headers, body)
 
 
+def create_table() -> Request:
+    """DynamoDB ``CreateTable`` of the benchmark table (hash key ``pk``, on demand)."""
+    return json_request(
+        "dynamodb",
+        "DynamoDB_20120810.CreateTable",
+        {
+            "TableName": TABLE,
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        },
+    )
+
+
 def moto_reset() -> Request:
     """``POST /moto-api/reset``: empties every moto backend (never sent through the recorder here)."""
     return Request("POST", "/moto-api/reset", "", [("Host", HOST), ("Content-Length", "0")], b"")
@@ -120,16 +134,7 @@ class Workload:
 
     def __post_init__(self) -> None:
         setup = (
-            json_request(
-                "dynamodb",
-                "DynamoDB_20120810.CreateTable",
-                {
-                    "TableName": TABLE,
-                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-                    "BillingMode": "PAY_PER_REQUEST",
-                },
-            ),
+            create_table(),
             s3_request("PUT", f"/{BUCKET}"),
             json_request("sqs", "AmazonSQS.CreateQueue", {"QueueName": QUEUE}, query_mode=True),
         )

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _harness import BenchmarkError, Result, Spread, now_ns, quiet_gc, rotations, send_ok
-from _workload import TABLE, json_request, moto_reset
+from _workload import TABLE, create_table, json_request, moto_reset
 
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import LOG_FILE_NAME, SaveStrategy
@@ -42,19 +42,6 @@ class Settings:
     latency_calls: int = 200
 
 
-def _create_table() -> object:
-    return json_request(
-        "dynamodb",
-        "DynamoDB_20120810.CreateTable",
-        {
-            "TableName": TABLE,
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-            "BillingMode": "PAY_PER_REQUEST",
-        },
-    )
-
-
 def _put(number: int) -> object:
     item = {"pk": {"S": f"item-{number}"}, "n": {"N": str(number)}, "payload": {"S": "x" * 64}}
     return json_request("dynamodb", "DynamoDB_20120810.PutItem", {"TableName": TABLE, "Item": item})
@@ -68,7 +55,7 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     send_ok(plain, moto_reset())
     log = CallLog(workdir / "snapshot-history" / LOG_FILE_NAME)
     recorder = WSGITransport(RecordingMiddleware(app, log, seeder=emulator.seeder))
-    for request in [_create_table(), *(_put(n) for n in range(settings.items))]:
+    for request in [create_table(), *(_put(n) for n in range(settings.items))]:
         send_ok(recorder, request)  # type: ignore[arg-type]
     log.close()
     backend = SnapshotBackend(adapter, workdir / "snapshot-data", save=SaveStrategy.MANUAL)
