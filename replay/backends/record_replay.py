@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,9 +11,11 @@ from ..classify import Classifier
 from ..config import REPORT_FILE_NAME, FsyncPolicy
 from ..log import CallLog
 from ..middleware import RecordingMiddleware
-from ..replayer import Replayer, ReplayReport
+from ..replayer import Progress, Replayer, ReplayReport
 from ..seeding import Seeder
 from ..transport import WSGITransport
+
+logger = logging.getLogger("replay.replayer")
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -46,6 +49,8 @@ class RecordReplayBackend:
         self.classifier = classifier
         self.report: ReplayReport | None = None
         self.log: CallLog | None = None
+        self.progress: Progress | None = None
+        self.progress_interval = 2.0
 
     @property
     def persistence(self) -> str:
@@ -53,9 +58,29 @@ class RecordReplayBackend:
 
     def restore(self) -> None:
         """Replay the whole log (raising on a corrupt one before anything is written), then open it."""
-        replayer = Replayer(WSGITransport(self.app), seeder=self.seeder, report_path=self.report_path)
+        replayer = Replayer(
+            WSGITransport(self.app),
+            progress=self._progressed,
+            progress_interval=self.progress_interval,
+            seeder=self.seeder,
+            report_path=self.report_path,
+        )
         self.report = replayer.replay(self.log_path)
         self.log = CallLog(self.log_path, self.fsync)
+
+    def _progressed(self, progress: Progress) -> None:
+        """Seen by the health endpoint while restoring; logged for the terminal on long restores."""
+        self.progress = progress
+        if progress.position < progress.size:
+            remaining = progress.remaining
+            logger.info(
+                "restoring %s: %d calls replayed, %.0f%% of the log, %.0f calls/s%s",
+                self.log_path,
+                progress.calls,
+                progress.fraction * 100,
+                progress.rate,
+                f", about {remaining:.0f} s left" if remaining is not None else "",
+            )
 
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
         if self.log is None:
@@ -64,7 +89,15 @@ class RecordReplayBackend:
 
     def status(self) -> dict[str, object]:
         if self.report is None:
-            return {"backend": "replay", "log": str(self.log_path)}
+            restoring: dict[str, object] = {"backend": "replay", "log": str(self.log_path)}
+            if self.progress is not None:
+                restoring["progress"] = {
+                    "calls": self.progress.calls,
+                    "fraction": round(self.progress.fraction, 4),
+                    "rate": round(self.progress.rate, 1),
+                    "seconds_left": None if self.progress.remaining is None else round(self.progress.remaining, 1),
+                }
+            return restoring
         return {
             "backend": "replay",
             "log": str(self.log_path),
