@@ -21,7 +21,8 @@ spread; targets are a column, never asserted):
     same log (target <= 1.10x);
 (d) the snapshot backend: save vs plain pickle + write (target <= 1.3x),
     restore of a 2,000-item DynamoDB table vs replaying its PutItems (and in ms,
-    target < 50), another service's latency while a save runs.
+    target < 50), another service's latency while a save runs;
+(e) peak RSS growth while replaying a 1 GB log (target < 100 MB).
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import _harness
 import bench_concurrent
+import bench_memory
 import bench_overhead
 import bench_replay
 import bench_snapshot
@@ -48,7 +50,7 @@ import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c", "d")
+BENCHMARKS = ("a", "b", "c", "d", "e")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -83,6 +85,9 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
             bench_snapshot.Settings(items=200, rounds=2, latency_calls=20) if quick else bench_snapshot.Settings()
         )
         results += bench_snapshot.run(snapshot, workdir, say)
+    if "e" in selected:
+        say("(e) restore memory ...")
+        results += bench_memory.run(bench_memory.Settings(megabytes=20 if quick else 1024), workdir, say)
     return results
 
 
