@@ -33,7 +33,7 @@ class Emulator:
 def moto_emulator() -> Emulator:
     """moto's server app: one WSGI app dispatching to every moto service."""
     try:
-            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     except ImportError as exc:  # pragma: no cover - moto[server] is a dependency
         raise ConfigError("--app", "moto", hint=f"moto[server] is not importable: {exc}") from exc
     app = DomainDispatcherApplication(create_backend_app)

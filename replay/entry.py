@@ -158,8 +158,7 @@ class Response:
         return 200 <= self.status < 300
 
     def to_dict(self) -> dict[str, Any]:
-        body, encoding = _encode_body(self.body)
-        return {"status": self.status, "headers": self.headers, "body": body, "encoding": encoding}
+        return _response_document(self.status, self.headers, self.body)
 
     @classmethod
     def from_dict(cls, data: Any) -> Response:
@@ -200,17 +199,7 @@ class Entry:
         self.seed = seed
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
-            "v": FORMAT_VERSION,
-            "time": self.time,
-            "service": self.service,
-            "operation": self.operation,
-            "request": self.request.to_dict(),
-            "response": self.response.to_dict(),
-        }
-        if self.seed is not None:
-            data["seed"] = self.seed
-        return data
+        return _document(self.time, self.service, self.operation, self.request, self.response.to_dict(), self.seed)
 
     @classmethod
     def from_dict(cls, data: Any) -> Entry:
@@ -247,6 +236,28 @@ def encode_entry(entry: Entry) -> bytes:
     return orjson.dumps(entry.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
 
 
+def _response_document(status: int, headers: Sequence[tuple[str, str]], body: bytes) -> dict[str, Any]:
+    text, encoding = _encode_body(body)
+    return {"status": status, "headers": headers, "body": text, "encoding": encoding}
+
+
+def _document(
+    time: float, service: str, operation: str, request: Request, response: dict[str, Any], seed: int | None
+) -> dict[str, Any]:
+    """The version-1 document of one entry: the single place its fields are laid out."""
+    data = {
+        "v": FORMAT_VERSION,
+        "time": time,
+        "service": service,
+        "operation": operation,
+        "request": request.to_dict(),
+        "response": response,
+    }
+    if seed is not None:
+        data["seed"] = seed
+    return data
+
+
 def encode_call(
     time: float,
     service: str,
@@ -258,18 +269,8 @@ def encode_call(
     seed: int | None = None,
 ) -> bytes:
     """The log line :func:`encode_entry` would make, without building the objects first (the recording hot path)."""
-    text, encoding = _encode_body(body)
-    data = {
-        "v": FORMAT_VERSION,
-        "time": time,
-        "service": service,
-        "operation": operation,
-        "request": request.to_dict(),
-        "response": {"status": status, "headers": headers, "body": text, "encoding": encoding},
-    }
-    if seed is not None:
-        data["seed"] = seed
-    return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+    document = _document(time, service, operation, request, _response_document(status, headers, body), seed)
+    return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode_entry(line: bytes) -> Entry:

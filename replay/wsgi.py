@@ -24,21 +24,17 @@ if TYPE_CHECKING:
 
 __all__ = ["environ_from_request", "request_from_environ"]
 
-# environ key -> (header name, lower-cased name), or () for keys that are not headers; filled as keys are seen
-_NAMES: dict[str, tuple[str, str] | tuple[()]] = {
-    "CONTENT_TYPE": ("Content-Type", "content-type"),
-    "CONTENT_LENGTH": ("Content-Length", "content-length"),
-}
+_SPECIAL = {"CONTENT_TYPE": ("Content-Type", "content-type"), "CONTENT_LENGTH": ("Content-Length", "content-length")}
 
 
 def _header_name(key: str) -> tuple[str, str] | tuple[()]:
-    found: tuple[str, str] | tuple[()] = ()
-    if key.startswith("HTTP_"):
-        name = "-".join(part.capitalize() for part in key[5:].split("_"))
-        found = (name, name.lower())
-    if len(_NAMES) < 4096:  # bounded: clients choose header names
-        _NAMES[key] = found
-    return found
+    """``(name, lower-cased name)`` of the header an environ key holds, or ``()`` for other keys."""
+    if key in _SPECIAL:
+        return _SPECIAL[key]
+    if not key.startswith("HTTP_"):
+        return ()
+    name = "-".join(part.capitalize() for part in key[5:].split("_"))
+    return name, name.lower()
 
 
 # environ keys (in order) -> the header keys among them: (key, name, lower-cased name, sensitive)
@@ -50,7 +46,7 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
     """Which environ keys are headers, worked out once per shape of environ (clients repeat theirs)."""
     plan = _PLANS.get(keys)
     if plan is None:
-        found = [(key, _NAMES.get(key) or _header_name(key)) for key in keys]
+        found = [(key, _header_name(key)) for key in keys]
         plan = tuple((key, f[0], f[1], f[1] in SENSITIVE_HEADERS) for key, f in found if f)
         if len(_PLANS) >= 256:
             _PLANS.clear()
