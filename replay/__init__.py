@@ -18,15 +18,20 @@ import atexit
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .adapters import StateAdapter as StateAdapter
 from .backends import Backend as Backend
 from .backends import DisabledBackend as DisabledBackend
 from .backends import create_backend as create_backend
+from .backends.record_replay import CheckpointPolicy as CheckpointPolicy
 from .backends.record_replay import RecordReplayBackend as RecordReplayBackend
+from .checkpoint import Manifest as Manifest
 from .classify import READ_OPERATIONS as READ_OPERATIONS
 from .classify import READ_PREFIXES as READ_PREFIXES
 from .classify import Call as Call
 from .classify import Classifier as Classifier
 from .classify import DefaultClassifier as DefaultClassifier
+from .compaction import CompactionPlan as CompactionPlan
+from .compaction import plan_compaction as plan_compaction
 from .config import BackendKind as BackendKind
 from .config import Config as Config
 from .config import FsyncPolicy as FsyncPolicy
@@ -37,16 +42,21 @@ from .entry import Request as Request
 from .entry import Response as Response
 from .entry import decode_entry as decode_entry
 from .entry import encode_entry as encode_entry
+from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
+from .errors import DataDirInUseError as DataDirInUseError
 from .errors import EntryVersionError as EntryVersionError
 from .errors import LogCorruptError as LogCorruptError
 from .errors import LogError as LogError
 from .errors import LogVersionError as LogVersionError
 from .errors import LogWriteError as LogWriteError
+from .errors import QuiesceTimeoutError as QuiesceTimeoutError
 from .errors import ReplayError as ReplayError
 from .errors import TransportError as TransportError
+from .locks import MutationGate as MutationGate
 from .log import CallLog as CallLog
 from .log import LogReader as LogReader
+from .log import Segment as Segment
 from .mapping import IdMapping as IdMapping
 from .middleware import RecordingMiddleware as RecordingMiddleware
 from .redact import redact as redact
@@ -55,6 +65,8 @@ from .replayer import Failure as Failure
 from .replayer import Progress as Progress
 from .replayer import Replayer as Replayer
 from .replayer import ReplayReport as ReplayReport
+from .rewrite import RewriteReport as RewriteReport
+from .rewrite import compact_logs as compact_logs
 from .seeding import Seeder as Seeder
 from .seeding import ThreadSeeder as ThreadSeeder
 from .seeding import moto_seeder as moto_seeder
@@ -74,9 +86,13 @@ __all__ = [
     "Call",
     "CallLog",
     "Change",
+    "CheckpointError",
+    "CheckpointPolicy",
     "Classifier",
+    "CompactionPlan",
     "Config",
     "ConfigError",
+    "DataDirInUseError",
     "DefaultClassifier",
     "DisabledBackend",
     "Divergence",
@@ -91,7 +107,10 @@ __all__ = [
     "LogReader",
     "LogVersionError",
     "LogWriteError",
+    "Manifest",
+    "MutationGate",
     "Progress",
+    "QuiesceTimeoutError",
     "RecordReplayBackend",
     "RecordingMiddleware",
     "ReplayError",
@@ -99,17 +118,22 @@ __all__ = [
     "Replayer",
     "Request",
     "Response",
+    "RewriteReport",
     "Seeder",
+    "Segment",
+    "StateAdapter",
     "ThreadSeeder",
     "Transport",
     "TransportError",
     "WSGITransport",
     "__version__",
+    "compact_logs",
     "create_backend",
     "decode_entry",
     "encode_entry",
     "moto_seeder",
     "persist",
+    "plan_compaction",
     "redact",
 ]
 
@@ -120,17 +144,24 @@ def persist(
     fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
     classifier: Classifier | None = None,
     seeder: Seeder | None = None,
+    adapter: StateAdapter | None = None,
+    checkpoints: CheckpointPolicy | None = None,
 ) -> WSGIApplication:
     """Restore ``app`` from ``data_dir`` and return it wrapped so that new calls are recorded.
 
-    Pass ``seeder`` (e.g. :func:`moto_seeder` for moto) to make replayed calls generate the same ids.
+    Pass ``seeder`` (e.g. :func:`moto_seeder` for moto) to make replayed calls generate the same ids,
+    and ``adapter`` (e.g. ``replay.adapters.moto.MotoAdapter()``) to fold the log into checkpoints
+    as ``checkpoints`` says (by default as ``replay serve`` does), so that a start replays only the
+    calls since the last one.
 
     The log is synced and closed at interpreter exit.
 
     :raises LogCorruptError: the log has a malformed line before its end.
     """
     policy = fsync if isinstance(fsync, FsyncPolicy) else Config.load({"fsync": fsync}).fsync
-    backend = RecordReplayBackend(app, Path(data_dir) / "recorded_api_calls.json", policy, classifier, seeder)
+    backend = RecordReplayBackend(
+        app, Path(data_dir) / "recorded_api_calls.json", policy, classifier, seeder, adapter, checkpoints
+    )
     backend.restore()
     atexit.register(backend.close)
     return backend.wrap(app)

@@ -1,4 +1,4 @@
-"""The ``replay`` command: ``serve``, ``restore`` and ``verify``.
+"""The ``replay`` command: ``serve``, ``restore``, ``verify`` and ``compact``.
 
 Output for people goes to stderr through logging (and a progress line); a
 machine-readable summary goes to stdout with ``--json``.  Exit status: 0 on
@@ -18,14 +18,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
+import requests
 
 from . import __version__
+from .checkpoint import finish_interrupted, history, read_manifest, tail_start
 from .config import LOG_FILE_NAME, BackendKind, Config, FsyncPolicy
-from .errors import ConfigError, ReplayError
+from .datadir import DataDirLock, owner
+from .endpoints import COMPACT_PATH
+from .errors import ConfigError, ReplayError, TransportError
+from .log import CallLog
 from .replayer import Progress, Replayer, ReplayReport
+from .rewrite import compact_in_place
 from .transport import HTTPTransport, WSGITransport
 
 __all__ = ["main"]
@@ -66,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
         "--load-strategy", help="snapshot loads: ON_REQUEST|ON_STARTUP|MANUAL (env SNAPSHOT_LOAD_STRATEGY)"
     )
     serve.add_argument("--flush-interval", help="seconds between scheduled saves (env SNAPSHOT_FLUSH_INTERVAL, 15)")
+    serve.add_argument(
+        "--checkpoint-percentage",
+        help="checkpoint when the calls logged since the last one reach this %% of its size, 0: never "
+        "(env REPLAY_CHECKPOINT_PERCENTAGE, default: 100)",
+    )
+    serve.add_argument(
+        "--checkpoint-min-size",
+        help="... and at least this size, e.g. 512kb, 64mb (env REPLAY_CHECKPOINT_MIN_SIZE, default: 1mb)",
+    )
     serve.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
 
     restore = commands.add_parser("restore", help="replay a recorded log over HTTP into a running emulator")
@@ -84,6 +99,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("path", nargs="?", help="log file or data dir (default: $DATA_DIR or ./volume)")
     verify.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    compact = commands.add_parser(
+        "compact",
+        help="make the next start cheaper: a running server takes a checkpoint; "
+        "otherwise the log is rewritten without the calls undone later",
+    )
+    compact.add_argument("path", nargs="?", help="data dir or its log file (default: $DATA_DIR or ./volume)")
+    compact.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
+    compact.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a running server (600)")
     return parser
 
 
@@ -132,12 +156,12 @@ def _log_path(path: str | None) -> Path:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    path = _log_path(args.path)
+    segments = history(_log_path(args.path))
     transport = HTTPTransport(args.target, timeout=args.timeout, retries=args.retries)
     progress = None if args.quiet else _ProgressLine(sys.stderr, f"restoring into {args.target}")
     try:
         replayer = Replayer(transport, progress=progress, progress_interval=0.2, mapping=not args.no_mapping)
-        report = replayer.replay(path)
+        report = replayer.replay_segments(segments)
     finally:
         transport.close()
     if args.json:
@@ -148,12 +172,12 @@ def _restore(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .emulators import load_emulator
 
-    path = _log_path(args.path)
+    segments = history(_log_path(args.path))
     emulator = load_emulator(args.app)
     if emulator.reset is not None:
         emulator.reset()
     logging.getLogger("replay.replayer").setLevel(logging.ERROR)  # the report below says it all
-    report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder).replay(path)
+    report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder).replay_segments(segments)
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
     else:
@@ -196,6 +220,8 @@ def _serve(args: argparse.Namespace) -> int:
             "save_strategy": args.save_strategy,
             "load_strategy": args.load_strategy,
             "flush_interval": args.flush_interval,
+            "checkpoint_percentage": args.checkpoint_percentage,
+            "checkpoint_min_size": args.checkpoint_min_size,
         },
         os.environ,
     )
@@ -226,6 +252,64 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    log_path = _log_path(args.path)
+    data_dir = log_path.parent
+    holder = owner(data_dir)
+    if holder is not None:
+        url = holder.get("url")
+        if not url:
+            raise ReplayError(f"{data_dir} is in use by process {holder.get('pid')}, which has no URL to ask")
+        logger.info("%s is served by %s (pid %s): asking it to compact", data_dir, url, holder.get("pid"))
+        try:
+            answer = requests.post(f"{url}{COMPACT_PATH}", timeout=args.timeout)
+        except requests.RequestException as exc:
+            raise TransportError(url, f"cannot reach the server holding {data_dir} at {url}: {exc}") from None
+        try:
+            result = answer.json()
+        except ValueError:
+            raise ReplayError(f"{url}{COMPACT_PATH} answered {answer.status_code} without JSON") from None
+        if not answer.ok:
+            raise ReplayError(f"the server at {url} could not compact: {result.get('message', answer.status_code)}")
+    else:
+        with DataDirLock(data_dir, command="replay compact"):
+            manifest = read_manifest(data_dir)
+            start = tail_start(manifest, log_path)
+            with CallLog(log_path, FsyncPolicy.NO) as log:
+                start = finish_interrupted(log, manifest, start)
+                result = {"status": "ok", "kind": "log", **compact_in_place(log, start).to_dict()}
+    if args.json:
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    else:
+        sys.stdout.write(format_compaction(result))
+    return 0
+
+
+def format_compaction(result: dict[str, Any]) -> str:
+    """What ``replay compact`` did, for people."""
+    if result.get("kind") == "checkpoint":
+        base = result.get("base") or {}
+        timings = result.get("timings") or {}
+        return (
+            f"checkpoint {result['checkpoint']}: {len(result['services'])} services, "
+            f"{result['state_bytes']:,} bytes of state; {base.get('read', 0):,} calls of history kept as "
+            f"{base.get('kept', 0):,}; calls paused {result['pause'] * 1000:.1f} ms, "
+            f"{sum(timings.values()):.2f} s in all\n"
+        )
+    if result.get("kind") == "snapshot":
+        return f"saved {len(result['saved'])} services: {', '.join(result['saved'])}\n"
+    lines = [
+        f"{result['destination']}: {result['read']:,} calls -> {result['kept']:,} "
+        f"({result['dropped']:,} dropped), {result['bytes_before']:,} -> {result['bytes_after']:,} bytes "
+        f"in {result['duration']:.2f} s"
+    ]
+    rules = result.get("by_rule") or {}
+    if rules:
+        width = max(len(rule) for rule in rules)
+        lines += [f"  {rule.ljust(width)}  {count:,}" for rule, count in rules.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``replay`` command; returns the exit status."""
     parser = _parser()
@@ -236,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "compact":
+            return _compact(args)
         return _restore(args)
     except ReplayError as exc:
         sys.stderr.write(f"replay: error: {exc}\n")

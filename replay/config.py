@@ -15,7 +15,16 @@ from typing import TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["BackendKind", "Config", "FsyncPolicy", "LoadStrategy", "SaveStrategy", "parse_bool", "parse_enum"]
+__all__ = [
+    "BackendKind",
+    "Config",
+    "FsyncPolicy",
+    "LoadStrategy",
+    "SaveStrategy",
+    "parse_bool",
+    "parse_enum",
+    "parse_size",
+]
 
 LOG_FILE_NAME = "recorded_api_calls.json"
 REPORT_FILE_NAME = "replay_report.json"
@@ -114,6 +123,45 @@ def _parse_interval(name: str, value: object) -> float:
     return seconds
 
 
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(name: str, value: object) -> int:
+    """A size in bytes: ``1048576``, ``512kb``, ``64mb``, ``1gb`` (Redis's units: ``k`` is 1000, ``kb`` 1024)."""
+    text = str(value).strip().lower().replace(" ", "")
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(digits) :]
+    try:
+        number = float(digits)
+    except ValueError:
+        number = -1.0
+    if unit not in _UNITS or not number >= 0:
+        raise ConfigError(name, value, hint="a size such as 1048576, 512kb, 64mb or 1gb")
+    return int(number * _UNITS[unit])
+
+
+def _parse_percentage(name: str, value: object) -> int:
+    try:
+        percentage = int(str(value).strip().rstrip("%"))
+    except ValueError:
+        percentage = -1
+    if percentage < 0:
+        raise ConfigError(name, value, hint="a whole number of percent, 0 to turn automatic checkpoints off")
+    return percentage
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``replay`` is told from outside, validated.
@@ -127,6 +175,9 @@ class Config:
     :ivar save_strategy: ``SNAPSHOT_SAVE_STRATEGY`` (snapshot backend).
     :ivar load_strategy: ``SNAPSHOT_LOAD_STRATEGY`` (snapshot backend).
     :ivar flush_interval: ``SNAPSHOT_FLUSH_INTERVAL``, seconds between scheduled saves.
+    :ivar checkpoint_percentage: ``REPLAY_CHECKPOINT_PERCENTAGE``: a checkpoint is taken when the
+        calls logged since the last one reach this share of its size (0: never automatically).
+    :ivar checkpoint_min_size: ``REPLAY_CHECKPOINT_MIN_SIZE``: ... and at least this many bytes.
     """
 
     host: str = "127.0.0.1"
@@ -138,6 +189,8 @@ class Config:
     save_strategy: SaveStrategy = SaveStrategy.SCHEDULED
     load_strategy: LoadStrategy = LoadStrategy.ON_REQUEST
     flush_interval: float = 15.0
+    checkpoint_percentage: int = 100
+    checkpoint_min_size: int = 1024**2
 
     @property
     def log_path(self) -> Path:
@@ -154,8 +207,8 @@ class Config:
 
         Flag names are the long option names without dashes (``data_dir``);
         environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``,
-        ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY`` and
-        ``SNAPSHOT_FLUSH_INTERVAL``.
+        ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY``,
+        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CHECKPOINT_PERCENTAGE`` and ``REPLAY_CHECKPOINT_MIN_SIZE``.
         """
         flags = {key: value for key, value in (flags or {}).items() if value is not None}
         environ = environ if environ is not None else {}
@@ -187,4 +240,8 @@ class Config:
             values["load_strategy"] = parse_enum(LoadStrategy, found[0], str(found[1]))
         if (found := pick("flush_interval", "SNAPSHOT_FLUSH_INTERVAL")) is not None:
             values["flush_interval"] = _parse_interval(found[0], found[1])
+        if (found := pick("checkpoint_percentage", "REPLAY_CHECKPOINT_PERCENTAGE")) is not None:
+            values["checkpoint_percentage"] = _parse_percentage(found[0], found[1])
+        if (found := pick("checkpoint_min_size", "REPLAY_CHECKPOINT_MIN_SIZE")) is not None:
+            values["checkpoint_min_size"] = parse_size(found[0], found[1])
         return cls(**values)  # type: ignore[arg-type]

@@ -6,6 +6,9 @@
 "status": "ok"}`` or ``{"service": ..., "status": "error", "message": ...}``;
 what saving and loading mean is the backend's.  ``POST /_localstack/state/reset``
 empties the emulator through the persisted app (so the reset is persisted too).
+``POST /_replay/compact`` makes the next start cheaper now (a checkpoint, or a
+compacted log: the backend's :meth:`~replay.backends.Backend.compact`) and
+answers with what was done, as one JSON object.
 
 :class:`ControlEndpoints` answers ``GET|HEAD /_localstack/health`` itself and
 hands every other request to the app it wraps, but only once :meth:`open` has
@@ -21,6 +24,7 @@ refused) and the health endpoint answers 503 with ``"persistence":
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -29,15 +33,19 @@ import orjson
 
 from .backends import Backend
 from .entry import Request
+from .errors import ReplayError
 from .transport import WSGITransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["HEALTH_PATH", "STATE_PREFIX", "ControlEndpoints"]
+__all__ = ["COMPACT_PATH", "HEALTH_PATH", "STATE_PREFIX", "ControlEndpoints"]
 
 HEALTH_PATH = "/_localstack/health"
 STATE_PREFIX = "/_localstack/state/"
+COMPACT_PATH = "/_replay/compact"
+
+logger = logging.getLogger("replay.endpoints")
 
 
 class ControlEndpoints:
@@ -118,6 +126,18 @@ class ControlEndpoints:
         start_response("200 OK", [("Content-Type", "application/x-ndjson")])
         return (orjson.dumps(result) + b"\n" for result in results)  # one line per service, as each is done
 
+    def _compact(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _json(start_response, "405 Method Not Allowed", {"error": "use POST"})
+        try:
+            result = self.backend.compact()
+        except ReplayError as exc:
+            return _json(start_response, "409 Conflict", {"status": "error", "message": str(exc)})
+        except Exception as exc:
+            logger.exception("compaction failed")
+            return _json(start_response, "500 Internal Server Error", {"status": "error", "message": str(exc)})
+        return _json(start_response, "200 OK", {"status": "ok", **result})
+
     def _reset(self, start_response: StartResponse) -> Iterable[bytes]:
         if self.reset_path is None or self.app is None:
             return _json(start_response, "501 Not Implemented", {"error": "this emulator has no reset"})
@@ -132,6 +152,8 @@ class ControlEndpoints:
         self._ready.wait()
         if path.startswith(STATE_PREFIX):
             return self._state(environ, start_response)
+        if path == COMPACT_PATH:
+            return self._compact(environ, start_response)
         assert self.app is not None
         with self._idle:
             self._active += 1

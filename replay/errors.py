@@ -10,6 +10,9 @@
      │    └── LogWriteError (OSError)       an entry could not be made durable
      ├── EntryVersionError (ValueError)    one entry has a newer format version
      ├── SnapshotError                     a snapshot file is refused (torn, corrupt, foreign, newer)
+     ├── CheckpointError                   a checkpoint's manifest and the call log do not fit together
+     │    └── QuiesceTimeoutError (TimeoutError)  state-changing calls stayed in flight; no checkpoint taken
+     ├── DataDirInUseError                 another replay process owns the data dir
      └── TransportError (ConnectionError)  a replay target could not be reached
 
 Each message names the file, line or value at fault and says what to do.
@@ -20,12 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
+    "DataDirInUseError",
     "EntryVersionError",
     "LogCorruptError",
     "LogError",
     "LogVersionError",
     "LogWriteError",
+    "QuiesceTimeoutError",
     "ReplayError",
     "SnapshotError",
     "TransportError",
@@ -133,6 +139,38 @@ class SnapshotError(ReplayError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: refused ({reason}): {detail}")
+
+
+class CheckpointError(ReplayError):
+    """A data dir's checkpoint cannot be used with its call log; nothing was changed.
+
+    :ivar path: the manifest or log at fault.
+    """
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class QuiesceTimeoutError(CheckpointError, TimeoutError):
+    """State-changing calls were still in flight when a checkpoint stopped waiting for them.
+
+    Nothing was written; the checkpoint can be tried again later.
+    """
+
+
+class DataDirInUseError(ReplayError):
+    """Another ``replay`` process owns the data dir.
+
+    :ivar path: the data dir.
+    :ivar owner: what the owner wrote into the lock file (``pid``, ``command``, ``url``).
+    """
+
+    def __init__(self, path: Path, owner: dict[str, object]) -> None:
+        self.path = path
+        self.owner = owner
+        described = ", ".join(f"{key} {value}" for key, value in owner.items()) or "a process"
+        super().__init__(f"{path} is in use by another replay ({described}); stop it or use another data dir")
 
 
 class TransportError(ReplayError, ConnectionError):

@@ -8,10 +8,13 @@ the new one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "ensure_private_dir", "fsync_dir"]
+__all__ = ["DIR_MODE", "FILE_MODE", "atomic_write", "atomic_writer", "ensure_private_dir", "fsync_dir"]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -38,21 +41,29 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (mode 0600) so that a crash leaves the old or the new file, whole."""
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path``'s new content to; it replaces ``path`` (0600) when the block ends without error.
+
+    A crash or an exception leaves the old file (or none), whole; the temporary file is removed.
+    """
     path = Path(path)
     ensure_private_dir(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
     except BaseException:
-        os.close(fd)
         temporary.unlink(missing_ok=True)
         raise
-    os.close(fd)
     os.replace(temporary, path)
     fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (mode 0600) so that a crash leaves the old or the new file, whole."""
+    with atomic_writer(path) as handle:
+        handle.write(data)

@@ -1,10 +1,15 @@
-"""A read/write lock: many readers at once, or one writer.
+"""Locks that let state be saved while requests go on.
+
+:class:`ReadWriteLock`: many readers at once, or one writer.
 
 The snapshot backend holds a service's lock for reading while a request to
 that service runs, and for writing while it saves or loads that service: a save
 waits for requests in flight, requests wait for the save, and other services
 are not affected.  Writers are preferred, so a stream of requests cannot starve
 a save.
+
+:class:`MutationGate`: the record-and-replay backend's checkpoints wait, behind
+it, until no state-changing call is between the emulator and the log.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["ReadWriteLock"]
+from .errors import QuiesceTimeoutError
+
+__all__ = ["MutationGate", "ReadWriteLock"]
 
 
 class ReadWriteLock:
@@ -48,4 +56,56 @@ class ReadWriteLock:
         finally:
             with self._condition:
                 self._writer = False
+                self._condition.notify_all()
+
+
+class MutationGate:
+    """Lets state-changing calls run side by side, and holds them back while state is captured.
+
+    The recording middleware brackets each mutating call with :meth:`enter` and
+    :meth:`leave`, from before the emulator sees it until its entry is in the
+    log.  :meth:`quiesced` waits until none is in flight, holds new ones at the
+    gate, and lets them go when its block ends: inside it, the emulator's state
+    is exactly what the log holds, no more and no less.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._active = 0
+        self._closed = False
+
+    def enter(self) -> None:
+        with self._condition:
+            while self._closed:
+                self._condition.wait()
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._condition:
+            self._active -= 1
+            if not self._active and self._closed:
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def quiesced(self, timeout: float) -> Iterator[None]:
+        """No mutating call in flight inside the block; new ones wait for its end.
+
+        :raises QuiesceTimeoutError: calls were still in flight after ``timeout`` seconds
+            (the gate is open again; try later).
+        """
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("MutationGate.quiesced does not nest")
+            self._closed = True
+            if not self._condition.wait_for(lambda: not self._active, timeout):
+                self._closed = False
+                self._condition.notify_all()
+                raise QuiesceTimeoutError(
+                    Path("."), f"{self._active} state-changing calls still in flight after {timeout:.1f} s"
+                )
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._closed = False
                 self._condition.notify_all()

@@ -13,9 +13,19 @@ Writing (:class:`CallLog`):
   to the OS; :meth:`CallLog.close` always syncs;
 * on open, a torn last line left by a crash is moved to
   ``recorded_api_calls.json.torn-<time>`` (never deleted) so the next append
-  starts on a fresh line.
+  starts on a fresh line;
+* :meth:`CallLog.rewrite` replaces the file with a header and the calls from a
+  given offset (what a checkpoint leaves of the log) while appenders go on:
+  the bulk is copied without blocking them, the rest under the locks, then the
+  new file is renamed over the old one.  Appenders in other processes notice
+  the replaced file under ``flock`` and reopen it.
 
-Reading (:class:`LogReader`) streams line by line.  An undecodable *last* line
+A log that continues a checkpoint (:mod:`replay.checkpoint`) starts with a
+header line that names it, ``{"v": 1, "checkpoint": "000004"}``; a log without
+one holds the whole history.
+
+Reading (:class:`LogReader`) streams line by line, from the start or from a
+byte offset, and reports the header.  An undecodable *last* line
 is a torn tail: it is dropped with a warning and the start goes on.  An
 undecodable line anywhere else raises :class:`~replay.errors.LogCorruptError`
 naming the file and line; nothing is changed on disk.
@@ -23,6 +33,7 @@ naming the file and line; nothing is changed on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -30,19 +41,71 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+import orjson
 
 from .config import FsyncPolicy
 from .entry import Entry, decode_entry
 from .errors import EntryVersionError, LogCorruptError, LogVersionError, LogWriteError
 from .files import FILE_MODE, ensure_private_dir, fsync_dir
 
-__all__ = ["CallLog", "LogReader"]
+__all__ = ["CallLog", "LogReader", "Segment", "encode_header", "read_header"]
 
 logger = logging.getLogger("replay.log")
 
-_flock, _LOCK_EX, _LOCK_UN, _write = fcntl.flock, fcntl.LOCK_EX, fcntl.LOCK_UN, os.write
+_flock, _LOCK_EX, _LOCK_UN, _write, _fstat = fcntl.flock, fcntl.LOCK_EX, fcntl.LOCK_UN, os.write, os.fstat
 
 _TAIL_CHUNK = 1 << 16
+_COPY_CHUNK = 1 << 20
+
+
+def encode_header(checkpoint: str) -> bytes:
+    """The first line of a log that continues ``checkpoint``."""
+    return b'{"v":1,"checkpoint":' + orjson.dumps(checkpoint) + b"}\n"
+
+
+def _decode_header(line: bytes) -> str | None:
+    """The checkpoint a header line names; ``None`` when ``line`` is not a header."""
+    if b'"checkpoint"' not in line or b'"request"' in line:
+        return None
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("checkpoint"), str) and "request" not in document:
+        return str(document["checkpoint"])
+    return None
+
+
+def _first_line(fd: int) -> tuple[bytes, int]:
+    """The first non-blank line of the file and the offset just past it (``b""``, 0 when there is none)."""
+    offset = 0
+    pending = b""
+    while True:
+        chunk = os.pread(fd, _TAIL_CHUNK, offset + len(pending))
+        if not chunk:
+            return (pending, offset + len(pending)) if pending.strip() else (b"", 0)
+        pending += chunk
+        while (newline := pending.find(b"\n")) >= 0:
+            line, pending = pending[: newline + 1], pending[newline + 1 :]
+            if line.strip():
+                return line, offset + len(line)
+            offset += len(line)
+
+
+def read_header(path: Path) -> tuple[str | None, int]:
+    """``(checkpoint, offset after the header)`` of the log at ``path``; ``(None, 0)`` without a header or file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, 0
+    try:
+        line, end = _first_line(fd)
+    finally:
+        os.close(fd)
+    checkpoint = _decode_header(line)
+    return (checkpoint, end) if checkpoint is not None else (None, 0)
 
 
 def _content_end(fd: int, size: int) -> int:
@@ -73,20 +136,22 @@ class CallLog:
 
     :param path: the log file; its directory is created (0700) if needed.
     :param fsync: when appends are forced to disk.
+    :param header: the checkpoint this log continues: written as the first line
+        when the file is new or empty (an existing header is left as it is).
+
+    :attr:`header` is the checkpoint the file's header names (``None``: no header).
     """
 
-    def __init__(self, path: Path, fsync: FsyncPolicy = FsyncPolicy.EVERYSEC) -> None:
+    def __init__(self, path: Path, fsync: FsyncPolicy = FsyncPolicy.EVERYSEC, header: str | None = None) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        self.header = header
         self._always = fsync is FsyncPolicy.ALWAYS
         ensure_private_dir(self.path.parent)
-        created = not self.path.exists()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        os.fchmod(self._fd, FILE_MODE)
-        if created:
-            fsync_dir(self.path.parent)
+        self._fd = self._open()
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._retired: list[int] = []
         self._written = 0  # entries appended by this object
         self._synced = 0  # of those, how many are known to be on disk
         self._dirty = False
@@ -97,11 +162,34 @@ class CallLog:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 self._repair_tail()
+                if header is not None and os.fstat(self._fd).st_size == 0:
+                    os.write(self._fd, encode_header(header))
+                    os.fsync(self._fd)
+                self.header = _decode_header(_first_line(self._fd)[0])
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         if fsync is FsyncPolicy.EVERYSEC:
             self._syncer = threading.Thread(target=self._sync_every_second, name="replay-fsync", daemon=True)
             self._syncer.start()
+
+    def _open(self) -> int:
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        if created:
+            fsync_dir(self.path.parent)
+        return fd
+
+    def _lock_current(self) -> int:
+        """``flock`` the file now at :attr:`path` (reopening it if another process replaced it); its fd."""
+        fd = self._fd
+        _flock(fd, _LOCK_EX)
+        while _fstat(fd).st_nlink == 0:  # rewritten by another process: append to the new file
+            _flock(fd, _LOCK_UN)
+            self._retired.append(fd)  # closed with the log: a sync may still hold its number
+            self._fd = fd = self._open()
+            _flock(fd, _LOCK_EX)
+        return fd
 
     def _repair_tail(self) -> None:
         """Make the file end with a complete line, moving a torn last line aside."""
@@ -112,7 +200,8 @@ class CallLog:
         start = _line_start(self._fd, end)
         last = os.pread(self._fd, end - start, start)
         try:
-            decode_entry(last)
+            if start > 0 or _decode_header(last) is None:
+                decode_entry(last)
         except EntryVersionError:
             pass  # a newer writer's complete entry: not ours to judge, and not torn
         except ValueError:
@@ -145,11 +234,10 @@ class CallLog:
         :raises LogWriteError: it could not be written in full (or synced under
             ``always``); the file holds no part of it.
         """
-        fd = self._fd
         with self._lock:
             if self._closed:
                 raise LogWriteError(self.path, f"{self.path}: the log is closed")
-            _flock(fd, _LOCK_EX)
+            fd = self._lock_current()
             try:
                 try:
                     written = _write(fd, line)
@@ -170,7 +258,7 @@ class CallLog:
                 return  # a sync that started after our write already covered it
             covered = self._written
             try:
-                os.fdatasync(fd)
+                os.fdatasync(self._fd)
             except OSError as exc:
                 raise LogWriteError(self.path, f"{self.path}: fsync failed: {exc}") from exc
             self._synced = covered
@@ -183,8 +271,67 @@ class CallLog:
 
     def sync(self) -> None:
         """Force everything appended so far to disk."""
-        self._dirty = False
-        os.fdatasync(self._fd)
+        with self._sync_lock:
+            self._dirty = False
+            if not self._closed:
+                os.fdatasync(self._fd)
+
+    def size(self) -> int:
+        """The file's size now: everything appended so far ends there."""
+        with self._lock:
+            return os.fstat(self._fd).st_size
+
+    def rewrite(self, start: int, header: str | None, prefix: Path | None = None) -> int:
+        """Replace the file with ``header``'s line, the lines of ``prefix``, then what follows ``start``.
+
+        Returns the new size.  Appends go on while the bytes up to the current
+        end are copied; the rest is copied with appends held, then the new file
+        (fsynced) is renamed over the old one and the directory fsynced.  A
+        crash at any point leaves either the old file or the new one, whole.
+        """
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.rewrite")
+        out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        try:
+            if header is not None:
+                _write_all(out, encode_header(header))
+            if prefix is not None:
+                with open(prefix, "rb") as lines:
+                    while chunk := lines.read(_COPY_CHUNK):
+                        _write_all(out, chunk)
+            copied = self._copy_from(out, start, os.fstat(self._fd).st_size)
+            with self._sync_lock, self._lock:
+                if self._closed:
+                    raise LogWriteError(self.path, f"{self.path}: the log is closed")
+                fd = self._lock_current()
+                try:
+                    self._copy_from(out, copied, os.fstat(fd).st_size)
+                    os.fsync(out)
+                    os.replace(temporary, self.path)
+                    fsync_dir(self.path.parent)
+                    os.close(fd)
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+                    self.header = header
+                    self._synced = self._written
+                    self._dirty = False
+                    return os.fstat(self._fd).st_size
+                finally:
+                    _flock(fd, _LOCK_UN)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(out)
+
+    def _copy_from(self, out: int, start: int, end: int) -> int:
+        """Copy bytes ``start..end`` of the log to ``out``; returns ``end``."""
+        offset = start
+        while offset < end:
+            chunk = os.pread(self._fd, min(_COPY_CHUNK, end - offset), offset)
+            if not chunk:
+                raise LogWriteError(self.path, f"{self.path}: shrank while it was copied (at byte {offset})")
+            _write_all(out, chunk)
+            offset += len(chunk)
+        return end
 
     def _sync_every_second(self) -> None:
         while not self._stop.wait(1.0):
@@ -207,6 +354,8 @@ class CallLog:
                 os.fsync(self._fd)
             finally:
                 os.close(self._fd)
+                for fd in self._retired:
+                    os.close(fd)
 
     def __enter__(self) -> CallLog:
         return self
@@ -218,22 +367,39 @@ class CallLog:
         return f"<CallLog {self.path} fsync={self.fsync.value}>"
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class LogReader:
     """Stream ``(line number, entry)`` pairs from a log file.
 
     A missing file reads as empty.  :attr:`position` (bytes consumed) and
     :attr:`size` let callers show progress; :attr:`torn_line` is the number of a
-    dropped torn last line, if there was one.
+    dropped torn last line, if there was one; :attr:`checkpoint` the checkpoint a
+    header line names (read as soon as iteration starts).
+
+    :param start: byte offset of the first line to read (a line boundary); the
+        header is only looked for when reading from 0.
+    :param end: byte offset where reading stops (a line boundary), e.g. where the
+        log ended when a checkpoint was taken; ``None``: the end of the file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
         self.path = Path(path)
         try:
             self.size = self.path.stat().st_size
         except FileNotFoundError:
             self.size = 0
-        self.position = 0
+        self.start = start
+        self.end = end
+        if end is not None:
+            self.size = min(self.size, end)
+        self.position = start
         self.torn_line: int | None = None
+        self.checkpoint: str | None = None
 
     def _decode(self, line: bytes, number: int) -> Entry:
         try:
@@ -242,6 +408,40 @@ class LogReader:
             raise LogVersionError(self.path, number, exc.version, exc.supported) from None
 
     def __iter__(self) -> Iterator[tuple[int, Entry]]:
+        for number, _line, entry in self.records():
+            yield number, entry
+
+    def _lines(self, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+        """``(number, line)`` of every non-blank line from :attr:`start`, the header excepted."""
+        first = 1
+        if self.start:
+            offset = 0
+            while offset < self.start:
+                chunk = handle.read(min(_COPY_CHUNK, self.start - offset))
+                if not chunk:
+                    break
+                first += chunk.count(b"\n")
+                offset += len(chunk)
+        looking_for_header = not self.start
+        offset, end = self.start, self.end
+        for number, line in enumerate(handle, first):
+            if end is not None:
+                if offset >= end:
+                    return
+                offset += len(line)
+            if not line.strip():
+                self.position += len(line)
+                continue
+            if looking_for_header:
+                looking_for_header = False
+                self.checkpoint = _decode_header(line)
+                if self.checkpoint is not None:
+                    self.position += len(line)
+                    continue
+            yield number, line
+
+    def records(self) -> Iterator[tuple[int, bytes, Entry]]:
+        """``(line number, raw line, entry)`` for every entry, in order."""
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
         except FileNotFoundError:
@@ -249,17 +449,14 @@ class LogReader:
         try:
             pending: bytes | None = None
             pending_number = 0
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    self.position += len(line)
-                    continue
+            for number, line in self._lines(handle):
                 if pending is not None:
                     try:
                         entry = self._decode(pending, pending_number)
                     except ValueError as exc:
                         raise LogCorruptError(self.path, pending_number, str(exc)) from None
                     self.position += len(pending)
-                    yield pending_number, entry
+                    yield pending_number, pending, entry
                 pending, pending_number = line, number
             if pending is not None:
                 try:
@@ -277,6 +474,18 @@ class LogReader:
                     return
                 finally:
                     self.position += len(pending)
-                yield pending_number, entry
+                yield pending_number, pending, entry
         finally:
             handle.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """The lines of ``path`` from byte ``start`` to byte ``end`` (``None``: its end)."""
+
+    path: Path
+    start: int = 0
+    end: int | None = None
+
+    def reader(self) -> LogReader:
+        return LogReader(self.path, self.start, self.end)

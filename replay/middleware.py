@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .classify import Call, Classifier, DefaultClassifier
 from .entry import Request, encode_call
+from .locks import MutationGate
 from .redact import redact
 from .seeding import Seeder
 from .wsgi import request_from_environ
@@ -58,6 +59,10 @@ class RecordingMiddleware:
     :param seeder: if given, each mutating call runs in a random stream seeded with a
         fresh seed that its entry keeps, so that its replay generates the same ids
         (:mod:`replay.seeding`).
+    :param gate: if given, each mutating call holds it from before the app sees the
+        call until its entry is written (or it failed), so that a checkpoint can
+        wait for a moment when the app's state and the log agree
+        (:class:`~replay.locks.MutationGate`).
     """
 
     def __init__(
@@ -66,11 +71,13 @@ class RecordingMiddleware:
         log: EntrySink,
         classifier: Classifier | None = None,
         seeder: Seeder | None = None,
+        gate: MutationGate | None = None,
     ) -> None:
         self.app = app
         self.log = log
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
         self.seeder = seeder
+        self.gate = gate
         self.recordable: Callable[[Call, int, bytes], bool] = getattr(self.classifier, "recordable", _always_recordable)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -79,12 +86,19 @@ class RecordingMiddleware:
         if not call.mutating:
             return self.app(environ, start_response)
         recording = _Recording(self.log, request, call, start_response, self.recordable)
-        if self.seeder is None:
-            iterable = self.app(environ, recording.start_response)
-        else:
-            recording.seed = seed = _SEEDS.getrandbits(63)
-            with self.seeder.seeded(seed, recording.started):
+        if self.gate is not None:
+            self.gate.enter()
+            recording.gate = self.gate
+        try:
+            if self.seeder is None:
                 iterable = self.app(environ, recording.start_response)
+            else:
+                recording.seed = seed = _SEEDS.getrandbits(63)
+                with self.seeder.seeded(seed, recording.started):
+                    iterable = self.app(environ, recording.start_response)
+        except BaseException:
+            recording.release()
+            raise
         if type(iterable) is list and recording.status:
             # a complete body in hand: record now, before any byte of it can leave
             recording.body.extend(iterable)
@@ -105,6 +119,7 @@ class _Recording:
         "body",
         "call",
         "done",
+        "gate",
         "headers",
         "iterable",
         "iterator",
@@ -140,6 +155,14 @@ class _Recording:
         self.write_upstream: Callable[[bytes], object] | None = None
         self.seed: int | None = None
         self.done = False
+        self.gate: MutationGate | None = None
+
+    def release(self) -> None:
+        """Leave the gate (once): the call's entry is written, or it will not be."""
+        gate = self.gate
+        if gate is not None:
+            self.gate = None
+            gate.leave()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -169,6 +192,7 @@ class _Recording:
                 held = chunk
         except Exception:
             self.done = True  # the app failed mid-response: the client is not told it succeeded
+            self.release()
             raise
         self.finish()
         if held is not None:
@@ -179,6 +203,12 @@ class _Recording:
         if self.done:
             return
         self.done = True
+        try:
+            self._append()
+        finally:
+            self.release()
+
+    def _append(self) -> None:
         if not 200 <= self.status < 300:
             return
         call = self.call
@@ -211,6 +241,7 @@ class _Recording:
                     self.body.append(chunk)
                 self.finish()
         finally:
+            self.release()
             close = getattr(self.iterable, "close", None)
             if close is not None:
                 close()

@@ -24,15 +24,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
 
 from .diff import Change, changes, explain
+from .entry import Entry
 from .errors import TransportError
 from .files import atomic_write
-from .log import LogReader
+from .log import Segment
 from .mapping import IdMapping
 from .rules import prepare
 from .seeding import Seeder
@@ -173,51 +174,68 @@ class Replayer:
         self.seeder = seeder
         self.report_path = report_path
 
-    def replay(self, path: Path) -> ReplayReport:
-        """Reissue every entry of the log at ``path``; a missing file restores nothing."""
-        reader = LogReader(path)
-        report = ReplayReport(path=reader.path)
+    def replay(self, path: Path, start: int = 0) -> ReplayReport:
+        """Reissue every entry of the log at ``path`` from byte ``start``; a missing file restores nothing."""
+        return self.replay_segments([Segment(Path(path), start)])
+
+    def replay_segments(self, segments: Sequence[Segment]) -> ReplayReport:
+        """Reissue the entries of ``segments`` in order, as one history (one id mapping, one report).
+
+        The report is named after the last segment (the live log, after a checkpoint's calls).
+        """
+        report = ReplayReport(path=segments[-1].path)
+        readers = [segment.reader() for segment in segments]
+        total = sum(max(0, reader.size - reader.start) for reader in readers)
+        done = 0
         started = time.perf_counter()
         next_progress = started + self.progress_interval
         send = self.transport.send
         mapping = IdMapping() if self.mapping else None
-        for line, entry in reader:
-            request = prepare(entry)
-            if mapping is not None:
-                request = mapping.rewrite(request)
-            try:
-                if self.seeder is not None and entry.seed is not None:
-                    with self.seeder.seeded(entry.seed, entry.time):
+        reader = readers[0]
+        for reader in readers:
+            for line, entry in reader:
+                request = prepare(entry)
+                if mapping is not None:
+                    request = mapping.rewrite(request)
+                try:
+                    if self.seeder is not None and entry.seed is not None:
+                        with self.seeder.seeded(entry.seed, entry.time):
+                            response = send(request)
+                    else:
                         response = send(request)
+                except TransportError:
+                    raise
+                except Exception as exc:  # an in-process app blew up: report it, go on
+                    self._fail(reader.path, report, line, entry, None, repr(exc))
+                    found = [Change("status", "status", entry.response.status, None)]
                 else:
-                    response = send(request)
-            except TransportError:
-                raise
-            except Exception as exc:  # an in-process app blew up: report it, go on
-                self._fail(report, line, entry.service, entry.operation, None, entry.response.status, repr(exc))
-                found = [Change("status", "status", entry.response.status, None)]
-            else:
-                if response.ok:
-                    report.restored += 1
-                else:
-                    message = response.body[:200].decode("utf-8", "replace")
-                    self._fail(
-                        report, line, entry.service, entry.operation, response.status, entry.response.status, message
-                    )
-                found = changes(entry.response, response)
-                if mapping is not None and response.ok and entry.response.ok:
-                    mapping.learn(found)
-            unexplained = [change for change in found if explain(change, mapping) is None]
-            if unexplained:
-                self._diverge(report, Divergence(line, entry.service, entry.operation, unexplained))
-            if self.progress is not None and (now := time.perf_counter()) >= next_progress:
-                next_progress = now + self.progress_interval
-                self.progress(Progress(report.total, reader.position, reader.size, now - started))
+                    if response.ok:
+                        report.restored += 1
+                    else:
+                        self._fail(
+                            reader.path,
+                            report,
+                            line,
+                            entry,
+                            response.status,
+                            response.body[:200].decode("utf-8", "replace"),
+                        )
+                    found = changes(entry.response, response)
+                    if mapping is not None and response.ok and entry.response.ok:
+                        mapping.learn(found)
+                unexplained = [change for change in found if explain(change, mapping) is None]
+                if unexplained:
+                    self._diverge(reader.path, report, Divergence(line, entry.service, entry.operation, unexplained))
+                if self.progress is not None and (now := time.perf_counter()) >= next_progress:
+                    next_progress = now + self.progress_interval
+                    position = done + reader.position - reader.start
+                    self.progress(Progress(report.total, position, total, now - started))
+            done += max(0, reader.position - reader.start)
         report.torn_line = reader.torn_line
         report.mapped = len(mapping) if mapping is not None else 0
         report.duration = time.perf_counter() - started
         if self.progress is not None:
-            self.progress(Progress(report.total, reader.position, reader.size, report.duration))
+            self.progress(Progress(report.total, done, total, report.duration))
         logger.info("Restored %d API calls from persistent file: %s", report.restored, report.path)
         if report.failures:
             logger.warning("%d recorded API calls failed on replay (listed above)", report.failed)
@@ -235,12 +253,12 @@ class Replayer:
         return report
 
     @staticmethod
-    def _diverge(report: ReplayReport, divergence: Divergence) -> None:
+    def _diverge(path: Path, report: ReplayReport, divergence: Divergence) -> None:
         report.divergences.append(divergence)
         if report.diverged <= _LOGGED_DIVERGENCES:
             logger.warning(
                 "%s:%d: %s.%s diverged on replay: %s",
-                report.path,
+                path,
                 divergence.line,
                 divergence.service,
                 divergence.operation,
@@ -248,24 +266,16 @@ class Replayer:
             )
 
     @staticmethod
-    def _fail(
-        report: ReplayReport,
-        line: int,
-        service: str,
-        operation: str,
-        status: int | None,
-        recorded: int,
-        message: str,
-    ) -> None:
-        failure = Failure(line, service, operation, status, recorded, message)
+    def _fail(path: Path, report: ReplayReport, line: int, entry: Entry, status: int | None, message: str) -> None:
+        failure = Failure(line, entry.service, entry.operation, status, entry.response.status, message)
         report.failures.append(failure)
         logger.warning(
             "%s:%d: %s.%s failed on replay with status %s (recorded %d): %s",
-            report.path,
+            path,
             line,
-            service,
-            operation,
+            entry.service,
+            entry.operation,
             status if status is not None else "error",
-            recorded,
+            entry.response.status,
             message.strip().replace("\n", " ")[:200],
         )

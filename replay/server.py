@@ -18,6 +18,7 @@ from . import __version__
 from .backends import Backend, create_backend
 from .classify import Classifier
 from .config import Config
+from .datadir import DataDirLock
 from .emulators import Emulator
 from .endpoints import ControlEndpoints
 
@@ -43,17 +44,28 @@ class Server:
         self.config = config
         self.emulator = emulator
         self.drain_timeout = drain_timeout
-        self.backend: Backend = create_backend(config, emulator.app, classifier, emulator.seeder, emulator.adapter)
-        adapter = emulator.adapter
-        self.endpoints = ControlEndpoints(
-            self.backend,
-            emulator.services,
-            __version__,
-            known=(lambda name: adapter.service_for(name) is not None) if adapter is not None else None,
-            reset_path=emulator.reset_path,
-        )
-        self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
+        # one server per data dir: a second one would fold the log into checkpoints of its own state
+        self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
+        try:
+            self.backend: Backend = create_backend(
+                config, emulator.app, classifier, emulator.seeder, emulator.adapter, emulator.reset
+            )
+            adapter = emulator.adapter
+            self.endpoints = ControlEndpoints(
+                self.backend,
+                emulator.services,
+                __version__,
+                known=(lambda name: adapter.service_for(name) is not None) if adapter is not None else None,
+                reset_path=emulator.reset_path,
+            )
+            self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
+        except BaseException:
+            if self._owner is not None:
+                self._owner.release()
+            raise
         self.port: int = self._http.server_port
+        if self._owner is not None:
+            self._owner.update(url=self.url)
         self._stop = threading.Event()
         os.environ.setdefault("MOTO_PORT", str(self.port))
 
@@ -87,4 +99,6 @@ class Server:
             logger.warning("requests still in flight after %.0f s; closing anyway", self.drain_timeout)
         self.backend.close()
         self._http.server_close()
+        if self._owner is not None:
+            self._owner.release()
         logger.info("stopped; state is on disk")

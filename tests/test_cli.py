@@ -333,3 +333,109 @@ def test_verify_reports_a_divergence_and_exits_1(tmp_path: Path, capsys: pytest.
     assert out.rstrip().endswith("1 diverged, 0 generated values mapped: diverged")
     assert log.read_bytes() == before  # verify never writes
     assert not (tmp_path / "replay_report.json").exists()
+
+
+# --- compact ---------------------------------------------------------------------------------
+
+SQS_HEADERS = [
+    ("Authorization", "AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host"),
+    ("Content-Type", "application/x-amz-json-1.0"),
+]
+
+
+def sqs_calls(transport: object, calls: list[tuple[str, dict[str, object]]]) -> None:
+    from replay.transport import WSGITransport
+
+    assert isinstance(transport, WSGITransport)
+    for target, body in calls:
+        request = Request("POST", "/", "", [*SQS_HEADERS, ("X-Amz-Target", f"AmazonSQS.{target}")], orjson.dumps(body))
+        assert transport.send(request).ok, target
+
+
+CHURN: list[tuple[str, dict[str, object]]] = [
+    ("CreateQueue", {"QueueName": "gone"}),
+    ("SendMessage", {"QueueUrl": "http://localhost/123456789012/gone", "MessageBody": "m"}),
+    ("DeleteQueue", {"QueueUrl": "http://localhost/123456789012/gone"}),
+    ("CreateQueue", {"QueueName": "kept"}),
+    ("SendMessage", {"QueueUrl": "http://localhost/123456789012/kept", "MessageBody": "k"}),
+]
+
+
+def test_compact_offline_drops_undone_calls_and_restores_the_same_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from replay.emulators import moto_emulator
+    from replay.middleware import RecordingMiddleware
+    from replay.transport import WSGITransport
+
+    emulator = moto_emulator()
+    assert emulator.reset is not None
+    emulator.reset()
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        sqs_calls(WSGITransport(RecordingMiddleware(emulator.app, log, seeder=emulator.seeder)), CHURN)
+    emulator.reset()
+    before = path.read_bytes().splitlines(keepends=True)
+
+    assert main(["compact", "--json", str(tmp_path)]) == 0
+    done = orjson.loads(capsys.readouterr().out)
+    assert (done["kind"], done["read"], done["kept"], done["dropped"]) == ("log", 5, 2, 3)
+    assert path.read_bytes() == b"".join(before[3:])  # the kept lines, byte for byte
+    assert sum(done["by_rule"].values()) == 3
+    assert main(["verify", str(tmp_path)]) == 0  # the compacted log replays cleanly
+    assert "2 calls replayed, 2 restored, 0 failed, 0 diverged" in capsys.readouterr().out
+
+    assert main(["compact", str(tmp_path)]) == 0  # nothing left to drop; the table says so
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: 2 calls -> 2 (0 dropped)")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no lock or temporary left
+
+
+def test_compact_asks_the_server_that_holds_the_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    from replay.config import Config
+    from replay.emulators import moto_emulator
+    from replay.server import Server
+    from replay.transport import HTTPTransport
+
+    data = tmp_path / "data"
+    server = Server(Config(port=0, data_dir=data, checkpoint_percentage=0), moto_emulator())
+    thread = threading.Thread(target=server.serve)
+    thread.start()
+    try:
+        transport = HTTPTransport(server.url)
+        for target, body in CHURN:
+            request = Request(
+                "POST", "/", "", [*SQS_HEADERS, ("X-Amz-Target", f"AmazonSQS.{target}")], orjson.dumps(body)
+            )
+            assert transport.send(request).ok
+        transport.close()
+        assert main(["compact", "--json", str(data)]) == 0
+        done = orjson.loads(capsys.readouterr().out)
+        assert done["kind"] == "checkpoint" and done["checkpoint"] == "000001" and "sqs" in done["services"]
+        assert done["base"]["read"] == 5 and done["base"]["kept"] == 2  # its calls.json is compacted too
+        assert main(["compact", str(data)]) == 0
+        assert capsys.readouterr().out.startswith("checkpoint 000002: ")
+        assert main(["serve", "--data-dir", str(data), "--port", "0"]) == 1  # one server per data dir
+        assert f"{data} is in use by another replay (pid " in capsys.readouterr().err
+    finally:
+        server.stop()
+        thread.join(30)
+    assert main(["compact", "--json", str(data)]) == 0  # now offline: the log since the checkpoint
+    assert orjson.loads(capsys.readouterr().out)["kind"] == "log"
+
+
+def test_compact_errors_are_one_line_and_change_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compact", str(tmp_path / "missing")]) == 1
+    assert "no call log at" in one_error_line(capsys.readouterr().err)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / LOG_NAME).write_bytes(b'{"v":1,"checkpoint":"000009"}\n')
+    assert main(["compact", str(data)]) == 1
+    assert "continues checkpoint 000009, but the data dir has no checkpoints" in one_error_line(capsys.readouterr().err)
+    (data / LOG_NAME).write_bytes(b"garbage\n" + encode_entry(entry("/n", "Add", b"x")))
+    assert main(["compact", str(data)]) == 1
+    assert f"{data / LOG_NAME}:1: malformed entry" in one_error_line(capsys.readouterr().err)
+    assert (data / LOG_NAME).read_bytes().startswith(b"garbage\n")
+    assert sorted(p.name for p in data.iterdir()) == [LOG_NAME]

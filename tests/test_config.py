@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from replay.config import BackendKind, Config, FsyncPolicy
+from replay.config import BackendKind, Config, FsyncPolicy, parse_size
 from replay.errors import ConfigError
 
 
@@ -62,3 +63,27 @@ def test_invalid_values_are_one_line_errors(flags: dict[str, object], environ: d
     assert needle in message
     assert "\n" not in message
     assert isinstance(caught.value, ValueError)
+
+
+def test_checkpoint_triggers_read_sizes_and_percentages() -> None:
+    assert (Config().checkpoint_percentage, Config().checkpoint_min_size) == (100, 1024**2)
+    config = Config.load({"checkpoint_min_size": "64mb"}, {"REPLAY_CHECKPOINT_PERCENTAGE": "50%"})
+    assert (config.checkpoint_percentage, config.checkpoint_min_size) == (50, 64 * 1024**2)
+    for text, size in (("1048576", 1048576), ("512kb", 524288), ("1k", 1000), ("2 MiB", 2 * 1024**2), ("1gb", 1024**3)):
+        assert parse_size("x", text) == size
+    assert Config.load({}, {"REPLAY_CHECKPOINT_PERCENTAGE": "0"}).checkpoint_percentage == 0  # automatic off
+
+
+@pytest.mark.parametrize(
+    ("environ", "needle"),
+    [
+        ({"REPLAY_CHECKPOINT_MIN_SIZE": "lots"}, "REPLAY_CHECKPOINT_MIN_SIZE: 'lots' (a size such as 1048576, 512kb"),
+        ({"REPLAY_CHECKPOINT_MIN_SIZE": "-5mb"}, "REPLAY_CHECKPOINT_MIN_SIZE: '-5mb'"),
+        ({"REPLAY_CHECKPOINT_MIN_SIZE": "5xb"}, "REPLAY_CHECKPOINT_MIN_SIZE: '5xb'"),
+        ({"REPLAY_CHECKPOINT_PERCENTAGE": "-1"}, "REPLAY_CHECKPOINT_PERCENTAGE: '-1' (a whole number of percent, 0 to"),
+        ({"REPLAY_CHECKPOINT_PERCENTAGE": "half"}, "REPLAY_CHECKPOINT_PERCENTAGE: 'half'"),
+    ],
+)
+def test_bad_checkpoint_triggers_are_one_line_errors(environ: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        Config.load({}, environ)

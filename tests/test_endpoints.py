@@ -8,7 +8,7 @@ import orjson
 from werkzeug.test import Client
 
 from replay.backends import DisabledBackend
-from replay.endpoints import HEALTH_PATH, ControlEndpoints
+from replay.endpoints import COMPACT_PATH, HEALTH_PATH, ControlEndpoints
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -67,3 +67,38 @@ def test_wait_idle_sees_requests_in_flight() -> None:
     release.set()
     worker.join(5)
     assert endpoints.wait_idle(1) is True
+
+
+class Compacting(DisabledBackend):
+    def __init__(self, outcome: dict[str, object] | Exception) -> None:
+        self.outcome = outcome
+
+    def compact(self) -> dict[str, object]:
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def test_compact_endpoint_answers_what_the_backend_did() -> None:
+    endpoints = ControlEndpoints(Compacting({"kind": "checkpoint", "checkpoint": "000003"}))
+    endpoints.open(hello)
+    client = Client(endpoints)
+    done = client.post(COMPACT_PATH)
+    assert done.status_code == 200
+    assert orjson.loads(done.data) == {"status": "ok", "kind": "checkpoint", "checkpoint": "000003"}
+    assert client.get(COMPACT_PATH).status_code == 405
+
+
+def test_compact_endpoint_says_why_it_could_not() -> None:
+    endpoints = ControlEndpoints(DisabledBackend())
+    endpoints.open(hello)
+    refused = Client(endpoints).post(COMPACT_PATH)
+    assert refused.status_code == 409
+    assert orjson.loads(refused.data) == {
+        "status": "error",
+        "message": "persistence is disabled: there is nothing to compact",
+    }
+    broken = ControlEndpoints(Compacting(OSError("disk full")))
+    broken.open(hello)
+    failed = Client(broken).post(COMPACT_PATH)
+    assert failed.status_code == 500 and orjson.loads(failed.data)["message"] == "disk full"

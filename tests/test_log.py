@@ -19,7 +19,7 @@ import pytest
 from replay.config import FsyncPolicy
 from replay.entry import Entry, Request, Response, decode_entry, encode_entry
 from replay.errors import LogCorruptError, LogVersionError, LogWriteError
-from replay.log import CallLog, LogReader
+from replay.log import CallLog, LogReader, encode_header, read_header
 
 LOG_NAME = "recorded_api_calls.json"
 
@@ -544,3 +544,137 @@ def test_torn_line_followed_by_blank_lines_is_still_a_torn_tail(
     assert names(read_all(path)) == ["queue-1", "queue-3"]
     [aside] = torn_files(tmp_path)
     assert aside.read_bytes().startswith(line(2)[:25])
+
+
+# --- headers, stretches and rewrites (what checkpoints need) ---------------------------------
+
+
+def test_a_new_log_starts_with_the_header_it_is_given(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO, header="000007") as log:
+        assert log.header == "000007"
+        log.append(line(1))
+    assert path.read_bytes() == encode_header("000007") + line(1)
+    assert read_header(path) == ("000007", len(encode_header("000007")))
+    reader = LogReader(path)
+    assert names(list(reader)) == ["queue-1"]  # the header is not an entry
+    assert reader.checkpoint == "000007" and reader.position == reader.size
+
+
+def test_an_existing_log_keeps_its_own_header(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1))
+    with CallLog(path, FsyncPolicy.NO, header="000002") as log:
+        assert log.header is None  # a whole history: not relabelled
+    path.write_bytes(encode_header("000001") + line(1))
+    with CallLog(path, FsyncPolicy.NO, header="000002") as log:
+        assert log.header == "000001"
+    assert read_header(tmp_path / "missing") == (None, 0)
+
+
+def test_a_header_alone_is_an_empty_log_and_its_lost_newline_is_restored(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(encode_header("000003").rstrip(b"\n"))
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(1))
+    assert path.read_bytes() == encode_header("000003") + line(1)
+    assert torn_files(tmp_path) == []
+
+
+def test_reader_reads_a_stretch_between_offsets_with_real_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1) + line(2) + b"\n" + line(3) + line(4))
+    start = len(line(1))
+    end = start + len(line(2)) + 1 + len(line(3))
+    reader = LogReader(path, start, end)
+    pairs = list(reader)
+    assert names(pairs) == ["queue-2", "queue-3"]
+    assert [number for number, _ in pairs] == [2, 4]
+    assert reader.size == end and reader.position == end
+    assert reader.checkpoint is None  # only looked for from offset 0
+
+
+def test_rewrite_keeps_what_follows_the_offset_after_a_new_header(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        for number in range(1, 5):
+            log.append(line(number))
+        size = log.rewrite(len(line(1)) + len(line(2)), "000001")
+        assert log.header == "000001"
+        log.append(line(5))  # goes to the new file
+        assert size == len(encode_header("000001") + line(3) + line(4))
+    assert path.read_bytes() == encode_header("000001") + line(3) + line(4) + line(5)
+    assert mode(path) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [LOG_NAME]  # no temporary file left
+
+
+def test_rewrite_with_a_prefix_file(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    prefix = tmp_path / "prefix"
+    prefix.write_bytes(line(9))
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(1))
+        log.append(line(2))
+        log.rewrite(len(line(1)), None, prefix=prefix)
+        assert log.header is None
+    assert path.read_bytes() == line(9) + line(2)
+
+
+def test_appends_during_a_rewrite_are_neither_lost_nor_doubled(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    stop = threading.Event()
+    appended: list[int] = []
+    with CallLog(path, FsyncPolicy.NO) as log:
+        for number in range(200):
+            log.append(line(number))
+            appended.append(number)
+
+        def appender() -> None:
+            number = 200
+            while not stop.is_set():
+                log.append(line(number))
+                appended.append(number)
+                number += 1
+
+        worker = threading.Thread(target=appender)
+        worker.start()
+        offsets = []
+        for round_ in range(1, 6):  # each rewrite keeps everything from the current end on
+            offsets.append(log.size())
+            log.rewrite(offsets[-1], f"{round_:06d}")
+        stop.set()
+        worker.join()
+    reader = LogReader(path)
+    kept = [int(entry.time - 1_700_000_000.0) for _, entry in reader]
+    assert reader.checkpoint == "000005"
+    assert kept == sorted(kept) and len(kept) == len(set(kept))  # in order, none twice
+    assert kept[-1] == appended[-1]  # the last acknowledged append is there
+    assert kept == appended[appended.index(kept[0]) :]  # and nothing between the cut and it is missing
+
+
+def test_an_appender_in_another_process_follows_a_rewrite(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as first:
+        first.append(line(1))
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    """
+                    import sys
+                    from pathlib import Path
+                    from replay.config import FsyncPolicy
+                    from replay.log import CallLog
+                    with CallLog(Path(sys.argv[1]), FsyncPolicy.NO) as log:
+                        log.rewrite(log.size(), "000001")
+                    """
+                ),
+                str(path),
+            ],
+            check=True,
+            timeout=60,
+        )
+        assert other.returncode == 0
+        first.append(line(2))  # notices the file it holds was replaced, and appends to the new one
+    assert path.read_bytes() == encode_header("000001") + line(2)

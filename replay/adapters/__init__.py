@@ -21,6 +21,10 @@ class StateAdapter(Protocol):
         """The services whose state can be dumped."""
         ...
 
+    def active(self) -> Iterable[str]:
+        """The services that may hold state now (a superset is fine; cheap to ask)."""
+        ...
+
     def dump(self, service: str, assets: Path | None = None) -> bytes:
         """The state of ``service``, serialised; large data may go to files in ``assets``."""
         ...

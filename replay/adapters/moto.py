@@ -278,6 +278,16 @@ class MotoAdapter:
 
         return sorted(set(list_of_moto_modules()) - NOT_SERVICES)
 
+    def active(self) -> list[str]:
+        """Services moto has imported and created a backend for: nothing else can hold state."""
+        from moto.backends import get_backend
+
+        found = []
+        for service in self.services():
+            if f"moto.{service}" in sys.modules and dict.__len__(get_backend(service)):  # type: ignore[call-overload]
+                found.append(service)
+        return found
+
     @staticmethod
     def _backend_dict(service: str) -> Any:
         from moto.backends import get_backend

@@ -14,13 +14,13 @@ persistence off     :class:`DisabledBackend`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from ..adapters import StateAdapter
 from ..classify import Classifier
 from ..config import BackendKind, Config
-from ..errors import ConfigError
+from ..errors import ConfigError, ReplayError
 from ..seeding import Seeder
 
 if TYPE_CHECKING:
@@ -57,6 +57,13 @@ class Backend(Protocol):
         """Bring the persisted state of ``services`` (default: all) back now; one result per service."""
         ...
 
+    def compact(self) -> dict[str, object]:
+        """Make the next start cheaper now (a checkpoint, or a compacted log); what was done.
+
+        :raises ReplayError: there is nothing this backend can compact.
+        """
+        ...
+
     def close(self) -> None:
         """Make everything durable and release files (idempotent)."""
         ...
@@ -82,6 +89,9 @@ class DisabledBackend:
     def load(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
         return self.save(services)
 
+    def compact(self) -> dict[str, object]:
+        raise ReplayError("persistence is disabled: there is nothing to compact")
+
     def close(self) -> None:
         return None
 
@@ -92,6 +102,7 @@ def create_backend(
     classifier: Classifier | None = None,
     seeder: Seeder | None = None,
     adapter: StateAdapter | None = None,
+    reset: Callable[[], None] | None = None,
 ) -> Backend:
     """The backend ``config`` asks for, restoring into and recording around ``app``.
 
@@ -100,9 +111,10 @@ def create_backend(
     if not config.persistence:
         return DisabledBackend()
     if config.backend is BackendKind.REPLAY:
-        from .record_replay import RecordReplayBackend
+        from .record_replay import CheckpointPolicy, RecordReplayBackend
 
-        return RecordReplayBackend(app, config.log_path, config.fsync, classifier, seeder)
+        policy = CheckpointPolicy(config.checkpoint_percentage, config.checkpoint_min_size)
+        return RecordReplayBackend(app, config.log_path, config.fsync, classifier, seeder, adapter, policy, reset)
     if config.backend is BackendKind.SNAPSHOT:
         if adapter is None:
             raise ConfigError("PERSISTENCE_BACKEND", "snapshot", hint="this emulator has no state adapter; use replay")

@@ -1,18 +1,44 @@
-"""The ``replay`` backend: record mutating calls, replay them on start."""
+"""The ``replay`` backend: record mutating calls, replay them on start, fold them into checkpoints.
+
+Without a state adapter every start replays the whole log.  With one (moto's),
+the log is folded into a checkpoint (:mod:`replay.checkpoint`) whenever the
+calls logged since the last one reach ``percentage`` of its size and at least
+``min_size`` bytes (Redis's ``auto-aof-rewrite-percentage`` and ``-min-size``),
+and on ``POST /_localstack/state/save``; a start then loads the checkpoint and
+replays only the calls since.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..adapters import StateAdapter
+from ..checkpoint import (
+    Checkpoint,
+    Checkpointer,
+    CheckpointResult,
+    Manifest,
+    finish_interrupted,
+    load_snapshots,
+    read_manifest,
+    remove_stale,
+    tail_start,
+)
 from ..classify import Classifier
 from ..config import REPORT_FILE_NAME, FsyncPolicy
+from ..errors import CheckpointError, QuiesceTimeoutError
+from ..locks import MutationGate
 from ..log import CallLog
 from ..middleware import RecordingMiddleware
 from ..replayer import Progress, Replayer, ReplayReport
+from ..rewrite import compact_in_place
 from ..seeding import Seeder
+from ..snapshot import load_key
 from ..transport import WSGITransport
 
 logger = logging.getLogger("replay.replayer")
@@ -20,7 +46,27 @@ logger = logging.getLogger("replay.replayer")
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["RecordReplayBackend"]
+__all__ = ["CheckpointPolicy", "RecordReplayBackend"]
+
+
+class CheckpointPolicy:
+    """When checkpoints are taken automatically.
+
+    :param percentage: the calls logged since the last checkpoint must reach this
+        share of its snapshots' size (0: never automatically);
+    :param min_size: ... and at least this many bytes;
+    :param interval: seconds between looks at the log's size.
+    """
+
+    def __init__(self, percentage: int = 100, min_size: int = 1024**2, interval: float = 1.0) -> None:
+        self.percentage = percentage
+        self.min_size = min_size
+        self.interval = interval
+
+    def threshold(self, manifest: Manifest | None) -> int:
+        """Bytes of calls since ``manifest``'s checkpoint that make the next one due."""
+        base = manifest.size if manifest is not None else 0
+        return max(self.min_size, base * self.percentage // 100)
 
 
 class RecordReplayBackend:
@@ -31,6 +77,10 @@ class RecordReplayBackend:
     :param fsync: the log's fsync policy.
     :param classifier: which calls are recorded.
     :param seeder: per-call seeding of the emulator's randomness, so replayed calls generate the same ids.
+    :param adapter: reaches the emulator's state; with one, the log is folded into checkpoints.
+    :param policy: when checkpoints are taken automatically.
+    :param reset: empties the emulator (used when a checkpoint's snapshots fail half-way through loading).
+    :param step: passed to the :class:`~replay.checkpoint.Checkpointer` (tests stop the process there).
     """
 
     def __init__(
@@ -40,33 +90,116 @@ class RecordReplayBackend:
         fsync: FsyncPolicy = FsyncPolicy.EVERYSEC,
         classifier: Classifier | None = None,
         seeder: Seeder | None = None,
+        adapter: StateAdapter | None = None,
+        policy: CheckpointPolicy | None = None,
+        reset: Callable[[], None] | None = None,
+        step: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.seeder = seeder
         self.log_path = Path(log_path)
+        self.data_dir = self.log_path.parent
         self.report_path = self.log_path.with_name(REPORT_FILE_NAME)
         self.fsync = fsync
         self.classifier = classifier
+        self.adapter = adapter
+        self.policy = policy if policy is not None else CheckpointPolicy()
+        self.reset = reset
+        self.step = step
         self.report: ReplayReport | None = None
         self.log: CallLog | None = None
         self.progress: Progress | None = None
         self.progress_interval = 2.0
+        self.gate = MutationGate() if adapter is not None else None
+        self.checkpointer: Checkpointer | None = None
+        self.loaded: dict[str, object] | None = None
+        self.last_checkpoint: CheckpointResult | None = None
+        self._stop = threading.Event()
+        self._trigger: threading.Thread | None = None
 
     @property
     def persistence(self) -> str:
         return "initialized" if self.report is not None else "initializing"
 
-    def restore(self) -> None:
-        """Replay the whole log (raising on a corrupt one before anything is written), then open it."""
-        replayer = Replayer(
+    def _replayer(self, report_path: Path | None) -> Replayer:
+        return Replayer(
             WSGITransport(self.app),
             progress=self._progressed,
             progress_interval=self.progress_interval,
             seeder=self.seeder,
-            report_path=self.report_path,
+            report_path=report_path,
         )
-        self.report = replayer.replay(self.log_path)
-        self.log = CallLog(self.log_path, self.fsync)
+
+    def restore(self) -> None:
+        """Load the checkpoint if there is one, replay the calls since (raising before anything
+        is changed on a corrupt log or a log that does not fit the checkpoint), then open the log."""
+        manifest = read_manifest(self.data_dir)
+        start = tail_start(manifest, self.log_path)
+        if manifest is not None:
+            self._load_checkpoint(manifest)
+        self.report = self._replayer(self.report_path).replay(self.log_path, start)
+        self.log = CallLog(self.log_path, self.fsync, header=manifest.checkpoint if manifest is not None else None)
+        start = finish_interrupted(self.log, manifest, start)
+        removed = remove_stale(self.data_dir, manifest)
+        if removed:
+            logger.info("removed checkpoint directories left by an interrupted checkpoint: %s", ", ".join(removed))
+        if self.adapter is not None and self.gate is not None:
+            self.checkpointer = Checkpointer(
+                self.data_dir,
+                self.adapter,
+                self.log,
+                self.gate,
+                lambda: load_key(self.data_dir / "state"),
+                manifest,
+                start,
+                step=self.step,
+            )
+            if self.policy.percentage > 0:
+                self._trigger = threading.Thread(target=self._watch, name="replay-checkpoint", daemon=True)
+                self._trigger.start()
+
+    def _load_checkpoint(self, manifest: Manifest) -> None:
+        checkpoint = Checkpoint(self.data_dir, manifest.checkpoint)
+        started = time.perf_counter()
+        how = "snapshots"
+        try:
+            if self.adapter is None:
+                raise CheckpointError(checkpoint.directory, "this emulator has no state adapter to load snapshots with")
+            try:
+                load_snapshots(self.data_dir, manifest, self.adapter, load_key(self.data_dir / "state"))
+            except Exception:
+                if self.reset is not None:
+                    self.reset()  # some services may be loaded already: start from empty again
+                raise
+        except Exception as exc:  # refused, another emulator version, or failed to unpickle
+            how = "calls"
+            logger.warning(
+                "checkpoint %s: %s; replaying its %d calls from %s instead",
+                manifest.checkpoint,
+                exc,
+                manifest.calls,
+                checkpoint.base_log,
+            )
+            base = self._replayer(None).replay(checkpoint.base_log)
+            if base.failures:
+                logger.warning("%d calls of checkpoint %s failed on replay", base.failed, manifest.checkpoint)
+        elapsed = time.perf_counter() - started
+        self.loaded = {
+            "checkpoint": manifest.checkpoint,
+            "from": how,
+            "services": len(manifest.services),
+            "calls": manifest.calls,
+            "folded": manifest.folded,
+            "seconds": round(elapsed, 6),
+        }
+        logger.info(
+            "Loaded checkpoint %s (%d services, %d calls of history) from its %s in %.0f ms",
+            manifest.checkpoint,
+            len(manifest.services),
+            manifest.folded,
+            how,
+            elapsed * 1000,
+        )
 
     def _progressed(self, progress: Progress) -> None:
         """Seen by the health endpoint while restoring; logged for the terminal on long restores."""
@@ -82,10 +215,44 @@ class RecordReplayBackend:
                 f", about {remaining:.0f} s left" if remaining is not None else "",
             )
 
+    def checkpoint(self) -> CheckpointResult:
+        """Fold the log into a checkpoint now.
+
+        :raises CheckpointError: this emulator has no state adapter.
+        :raises QuiesceTimeoutError: state-changing calls stayed in flight.
+        """
+        if self.checkpointer is None:
+            raise CheckpointError(self.log_path, "checkpoints need an emulator with a state adapter (moto)")
+        result = self.checkpointer.checkpoint()
+        self.last_checkpoint = result
+        return result
+
+    def compact(self) -> dict[str, object]:
+        """With a state adapter, a checkpoint; without, the log compacted in place (while appends go on)."""
+        if self.checkpointer is not None:
+            return {"kind": "checkpoint", **self.checkpoint().to_dict()}
+        if self.log is None:
+            raise CheckpointError(self.log_path, "the log is not open yet")
+        return {"kind": "log", **compact_in_place(self.log).to_dict()}
+
+    def _watch(self) -> None:
+        checkpointer = self.checkpointer
+        assert checkpointer is not None
+        while not self._stop.wait(self.policy.interval):
+            if checkpointer.tail_bytes < self.policy.threshold(checkpointer.manifest):
+                continue
+            try:
+                self.checkpoint()
+            except QuiesceTimeoutError as exc:
+                logger.warning("checkpoint postponed: %s", exc)
+            except Exception:
+                logger.exception("checkpoint failed; the log still holds every call, trying again later")
+                self._stop.wait(30.0)
+
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
         if self.log is None:
             raise RuntimeError("restore() must run before wrap()")
-        return RecordingMiddleware(app, self.log, self.classifier, self.seeder)
+        return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate)
 
     def status(self) -> dict[str, object]:
         if self.report is None:
@@ -98,7 +265,7 @@ class RecordReplayBackend:
                     "seconds_left": None if self.progress.remaining is None else round(self.progress.remaining, 1),
                 }
             return restoring
-        return {
+        status: dict[str, object] = {
             "backend": "replay",
             "log": str(self.log_path),
             "restored": self.report.restored,
@@ -106,9 +273,31 @@ class RecordReplayBackend:
             "diverged": self.report.diverged,
             "report": str(self.report_path),
         }
+        if self.loaded is not None:
+            status["loaded"] = self.loaded
+        if self.checkpointer is not None:
+            manifest = self.checkpointer.manifest
+            status["checkpoint"] = {
+                "current": manifest.checkpoint if manifest is not None else None,
+                "log_bytes_since": self.checkpointer.tail_bytes,
+                "next_at_bytes": self.policy.threshold(manifest) if self.policy.percentage > 0 else None,
+                "last": self.last_checkpoint.to_dict() if self.last_checkpoint is not None else None,
+            }
+        return status
 
     def save(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
-        """The log is the state: saving means syncing it."""
+        """With a state adapter: take a checkpoint.  Without: the log is the state, so sync it."""
+        if self.checkpointer is not None:
+            try:
+                result = self.checkpoint()
+            except Exception as exc:
+                logger.exception("checkpoint failed")
+                for service in services or ["*"]:
+                    yield {"service": service, "status": "error", "message": f"checkpoint failed: {exc}"}
+                return
+            for service in services or result.services or ["*"]:
+                yield {"service": service, "status": "ok"}
+            return
         if self.log is not None:
             self.log.sync()
         for service in services or ["*"]:
@@ -120,5 +309,8 @@ class RecordReplayBackend:
             yield {"service": service, "status": "error", "message": message}
 
     def close(self) -> None:
+        self._stop.set()
+        if self._trigger is not None:
+            self._trigger.join()
         if self.log is not None:
             self.log.close()

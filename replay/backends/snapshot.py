@@ -28,7 +28,7 @@ import orjson
 from ..adapters import StateAdapter
 from ..classify import Classifier, DefaultClassifier
 from ..config import LoadStrategy, SaveStrategy
-from ..errors import SnapshotError
+from ..errors import ReplayError, SnapshotError
 from ..locks import ReadWriteLock
 from ..snapshot import load_key, read_snapshot, write_snapshot
 from ..wsgi import request_from_environ
@@ -189,6 +189,14 @@ class SnapshotBackend:
     def load(self, services: Iterable[str] | None = None) -> Iterator[dict[str, str]]:
         """Load ``services`` (default: every saved one), one result per service."""
         return self._each(self._names(services) if services is not None else self.saved_services(), "load")
+
+    def compact(self) -> dict[str, object]:
+        """Snapshots hold state, not history: there is nothing to fold; save every service with state now."""
+        results = list(self.save())
+        failed = [result for result in results if result["status"] != "ok"]
+        if failed:
+            raise ReplayError("; ".join(result.get("message", result["service"]) for result in failed))
+        return {"kind": "snapshot", "saved": [result["service"] for result in results]}
 
     def _save_periodically(self) -> None:
         while not self._stop.wait(self.interval):

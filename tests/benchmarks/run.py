@@ -22,7 +22,11 @@ spread; targets are a column, never asserted):
 (d) the snapshot backend: save vs plain pickle + write (target <= 1.3x),
     restore of a 2,000-item DynamoDB table vs replaying its PutItems (and in ms,
     target < 50), another service's latency while a save runs;
-(e) peak RSS growth while replaying a 1 GB log (target < 100 MB).
+(e) peak RSS growth while replaying a 1 GB log (target < 100 MB);
+(f) start-up after a 100,000-call history vs after a 1,000-call one with the
+    same live state (target <= 1.5x), vs a plain full replay of the 100,000
+    calls, and after a 3,751-call, 11 MB history (target < 10 s).  The longest
+    benchmark: about 10 minutes (recording and fully replaying 100,000 calls).
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -46,11 +50,12 @@ import bench_memory
 import bench_overhead
 import bench_replay
 import bench_snapshot
+import bench_startup
 import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c", "d", "e")
+BENCHMARKS = ("a", "b", "c", "d", "e", "f")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -88,6 +93,14 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
     if "e" in selected:
         say("(e) restore memory ...")
         results += bench_memory.run(bench_memory.Settings(megabytes=20 if quick else 1024), workdir, say)
+    if "f" in selected:
+        say("(f) bounded start-up ...")
+        startup = (
+            bench_startup.Settings(short=300, long=3000, localstack=400, rounds=2)
+            if quick
+            else bench_startup.Settings()
+        )
+        results += bench_startup.run(startup, workdir, say)
     return results
 
 
@@ -127,6 +140,11 @@ def format_table(results: Sequence[Result], info: dict[str, object], elapsed: fl
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
+    facts = {result.key: result.details for result in results if result.key.startswith("f-") and result.details}
+    if facts:
+        lines.append("")
+        for key, details in facts.items():
+            lines.append(f"{key}: " + ", ".join(f"{name} {value}" for name, value in details.items()))
     lines += [
         "",
         "measured = median over rounds of the paired per-round value (arms interleaved, rotating order);",
@@ -144,14 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=",".join(BENCHMARKS),
-        help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay); default: all",
+        help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay), d (snapshots), "
+        "e (restore memory), f (start-up); default: all",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary logs go (default: $TMPDIR)")
     args = parser.parse_args(argv)
     selected = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(selected) - set(BENCHMARKS))
     if unknown or not selected:
-        parser.error(f"--only: unknown benchmark(s) {', '.join(unknown) or '(none given)'}; choose among a, b, c")
+        parser.error(
+            f"--only: unknown benchmark(s) {', '.join(unknown) or '(none given)'}; choose among {', '.join(BENCHMARKS)}"
+        )
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

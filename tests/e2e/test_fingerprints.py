@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 if TYPE_CHECKING:
     from conftest import AwsClients, ReplayServer, Servers
@@ -358,24 +359,40 @@ class Restart:
     server: ReplayServer
 
 
-@pytest.fixture(scope="module", params=["sigterm", "kill -9"])
+# checkpoints as often as the server can take them: every second while calls come in, plus one asked for
+CHECKPOINTING = ("--checkpoint-min-size", "2kb")
+
+
+@pytest.fixture(scope="module", params=["sigterm", "kill -9", "checkpoints, kill -9"])
 def restart(
     request: pytest.FixtureRequest,
     module_servers: Servers,
     module_aws: AwsClients,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Restart:
-    """Every scenario recorded by one server, stopped as the param says, served again on another port."""
+    """Every scenario recorded by one server, stopped as the param says, served again on another port.
+
+    With checkpoints, the log is folded into checkpoints while the scenarios run (automatically, and once on
+    request half-way), so the restart loads a checkpoint and replays only the calls since.
+    """
     data = tmp_path_factory.mktemp("fingerprints") / "data"
-    first = module_servers.start(data)
-    for scenario, _ in SCENARIOS.values():
+    args = CHECKPOINTING if request.param.startswith("checkpoints") else ()
+    first = module_servers.start(data, *args)
+    for number, (scenario, _) in enumerate(SCENARIOS.values()):
         scenario(module_aws, first)
+        if args and number == len(SCENARIOS) // 2:
+            answer = requests.post(f"{first.endpoint}/_replay/compact", timeout=60)
+            assert answer.status_code == 200 and answer.json()["kind"] == "checkpoint", answer.text
     before = fingerprints(module_aws, first)
     if request.param == "sigterm":
         first.stop()
     else:
         first.kill()
-    second = module_servers.start(data, avoid_ports=[first.port])
+    if args:
+        assert (data / "checkpoints" / "MANIFEST.json").exists()
+    second = module_servers.start(data, *args, avoid_ports=[first.port])
+    if args:
+        assert "Loaded checkpoint" in second.stderr()
     return Restart(before, fingerprints(module_aws, second), second)
 
 

@@ -1,0 +1,482 @@
+"""Checkpoints: the call log folded into saved state, so a start replays only the calls since.
+
+Layout under the data dir::
+
+    recorded_api_calls.json                  the calls since the checkpoint, after a header line naming it
+    checkpoints/MANIFEST.json                the current checkpoint, and where the log's calls since it start
+    checkpoints/000004/state/<service>.state each service's state at the checkpoint (signed, :mod:`replay.snapshot`)
+    checkpoints/000004/assets/<service>/     its large data (S3 bodies), by SHA-256
+    checkpoints/000004/calls.json            every call up to the checkpoint, compacted (:mod:`replay.rewrite`)
+
+``calls.json`` is the checkpoint in a form that does not depend on the
+emulator's classes: when the snapshots cannot be used (written by another moto
+version, or refused as torn, corrupt or foreign), the start replays it instead,
+and then the log; ``replay restore`` and ``replay verify`` replay it too.
+
+:meth:`Checkpointer.checkpoint` takes these steps; the data dir restores the
+full state if the process dies after any of them, or inside any:
+
+1. ``captured``: with no state-changing call in flight
+   (:class:`~replay.locks.MutationGate`), note where the log ends and serialise
+   every active service to memory; calls wait only for this.
+2. ``snapshots``: write the snapshot files into a new checkpoint directory.
+3. ``base``: write ``calls.json``: the previous checkpoint's calls plus the
+   log's calls up to the captured end, compacted.
+4. ``manifest``: replace ``MANIFEST.json`` (atomically) to name the new
+   checkpoint, and say that the log, whose header still names the previous one,
+   continues it from the captured offset.
+5. ``log``: rewrite the log as a header naming the new checkpoint followed by
+   the calls after the captured offset (:meth:`~replay.log.CallLog.rewrite`;
+   appends go on meanwhile).
+6. ``cleaned``: remove the previous checkpoint directories.
+
+Before step 4 the manifest still names the previous checkpoint and the log
+still holds every call since it; a directory the manifest does not name is
+left over from a crash and removed at the next start.  After step 4,
+:func:`tail_start` finds the calls since the checkpoint whichever log the
+crash left: the old one (from the captured offset) or the new one (after its
+header).  A log whose header names neither is refused, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .adapters import StateAdapter
+from .errors import CheckpointError, SnapshotError
+from .files import atomic_write, ensure_private_dir, fsync_dir
+from .locks import MutationGate
+from .log import CallLog, Segment, read_header
+from .rewrite import RewriteReport, compact_logs
+from .snapshot import read_snapshot, write_snapshot
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "MANIFEST_NAME",
+    "STEPS",
+    "Checkpoint",
+    "Checkpointer",
+    "Manifest",
+    "finish_interrupted",
+    "history",
+    "load_snapshots",
+    "read_manifest",
+    "remove_stale",
+    "tail_start",
+    "write_manifest",
+]
+
+logger = logging.getLogger("replay.checkpoint")
+
+CHECKPOINTS_DIR = "checkpoints"
+MANIFEST_NAME = "MANIFEST.json"
+BASE_LOG_NAME = "calls.json"
+MANIFEST_FORMAT = 1
+STEPS = ("captured", "snapshots", "base", "manifest", "log", "cleaned")
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What ``checkpoints/MANIFEST.json`` says.
+
+    :ivar checkpoint: the current checkpoint's name (``"000004"``).
+    :ivar services: the services it holds a snapshot of.
+    :ivar calls: how many calls its ``calls.json`` keeps.
+    :ivar folded: how many calls of history it stands for (before compaction).
+    :ivar size: bytes of its snapshots and asset files: the live state, which the automatic trigger
+        compares the log's growth with.
+    :ivar meta: the emulator's versions when it was taken.
+    :ivar tail_after: the header of the log it was folded from (``None``: that log had none).
+    :ivar tail_offset: where, in that log, the calls since the checkpoint start.
+    """
+
+    checkpoint: str
+    services: tuple[str, ...]
+    calls: int
+    folded: int
+    size: int
+    created: float
+    meta: dict[str, str]
+    tail_after: str | None
+    tail_offset: int
+
+    def to_json(self) -> bytes:
+        document = dataclasses.asdict(self)
+        document["services"] = list(self.services)
+        document["format"] = MANIFEST_FORMAT
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+    @classmethod
+    def from_json(cls, path: Path, data: bytes) -> Manifest:
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise CheckpointError(
+                path, f"not JSON ({exc}); restore it from a backup or remove the checkpoints"
+            ) from None
+        if not isinstance(document, dict):
+            raise CheckpointError(path, "not a checkpoint manifest")
+        version = document.get("format")
+        if not isinstance(version, int) or version > MANIFEST_FORMAT:
+            raise CheckpointError(path, f"format {version!r} is not one this replay reads (up to {MANIFEST_FORMAT})")
+        try:
+            return cls(
+                checkpoint=_name(document["checkpoint"]),
+                services=tuple(str(service) for service in document["services"]),
+                calls=int(document["calls"]),
+                folded=int(document["folded"]),
+                size=int(document["size"]),
+                created=float(document["created"]),
+                meta={str(k): str(v) for k, v in dict(document["meta"]).items()},
+                tail_after=None if document["tail_after"] is None else _name(document["tail_after"]),
+                tail_offset=int(document["tail_offset"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(path, f"malformed manifest ({exc!r})") from None
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.isdigit():
+        raise ValueError(f"bad checkpoint name {value!r}")
+    return value
+
+
+def checkpoints_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / CHECKPOINTS_DIR
+
+
+def read_manifest(data_dir: Path) -> Manifest | None:
+    """The data dir's manifest, or ``None`` when it has no checkpoint.
+
+    :raises CheckpointError: the manifest is unreadable or newer than this replay.
+    """
+    path = checkpoints_dir(data_dir) / MANIFEST_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return Manifest.from_json(path, data)
+
+
+def write_manifest(data_dir: Path, manifest: Manifest) -> None:
+    atomic_write(checkpoints_dir(data_dir) / MANIFEST_NAME, manifest.to_json())
+
+
+def tail_start(manifest: Manifest | None, log_path: Path) -> int:
+    """The byte offset in the log where the calls since the checkpoint start.
+
+    :raises CheckpointError: the log continues another checkpoint than the manifest's.
+    """
+    header, after = read_header(log_path)
+    if manifest is None:
+        if header is not None:
+            raise CheckpointError(
+                log_path,
+                f"the log continues checkpoint {header}, but the data dir has no checkpoints/{MANIFEST_NAME}; "
+                "restore the checkpoints directory next to it",
+            )
+        return 0
+    if not log_path.exists():
+        return 0  # no calls since the checkpoint
+    if header == manifest.checkpoint:
+        return after
+    if header == manifest.tail_after:
+        size = log_path.stat().st_size
+        if size < manifest.tail_offset:
+            raise CheckpointError(
+                log_path,
+                f"is {size} bytes, shorter than the {manifest.tail_offset} checkpoint {manifest.checkpoint} folded",
+            )
+        return manifest.tail_offset
+    raise CheckpointError(
+        log_path,
+        f"the log continues checkpoint {header or '(none: a whole history)'}, but the data dir's checkpoint is "
+        f"{manifest.checkpoint}; the log and the checkpoints directory come from different data dirs",
+    )
+
+
+def history(log_path: Path) -> list[Segment]:
+    """The calls that rebuild a data dir's state from empty: its checkpoint's compacted calls, then the log's since.
+
+    :raises CheckpointError: the log and the checkpoint do not fit together.
+    """
+    data_dir = Path(log_path).parent
+    manifest = read_manifest(data_dir)
+    start = tail_start(manifest, Path(log_path))
+    segments = [Segment(Checkpoint(data_dir, manifest.checkpoint).base_log)] if manifest is not None else []
+    segments.append(Segment(Path(log_path), start))
+    return segments
+
+
+def finish_interrupted(log: CallLog, manifest: Manifest | None, start: int) -> int:
+    """Finish a checkpoint that stopped between its manifest and its log rewrite; where the log's calls now start.
+
+    ``start`` is :func:`tail_start` of the log.
+    """
+    if manifest is None or log.header == manifest.checkpoint:
+        return start
+    log.rewrite(start, manifest.checkpoint)
+    logger.info("finished checkpoint %s, interrupted before its log was rewritten", manifest.checkpoint)
+    return read_header(log.path)[1]
+
+
+def remove_stale(data_dir: Path, manifest: Manifest | None) -> list[str]:
+    """Remove checkpoint directories (and temporary files) the manifest does not name; their names."""
+    root = checkpoints_dir(data_dir)
+    if not root.exists():
+        return []
+    keep = manifest.checkpoint if manifest is not None else None
+    removed = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and child.name.isdigit() and child.name != keep:
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child.name)
+        elif child.name.startswith(".") and child.name.endswith(".tmp"):
+            child.unlink(missing_ok=True)
+    if removed:
+        fsync_dir(root)
+    return removed
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint on disk."""
+
+    data_dir: Path
+    name: str
+
+    @property
+    def directory(self) -> Path:
+        return checkpoints_dir(self.data_dir) / self.name
+
+    @property
+    def base_log(self) -> Path:
+        return self.directory / BASE_LOG_NAME
+
+    def state(self, service: str) -> Path:
+        return self.directory / "state" / f"{service}.state"
+
+    def assets(self, service: str) -> Path:
+        return self.directory / "assets" / service
+
+    def read_snapshots(self, services: Iterable[str], key: bytes) -> dict[str, bytes]:
+        """Every snapshot's payload, each checked (:func:`~replay.snapshot.read_snapshot`) before any is used.
+
+        :raises SnapshotError: one is torn, corrupt, foreign, newer or missing.
+        """
+        payloads = {}
+        for service in services:
+            path = self.state(service)
+            if not path.exists():
+                raise SnapshotError(path, "malformed", "missing from its checkpoint")
+            _header, payloads[service] = read_snapshot(path, key)
+        return payloads
+
+
+def load_snapshots(data_dir: Path, manifest: Manifest, adapter: StateAdapter, key: bytes) -> None:
+    """Put the checkpoint's state into the emulator, in place.
+
+    Every file is checked before any is used, and a checkpoint taken with
+    another emulator version is not unpickled at all.
+
+    :raises CheckpointError: another emulator version wrote it (nothing was changed).
+    :raises SnapshotError: a snapshot is refused (nothing was changed).
+    """
+    checkpoint = Checkpoint(data_dir, manifest.checkpoint)
+    ours = {name: value for name, value in adapter.meta().items() if name != "python"}
+    theirs = {name: value for name, value in manifest.meta.items() if name != "python"}
+    if ours != theirs:
+        raise CheckpointError(
+            checkpoint.directory,
+            f"taken with {theirs or 'an unknown emulator'}, this is {ours}: its snapshots are not used",
+        )
+    payloads = checkpoint.read_snapshots(manifest.services, key)
+    for service, payload in payloads.items():
+        adapter.load(service, payload, checkpoint.assets(service))
+
+
+@dataclasses.dataclass
+class CheckpointResult:
+    """What one checkpoint did, and what each step cost."""
+
+    name: str
+    services: list[str]
+    offset: int
+    base: RewriteReport | None = None
+    size: int = 0
+    pause: float = 0.0
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "checkpoint": self.name,
+            "services": self.services,
+            "folded_offset": self.offset,
+            "state_bytes": self.size,
+            "pause": round(self.pause, 6),
+            "timings": {step: round(seconds, 6) for step, seconds in self.timings.items()},
+            "base": self.base.to_dict() if self.base is not None else None,
+        }
+
+
+class Checkpointer:
+    """Makes checkpoints of an emulator whose mutating calls pass ``gate`` and are appended to ``log``.
+
+    :param data_dir: the data dir.
+    :param adapter: reaches the emulator's state.
+    :param log: the live call log.
+    :param gate: the gate the recording middleware holds for each state-changing call.
+    :param key: this data dir's snapshot signing key (asked for when first needed).
+    :param manifest: the current manifest (``None``: no checkpoint yet).
+    :param tail: where the calls since the current checkpoint start in ``log``.
+    :param quiesce_timeout: how long to wait for calls in flight before giving up.
+    :param step: called with each step's name once it is done (tests stop the process there).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        adapter: StateAdapter,
+        log: CallLog,
+        gate: MutationGate,
+        key: Callable[[], bytes],
+        manifest: Manifest | None,
+        tail: int,
+        quiesce_timeout: float = 5.0,
+        step: Callable[[str], None] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.adapter = adapter
+        self.log = log
+        self.gate = gate
+        self.key = key
+        self.manifest = manifest
+        self.tail = tail
+        self.quiesce_timeout = quiesce_timeout
+        self.step = step
+        self._lock = threading.Lock()
+
+    @property
+    def tail_bytes(self) -> int:
+        """Bytes of calls appended since the current checkpoint."""
+        return max(0, self.log.size() - self.tail)
+
+    def _next_name(self) -> str:
+        names = [int(child.name) for child in checkpoints_dir(self.data_dir).glob("[0-9]*") if child.name.isdigit()]
+        if self.manifest is not None:
+            names.append(int(self.manifest.checkpoint))
+        return f"{max(names, default=0) + 1:06d}"
+
+    def _done(self, name: str, timings: dict[str, float], since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = now - since
+        if self.step is not None:
+            self.step(name)
+        return now
+
+    def checkpoint(self) -> CheckpointResult:
+        """Fold the log into a new checkpoint (one at a time; see the module docstring for the steps).
+
+        :raises QuiesceTimeoutError: state-changing calls stayed in flight; nothing was written.
+        """
+        with self._lock:
+            return self._checkpoint()
+
+    def _checkpoint(self) -> CheckpointResult:
+        previous = Checkpoint(self.data_dir, self.manifest.checkpoint) if self.manifest is not None else None
+        new = Checkpoint(self.data_dir, self._next_name())
+        ensure_private_dir(new.directory)
+        timings: dict[str, float] = {}
+        started = mark = time.perf_counter()
+        before = self.manifest.services if self.manifest is not None else ()
+        if previous is not None:
+            _link_assets(previous, new, before)
+        payloads: dict[str, bytes] = {}
+        with self.gate.quiesced(self.quiesce_timeout):
+            paused = time.perf_counter()
+            offset = self.log.size()
+            header, _ = read_header(self.log.path)
+            # asked here, not before: a call that finished meanwhile may have made a service's first state
+            services = sorted(set(self.adapter.active()) | set(before))
+            for service in services:
+                payloads[service] = self.adapter.dump(service, new.assets(service))
+            pause = time.perf_counter() - paused
+        mark = self._done("captured", timings, mark)
+        meta = self.adapter.meta()
+        for service, payload in payloads.items():
+            write_snapshot(new.state(service), service, payload, self.key(), meta)
+        size = sum(len(payload) for payload in payloads.values()) + _bytes_under(new.directory / "assets")
+        del payloads
+        mark = self._done("snapshots", timings, mark)
+        segments = [Segment(previous.base_log)] if previous is not None else []
+        segments.append(Segment(self.log.path, self.tail, offset))
+        base = compact_logs(segments, new.base_log)
+        mark = self._done("base", timings, mark)
+        folded = (
+            (self.manifest.folded if self.manifest is not None else 0)
+            + base.read
+            - (self.manifest.calls if self.manifest is not None else 0)
+        )
+        manifest = Manifest(
+            checkpoint=new.name,
+            services=tuple(services),
+            calls=base.kept,
+            folded=folded,
+            size=size,
+            created=time.time(),
+            meta=meta,
+            tail_after=header,
+            tail_offset=offset,
+        )
+        write_manifest(self.data_dir, manifest)
+        self.manifest = manifest
+        self.tail = offset
+        mark = self._done("manifest", timings, mark)
+        self.log.rewrite(offset, new.name)
+        self.tail = read_header(self.log.path)[1]
+        mark = self._done("log", timings, mark)
+        remove_stale(self.data_dir, manifest)
+        self._done("cleaned", timings, mark)
+        result = CheckpointResult(new.name, services, offset, base, size, pause, timings)
+        logger.info(
+            "checkpoint %s: %d services (%d bytes), %d calls folded into %d, calls paused %.1f ms, %.2f s in all",
+            new.name,
+            len(services),
+            size,
+            base.read,
+            base.kept,
+            pause * 1000,
+            time.perf_counter() - started,
+        )
+        return result
+
+
+def _bytes_under(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file()) if directory.exists() else 0
+
+
+def _link_assets(previous: Checkpoint, new: Checkpoint, services: Iterable[str]) -> None:
+    """Hard-link the previous checkpoint's asset files into the new one: unchanged bodies are not written again."""
+    for service in services:
+        source = previous.assets(service)
+        if not source.is_dir():
+            continue
+        target = new.assets(service)
+        ensure_private_dir(target)
+        for asset in source.iterdir():
+            destination = target / asset.name
+            if not destination.exists():
+                try:
+                    os.link(asset, destination)
+                except OSError:  # a filesystem without hard links: the dump writes it again
+                    continue
