@@ -83,6 +83,7 @@ MANIFEST_NAME = "MANIFEST.json"
 BASE_LOG_NAME = "calls.json"
 MANIFEST_FORMAT = 1
 STEPS = ("captured", "snapshots", "base", "manifest", "log", "cleaned")
+_DUMP_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,10 +388,32 @@ class Checkpointer:
     def checkpoint(self) -> CheckpointResult:
         """Fold the log into a new checkpoint (one at a time; see the module docstring for the steps).
 
+        An error before the manifest step leaves the current checkpoint as it was
+        and removes what the new one had written.
+
         :raises QuiesceTimeoutError: state-changing calls stayed in flight; nothing was written.
         """
         with self._lock:
             return self._checkpoint()
+
+    def _capture(self, new: Checkpoint, before: Iterable[str]) -> tuple[int, str | None, dict[str, bytes], float]:
+        """With no state-changing call in flight: the log's end, its header, every active service's state."""
+        with self.gate.quiesced(self.quiesce_timeout):
+            paused = time.perf_counter()
+            offset = self.log.size()
+            header, _ = read_header(self.log.path)
+            # asked here, not before: a call that finished meanwhile may have made a service's first state
+            services = sorted(set(self.adapter.active()) | set(before))
+            payloads: dict[str, bytes] = {}
+            for service in services:
+                for attempt in range(_DUMP_ATTEMPTS):
+                    try:
+                        payloads[service] = self.adapter.dump(service, new.assets(service))
+                        break
+                    except RuntimeError:  # a read changed a dict being pickled (moto makes backends lazily)
+                        if attempt == _DUMP_ATTEMPTS - 1:
+                            raise
+            return offset, header, payloads, time.perf_counter() - paused
 
     def _checkpoint(self) -> CheckpointResult:
         previous = Checkpoint(self.data_dir, self.manifest.checkpoint) if self.manifest is not None else None
@@ -399,29 +422,25 @@ class Checkpointer:
         timings: dict[str, float] = {}
         started = mark = time.perf_counter()
         before = self.manifest.services if self.manifest is not None else ()
-        if previous is not None:
-            _link_assets(previous, new, before)
-        payloads: dict[str, bytes] = {}
-        with self.gate.quiesced(self.quiesce_timeout):
-            paused = time.perf_counter()
-            offset = self.log.size()
-            header, _ = read_header(self.log.path)
-            # asked here, not before: a call that finished meanwhile may have made a service's first state
-            services = sorted(set(self.adapter.active()) | set(before))
-            for service in services:
-                payloads[service] = self.adapter.dump(service, new.assets(service))
-            pause = time.perf_counter() - paused
-        mark = self._done("captured", timings, mark)
-        meta = self.adapter.meta()
-        for service, payload in payloads.items():
-            write_snapshot(new.state(service), service, payload, self.key(), meta)
-        size = sum(len(payload) for payload in payloads.values()) + _bytes_under(new.directory / "assets")
-        del payloads
-        mark = self._done("snapshots", timings, mark)
-        segments = [Segment(previous.base_log)] if previous is not None else []
-        segments.append(Segment(self.log.path, self.tail, offset))
-        base = compact_logs(segments, new.base_log)
-        mark = self._done("base", timings, mark)
+        try:
+            if previous is not None:
+                _link_assets(previous, new, before)
+            offset, header, payloads, pause = self._capture(new, before)
+            services = sorted(payloads)
+            mark = self._done("captured", timings, mark)
+            meta = self.adapter.meta()
+            for service, payload in payloads.items():
+                write_snapshot(new.state(service), service, payload, self.key(), meta)
+            size = sum(len(payload) for payload in payloads.values()) + _bytes_under(new.directory / "assets")
+            del payloads
+            mark = self._done("snapshots", timings, mark)
+            segments = [Segment(previous.base_log)] if previous is not None else []
+            segments.append(Segment(self.log.path, self.tail, offset))
+            base = compact_logs(segments, new.base_log)
+            mark = self._done("base", timings, mark)
+        except Exception:
+            shutil.rmtree(new.directory, ignore_errors=True)
+            raise
         folded = (
             (self.manifest.folded if self.manifest is not None else 0)
             + base.read

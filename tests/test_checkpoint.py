@@ -25,7 +25,7 @@ from replay.checkpoint import (
 from replay.config import FsyncPolicy
 from replay.emulators import Emulator, moto_emulator
 from replay.entry import Request
-from replay.errors import CheckpointError
+from replay.errors import CheckpointError, QuiesceTimeoutError
 from replay.log import LogReader, Segment, encode_header
 from replay.transport import WSGITransport
 
@@ -318,4 +318,47 @@ def test_a_service_whose_first_call_ends_while_the_checkpoint_waits_is_in_it(fre
     assert "sqs" in result.services  # SQS had no state when the checkpoint was asked for
     backend = restart(fresh, data, backend)
     assert sqs(fresh.app, "GetQueueUrl", QueueName="jobs")["QueueUrl"].endswith("/jobs")
+    backend.close()
+
+
+def test_a_checkpoint_that_cannot_quiesce_leaves_nothing_behind(fresh: Emulator, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    backend = persisted(fresh, data)
+    app = backend.wrap(fresh.app)
+    sqs(app, "CreateQueue", QueueName="jobs")
+    backend.checkpoint()
+    assert backend.checkpointer is not None and backend.gate is not None
+    backend.checkpointer.quiesce_timeout = 0.05
+    backend.gate.enter()  # a call that never ends
+    with pytest.raises(QuiesceTimeoutError):
+        backend.checkpoint()
+    backend.gate.leave()
+    assert sorted(p.name for p in (data / "checkpoints").iterdir()) == ["000001", MANIFEST_NAME]
+    assert backend.checkpoint().name == "000002"
+    backend.close()
+
+
+def test_checkpoints_are_taken_when_the_log_grows_past_the_trigger(fresh: Emulator, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    backend = RecordReplayBackend(
+        fresh.app,
+        data / "recorded_api_calls.json",
+        FsyncPolicy.NO,
+        seeder=fresh.seeder,
+        adapter=fresh.adapter,
+        policy=CheckpointPolicy(percentage=100, min_size=4096, interval=0.02),
+    )
+    backend.restore()
+    app = backend.wrap(fresh.app)
+    sqs(app, "CreateQueue", QueueName="jobs")
+    assert read_manifest(data) is None
+    for number in range(200):
+        sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody=f"{number:04d}" * 50)
+        if read_manifest(data) is not None:
+            break
+    written = read_manifest(data)
+    assert written is not None  # the 4 KB of calls (more than 100% of nothing) made one
+    status = backend.status()["checkpoint"]
+    assert status["current"] == written.checkpoint  # type: ignore[index]
+    assert status["next_at_bytes"] == max(4096, written.size)  # type: ignore[index]
     backend.close()

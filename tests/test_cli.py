@@ -16,7 +16,7 @@ import responses
 from replay.cli import main
 from replay.config import FsyncPolicy
 from replay.entry import Entry, Request, Response, encode_entry
-from replay.log import CallLog
+from replay.log import CallLog, encode_header
 
 LOG_NAME = "recorded_api_calls.json"
 TARGET = "http://emu.test:4566"
@@ -177,6 +177,25 @@ def test_restore_resolves_a_data_dir_to_its_log(
     assert summary["path"] == str(path)
     assert summary["restored"] == 1
     assert [c.request.body for c in http.calls] == [b"from the data dir"]
+
+
+def test_restore_of_a_checkpointed_data_dir_sends_its_calls_then_the_log_since(
+    tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from replay.checkpoint import Checkpoint, Manifest, write_manifest
+
+    volume = tmp_path / "volume"
+    base = Checkpoint(volume, "000003").base_log
+    write_log(base.parent, [entry("/notes", "AddNote", b"folded")]).rename(base)
+    write_manifest(volume, Manifest("000003", ("notes",), 1, 9, 10, 0.0, {}, "000002", 0))
+    log = volume / LOG_NAME
+    log.write_bytes(encode_header("000003") + encode_entry(entry("/notes", "AddNote", b"since")))
+    http.add(responses.POST, ANY_URL, body=b"added")
+
+    assert main(["restore", "--target", TARGET, "--json", "--quiet", str(volume)]) == 0
+    assert [c.request.body for c in http.calls] == [b"folded", b"since"]
+    summary = orjson.loads(capsys.readouterr().out)
+    assert (summary["path"], summary["restored"]) == (str(log), 2)
 
 
 def test_restore_defaults_to_DATA_DIR(

@@ -4,8 +4,8 @@ Without a state adapter every start replays the whole log.  With one (moto's),
 the log is folded into a checkpoint (:mod:`replay.checkpoint`) whenever the
 calls logged since the last one reach ``percentage`` of its size and at least
 ``min_size`` bytes (Redis's ``auto-aof-rewrite-percentage`` and ``-min-size``),
-and on ``POST /_localstack/state/save``; a start then loads the checkpoint and
-replays only the calls since.
+on ``POST /_localstack/state/save``, and when the server stops; a start then
+loads the checkpoint and replays only the calls since.
 """
 
 from __future__ import annotations
@@ -308,9 +308,21 @@ class RecordReplayBackend:
         for service in services or ["*"]:
             yield {"service": service, "status": "error", "message": message}
 
-    def close(self) -> None:
+    def close(self, checkpoint: bool = True) -> None:
+        """Stop taking checkpoints and close the log.
+
+        With automatic checkpoints on (and ``checkpoint``), the calls logged since the last
+        checkpoint are folded into a new one first, as Redis saves on ``SHUTDOWN``: the next
+        start then only loads it.  If that fails the log still holds every call.
+        """
         self._stop.set()
         if self._trigger is not None:
             self._trigger.join()
+        checkpointer = self.checkpointer
+        if checkpoint and checkpointer is not None and self.policy.percentage > 0 and checkpointer.tail_bytes > 0:
+            try:
+                self.checkpoint()
+            except Exception:
+                logger.exception("could not take a checkpoint at shutdown; the log holds every call")
         if self.log is not None:
             self.log.close()

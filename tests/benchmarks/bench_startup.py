@@ -15,15 +15,19 @@ triggers, ``REPLAY_CHECKPOINT_PERCENTAGE=100`` and ``REPLAY_CHECKPOINT_MIN_SIZE=
 
 A restore is what ``replay serve`` does at start-up: moto reset, then
 ``RecordReplayBackend.restore()`` (load the checkpoint, replay the calls since).
-Restores after the long and the short history are interleaved round by round;
-the plain log of the long history is replayed in full once per round too.  The
-live state after each restore is compared, and must be the same.
+Each history's data dir is restored twice: as a ``kill -9`` left it (the calls
+since the last automatic checkpoint are replayed, up to the trigger's size)
+and as a SIGTERM left it (a last checkpoint was taken on the way out, so only
+that is loaded).  The restores are interleaved round by round with a full
+replay of the plain log of the long history.  The live state after each
+restore is compared, and must be the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -175,7 +179,11 @@ def _backend(emulator: Emulator, data: Path, policy: CheckpointPolicy) -> Record
 def record(
     emulator: Emulator, data: Path, calls: Iterator[Request], plain: Path | None, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Record ``calls`` as ``replay serve`` would, with automatic checkpoints; what it took."""
+    """Record ``calls`` as ``replay serve`` would, with automatic checkpoints; what it took.
+
+    The data dir is left as a ``kill -9`` leaves it (the calls since the last checkpoint in the log);
+    :func:`stop` makes a copy as SIGTERM would have left it.
+    """
     send_ok(WSGITransport(emulator.app), moto_reset())
     backend = _backend(emulator, data, CheckpointPolicy())
     backend.restore()
@@ -196,11 +204,20 @@ def record(
         if backend.checkpointer is not None and backend.checkpointer.manifest is not None:
             checkpoints.add(backend.checkpointer.manifest.checkpoint)
     elapsed = time.perf_counter() - started
-    tail = sum(1 for _ in LogReader(data / LOG_FILE_NAME))
-    backend.close()
+    backend.close(checkpoint=False)  # what is on disk is what a kill -9 would leave
     if plain_log is not None:
         plain_log.close()
+    tail = sum(1 for _ in LogReader(data / LOG_FILE_NAME))
     return {"calls": count, "seconds": elapsed, "checkpoints": len(checkpoints), "tail_calls": tail}
+
+
+def stop(emulator: Emulator, killed: Path, stopped: Path) -> None:
+    """``stopped``: the data dir ``killed`` as a server stopped with SIGTERM leaves it (a last checkpoint)."""
+    shutil.copytree(killed, stopped)
+    send_ok(WSGITransport(emulator.app), moto_reset())
+    backend = _backend(emulator, stopped, CheckpointPolicy())
+    backend.restore()
+    backend.close()
 
 
 def live_state(emulator: Emulator) -> tuple[Any, ...]:
@@ -254,87 +271,82 @@ def localstack_calls(total: int) -> Iterator[Request]:
 def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
     emulator = moto_emulator()
     live = live_calls(settings.short)
-    short_dir, long_dir, ls_dir = workdir / "startup-short", workdir / "startup-long", workdir / "startup-ls"
+    dirs = {name: workdir / f"startup-{name}" for name in ("short", "long", "localstack")}
     plain = workdir / "startup-plain" / LOG_FILE_NAME
     say(f"  recording the short history ({settings.short:,} calls) ...")
-    short = record(emulator, short_dir, iter(live), None, say)
+    short = record(emulator, dirs["short"], iter(live), None, say)
     say(f"  recording the long history ({settings.long:,} calls; the same live state) ...")
-    long = record(emulator, long_dir, history(settings.long, live, settings.seed), plain, say)
+    long = record(emulator, dirs["long"], history(settings.long, live, settings.seed), plain, say)
     say(f"  recording a LocalStack-sized history ({settings.localstack:,} calls of about 3 KB) ...")
-    ls = record(emulator, ls_dir, localstack_calls(settings.localstack), None, say)
+    ls = record(emulator, dirs["localstack"], localstack_calls(settings.localstack), None, say)
+    for name in ("short", "long"):
+        stop(emulator, dirs[name], workdir / f"startup-{name}-stopped")
 
-    ratios: list[float] = []
-    versus_full: list[float] = []
-    long_times: list[float] = []
-    short_times: list[float] = []
-    full_times: list[float] = []
-    ls_times: list[float] = []
-    facts: dict[str, Any] = {}
-    for order in rotations(["long", "short", "full", "localstack"], settings.rounds):
-        times: dict[str, float] = {}
+    arms = ["long, kill -9", "short, kill -9", "long, sigterm", "short, sigterm", "full", "localstack"]
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
+    ratios: dict[str, list[float]] = {"kill -9": [], "sigterm": [], "full": []}
+    tails: dict[str, int] = {}
+    for order in rotations(arms, settings.rounds):
+        took: dict[str, float] = {}
         states: dict[str, Any] = {}
         for arm in order:
-            say(f"  restoring after the {arm} history ...")
+            say(f"  restoring: {arm} ...")
             if arm == "full":
-                times[arm], states[arm] = replay_plain(emulator, plain)
-            elif arm == "localstack":
-                times[arm], _state, facts[arm] = restore(emulator, ls_dir)
-            else:
-                times[arm], states[arm], facts[arm] = restore(emulator, long_dir if arm == "long" else short_dir)
-        if not states["long"] == states["short"] == states["full"]:
-            raise BenchmarkError("the long and the short history did not restore the same live state")
-        ratios.append(times["long"] / times["short"])
-        versus_full.append(times["long"] / times["full"])
-        long_times.append(times["long"])
-        short_times.append(times["short"])
-        full_times.append(times["full"])
-        ls_times.append(times["localstack"])
+                took[arm], states[arm] = replay_plain(emulator, plain)
+                continue
+            history_name, _, how = arm.partition(", ")
+            directory = dirs[history_name] if how != "sigterm" else workdir / f"startup-{history_name}-stopped"
+            took[arm], states[arm], facts = restore(emulator, directory)
+            tails[arm] = facts["tail"]
+        if len({repr(state) for arm, state in states.items() if arm != "localstack"}) != 1:
+            raise BenchmarkError("the histories did not restore the same live state")
+        for arm in arms:
+            times[arm].append(took[arm])
+        for how in ("kill -9", "sigterm"):
+            ratios[how].append(took[f"long, {how}"] / took[f"short, {how}"])
+        ratios["full"].append(took["long, kill -9"] / took["full"])
 
-    def median(values: list[float]) -> float:
-        return Spread.of(values).median
-
+    seconds = {arm: round(Spread.of(values).median, 3) for arm, values in times.items()}
     common: dict[str, float | int | str] = {
-        "restore_long_s": round(median(long_times), 3),
-        "restore_short_s": round(median(short_times), 3),
-        "full_replay_s": round(median(full_times), 3),
+        **{f"restore_s[{arm}]": value for arm, value in seconds.items() if arm != "localstack"},
+        **{f"calls_replayed[{arm}]": tail for arm, tail in tails.items() if arm != "localstack"},
         "long_calls": long["calls"],
         "long_checkpoints": long["checkpoints"],
-        "long_tail_calls": facts["long"]["tail"],
         "short_checkpoints": short["checkpoints"],
-        "short_tail_calls": facts["short"]["tail"],
         "record_long_calls_per_s": round(long["calls"] / long["seconds"], 1),
     }
+    title = f"(f) restore after {settings.long:,} calls / after {settings.short:,}, same live state"
     return [
         Result(
-            "f-long-vs-short",
-            f"(f) restore after {settings.long:,} calls / after {settings.short:,}, same live state",
+            "f-long-vs-short-sigterm",
+            f"{title}, stopped",
             "x",
-            Spread.of(ratios),
+            Spread.of(ratios["sigterm"]),
             RATIO_TARGET,
             False,
             common,
         ),
+        Result("f-long-vs-short-kill", f"{title}, killed", "x", Spread.of(ratios["kill -9"]), RATIO_TARGET, False),
         Result(
             "f-long-vs-full",
-            f"(f) restore after {settings.long:,} calls / plain full replay of them",
+            f"(f) restore after {settings.long:,} calls, killed / plain full replay of them",
             "x",
-            Spread.of(versus_full),
+            Spread.of(ratios["full"]),
             None,
             False,
-            common,
         ),
         Result(
             "f-localstack",
-            f"(f) restore after a {settings.localstack:,}-call history of about 3 KB calls",
+            f"(f) restore after a {settings.localstack:,}-call history of about 3 KB calls, killed",
             "s",
-            Spread.of(ls_times),
+            Spread.of(times["localstack"]),
             LOCALSTACK_TARGET_S,
             False,
             {
                 "calls": ls["calls"],
                 "checkpoints": ls["checkpoints"],
-                "tail_calls": facts["localstack"]["tail"],
-                "log_mb": round(sum(p.stat().st_size for p in ls_dir.rglob("*.json")) / 1e6, 1),
+                "calls_replayed": tails["localstack"],
+                "log_mb": round(sum(p.stat().st_size for p in dirs["localstack"].rglob("*.json")) / 1e6, 1),
             },
         ),
     ]

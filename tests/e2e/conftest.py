@@ -38,7 +38,15 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 
 # configuration the surrounding environment must not leak into the servers under test
-_SCRUBBED_ENV = ("DATA_DIR", "PERSISTENCE", "PERSISTENCE_BACKEND", "REPLAY_FSYNC", "MOTO_PORT")
+_SCRUBBED_ENV = (
+    "DATA_DIR",
+    "PERSISTENCE",
+    "PERSISTENCE_BACKEND",
+    "REPLAY_FSYNC",
+    "MOTO_PORT",
+    "REPLAY_CHECKPOINT_PERCENTAGE",
+    "REPLAY_CHECKPOINT_MIN_SIZE",
+)
 
 
 def free_port(exclude: Iterable[int] = ()) -> int:
@@ -54,9 +62,15 @@ def free_port(exclude: Iterable[int] = ()) -> int:
 
 
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a ``replay`` child: ours, minus replay's settings, plus ``extra``."""
+    """The environment for a ``replay`` child: ours, minus replay's settings, plus ``extra``.
+
+    Servers start without automatic checkpoints, so that the log holds the whole history the
+    recording tests read; tests of checkpoints turn them on with ``--checkpoint-percentage``
+    (a flag wins over this environment variable).
+    """
     env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED_ENV}
     env["PYTHONUNBUFFERED"] = "1"
+    env["REPLAY_CHECKPOINT_PERCENTAGE"] = "0"
     env.update(extra or {})
     return env
 

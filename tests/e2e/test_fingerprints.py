@@ -360,10 +360,18 @@ class Restart:
 
 
 # checkpoints as often as the server can take them: every second while calls come in, plus one asked for
-CHECKPOINTING = ("--checkpoint-min-size", "2kb")
+CHECKPOINTING = ("--checkpoint-percentage", "100", "--checkpoint-min-size", "2kb")
+# the defaults of `replay serve`: a checkpoint when the log has grown enough, and one when the server stops
+DEFAULTS = ("--checkpoint-percentage", "100", "--checkpoint-min-size", "1mb")
+MODES = {
+    "sigterm": (),
+    "kill -9": (),
+    "checkpoints, kill -9": CHECKPOINTING,
+    "defaults, sigterm": DEFAULTS,
+}
 
 
-@pytest.fixture(scope="module", params=["sigterm", "kill -9", "checkpoints, kill -9"])
+@pytest.fixture(scope="module", params=list(MODES))
 def restart(
     request: pytest.FixtureRequest,
     module_servers: Servers,
@@ -372,27 +380,29 @@ def restart(
 ) -> Restart:
     """Every scenario recorded by one server, stopped as the param says, served again on another port.
 
-    With checkpoints, the log is folded into checkpoints while the scenarios run (automatically, and once on
-    request half-way), so the restart loads a checkpoint and replays only the calls since.
+    Without checkpoints the restart replays the whole log.  With frequent checkpoints the log is folded
+    while the scenarios run (automatically, and once on request half-way), so the restart after a kill
+    loads a checkpoint and replays the calls since.  With the defaults, stopping takes a last checkpoint,
+    so the restart replays nothing at all.
     """
     data = tmp_path_factory.mktemp("fingerprints") / "data"
-    args = CHECKPOINTING if request.param.startswith("checkpoints") else ()
+    args = MODES[request.param]
     first = module_servers.start(data, *args)
     for number, (scenario, _) in enumerate(SCENARIOS.values()):
         scenario(module_aws, first)
-        if args and number == len(SCENARIOS) // 2:
+        if args == CHECKPOINTING and number == len(SCENARIOS) // 2:
             answer = requests.post(f"{first.endpoint}/_replay/compact", timeout=60)
             assert answer.status_code == 200 and answer.json()["kind"] == "checkpoint", answer.text
     before = fingerprints(module_aws, first)
-    if request.param == "sigterm":
+    if request.param.endswith("sigterm"):
         first.stop()
     else:
         first.kill()
-    if args:
-        assert (data / "checkpoints" / "MANIFEST.json").exists()
     second = module_servers.start(data, *args, avoid_ports=[first.port])
     if args:
         assert "Loaded checkpoint" in second.stderr()
+    if args == DEFAULTS:
+        assert "Restored 0 API calls from persistent file" in second.stderr()
     return Restart(before, fingerprints(module_aws, second), second)
 
 

@@ -16,9 +16,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 ACCOUNT = "123456789012"
-# these tests count the log's lines as one whole history: no checkpoint may fold them
-# (the multipart upload alone passes the 1 MB at which the first one would be taken)
-WHOLE_LOG = ("--checkpoint-percentage", "0")
 BINARY = bytes(range(256))
 
 BUCKET = "e2e-bucket"
@@ -240,7 +237,7 @@ def check_state(aws: AwsClients, server: ReplayServer, ids: dict[str, str]) -> N
 
 def test_state_survives_sigterm_and_restart_on_another_port(servers: Servers, aws: AwsClients, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = servers.start(data, *WHOLE_LOG)
+    first = servers.start(data)
     assert first.health()["features"]["persistence"] == "initialized"
     ids = make_state(aws, first)
     first.stop()
@@ -248,7 +245,7 @@ def test_state_survives_sigterm_and_restart_on_another_port(servers: Servers, aw
     # one line per mutation (SQS 8, S3 14, DynamoDB 8, SNS 6); no line for any read
     assert recorded == 36
 
-    second = servers.start(data, *WHOLE_LOG)
+    second = servers.start(data)
     assert second.port != first.port
     assert_restored(second, recorded)
     check_state(aws, second, ids)
