@@ -35,6 +35,7 @@ from .compaction import plan_compaction as plan_compaction
 from .config import BackendKind as BackendKind
 from .config import Config as Config
 from .config import FsyncPolicy as FsyncPolicy
+from .datadir import DataDirLock as DataDirLock
 from .diff import Change as Change
 from .entry import FORMAT_VERSION as FORMAT_VERSION
 from .entry import Entry as Entry
@@ -93,6 +94,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataDirInUseError",
+    "DataDirLock",
     "DefaultClassifier",
     "DisabledBackend",
     "Divergence",
@@ -154,14 +156,24 @@ def persist(
     as ``checkpoints`` says (by default as ``replay serve`` does), so that a start replays only the
     calls since the last one.
 
-    The log is synced and closed at interpreter exit.
+    The log is synced and closed at interpreter exit.  With ``adapter``, this process owns the data
+    dir until then (checkpoints fold the log into this process's state).
 
     :raises LogCorruptError: the log has a malformed line before its end.
+    :raises DataDirInUseError: with ``adapter``, another process owns the data dir.
     """
     policy = fsync if isinstance(fsync, FsyncPolicy) else Config.load({"fsync": fsync}).fsync
+    owner = DataDirLock(Path(data_dir), command="replay.persist") if adapter is not None else None
     backend = RecordReplayBackend(
         app, Path(data_dir) / "recorded_api_calls.json", policy, classifier, seeder, adapter, checkpoints
     )
-    backend.restore()
+    try:
+        backend.restore()
+    except BaseException:
+        if owner is not None:
+            owner.release()
+        raise
     atexit.register(backend.close)
+    if owner is not None:
+        atexit.register(owner.release)  # registered last, so it runs after the log is closed
     return backend.wrap(app)

@@ -307,15 +307,18 @@ class CallLog:
                     self._copy_from(out, copied, os.fstat(fd).st_size)
                     os.fsync(out)
                     os.replace(temporary, self.path)
-                    fsync_dir(self.path.parent)
-                    os.close(fd)
+                    # appends go to the new file from here on (were this open to fail, the next append
+                    # would find the old file unlinked and reopen the path itself)
                     self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
                     self.header = header
                     self._synced = self._written
                     self._dirty = False
+                    fsync_dir(self.path.parent)
                     return os.fstat(self._fd).st_size
                 finally:
                     _flock(fd, _LOCK_UN)
+                    if self._fd != fd:
+                        os.close(fd)  # the replaced file
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise

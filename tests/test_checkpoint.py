@@ -201,6 +201,7 @@ def test_a_checkpoint_folds_the_log_and_a_start_replays_only_what_came_after(
     assert bodies(fresh) == expected == ["m0", "m1", "m2", "m3", "m4", "after"]
     assert "Loaded checkpoint 000001 (" in caplog.text
     assert "Restored 1 API calls from persistent file" in caplog.text
+    assert "state restored in " in caplog.text and ": checkpoint 000001 loaded, 1 calls replayed (" in caplog.text
     status = backend.status()
     assert status["loaded"]["from"] == "snapshots"  # type: ignore[index]
     assert status["checkpoint"]["current"] == "000001"  # type: ignore[index]
@@ -362,3 +363,51 @@ def test_checkpoints_are_taken_when_the_log_grows_past_the_trigger(fresh: Emulat
     assert status["current"] == written.checkpoint  # type: ignore[index]
     assert status["next_at_bytes"] == max(4096, written.size)  # type: ignore[index]
     backend.close()
+
+
+PERSIST_SCRIPT = """
+import json, sys
+import replay
+from replay.emulators import moto_emulator
+from replay.entry import Request
+from replay.transport import WSGITransport
+
+data, mode, scope = sys.argv[1:]
+emulator = moto_emulator()
+app = replay.persist(emulator.app, data, seeder=emulator.seeder, adapter=emulator.adapter)
+try:
+    replay.persist(emulator.app, data, adapter=emulator.adapter)
+except replay.DataDirInUseError as exc:
+    print(json.dumps({"second": str(exc)}))
+target = "AmazonSQS.CreateQueue" if mode == "create" else "AmazonSQS.ListQueues"
+headers = [("Authorization", scope), ("X-Amz-Target", target), ("Content-Type", "application/x-amz-json-1.0")]
+body = b'{"QueueName": "kept"}' if mode == "create" else b"{}"
+answer = WSGITransport(app).send(Request("POST", "/", "", headers, body))
+assert answer.ok, answer.body
+print(json.dumps({"answer": json.loads(answer.body)}))
+"""
+
+
+def test_persist_with_an_adapter_owns_the_data_dir_and_checkpoints_at_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+
+    def run(mode: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", PERSIST_SCRIPT, str(data), mode, SCOPE], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        printed: dict[str, Any] = {}
+        for line in done.stdout.splitlines():
+            printed.update(json.loads(line))
+        return printed
+
+    first = run("create")
+    assert "is in use by another replay (pid " in first["second"] and "command replay.persist" in first["second"]
+    written = read_manifest(data)
+    assert written is not None and written.checkpoint == "000001"  # taken at exit
+    assert LogReader(data / "recorded_api_calls.json").size == len(encode_header("000001"))
+    assert run("list")["answer"]["QueueUrls"][0].endswith("/kept")
+    assert not (data / ".replay.lock").exists()

@@ -639,9 +639,11 @@ def test_appends_during_a_rewrite_are_neither_lost_nor_doubled(tmp_path: Path) -
         worker = threading.Thread(target=appender)
         worker.start()
         offsets = []
+        open_files = len(os.listdir("/proc/self/fd"))
         for round_ in range(1, 6):  # each rewrite keeps everything from the current end on
             offsets.append(log.size())
             log.rewrite(offsets[-1], f"{round_:06d}")
+        assert len(os.listdir("/proc/self/fd")) == open_files  # each replaced file was closed, once
         stop.set()
         worker.join()
     reader = LogReader(path)

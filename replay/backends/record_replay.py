@@ -133,11 +133,20 @@ class RecordReplayBackend:
     def restore(self) -> None:
         """Load the checkpoint if there is one, replay the calls since (raising before anything
         is changed on a corrupt log or a log that does not fit the checkpoint), then open the log."""
+        started = time.perf_counter()
         manifest = read_manifest(self.data_dir)
         start = tail_start(manifest, self.log_path)
         if manifest is not None:
             self._load_checkpoint(manifest)
-        self.report = self._replayer(self.report_path).replay(self.log_path, start)
+        report = self._replayer(self.report_path).replay(self.log_path, start)
+        logger.info(
+            "state restored in %.2f s: %s%d calls replayed (%.0f calls/s)",
+            time.perf_counter() - started,
+            f"checkpoint {manifest.checkpoint} loaded, " if manifest is not None else "",
+            report.total,
+            report.total / report.duration if report.duration > 0 else 0.0,
+        )
+        self.report = report
         self.log = CallLog(self.log_path, self.fsync, header=manifest.checkpoint if manifest is not None else None)
         start = finish_interrupted(self.log, manifest, start)
         removed = remove_stale(self.data_dir, manifest)
