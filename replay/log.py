@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import glob
 import logging
 import os
 import threading
@@ -149,6 +150,7 @@ class CallLog:
         self._always = fsync is FsyncPolicy.ALWAYS
         ensure_private_dir(self.path.parent)
         self._fd = self._open()
+        _remove_leftovers(self.path)
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._retired: list[int] = []
@@ -368,6 +370,25 @@ class CallLog:
 
     def __repr__(self) -> str:
         return f"<CallLog {self.path} fsync={self.fsync.value}>"
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove the temporary files (``.<name>.<pid>.*``) that processes rewriting ``path`` left when they died."""
+    prefix = f"{path.name}."
+    for leftover in path.parent.glob(f".*{glob.escape(prefix)}*"):
+        stripped = leftover.name.lstrip(".")
+        if not stripped.startswith(prefix):
+            continue
+        pid = stripped[len(prefix) :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+            logger.info("removed %s, left by process %s, which died while rewriting the log", leftover, pid)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def _write_all(fd: int, data: bytes) -> None:

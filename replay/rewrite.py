@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .compaction import plan_compaction
@@ -22,7 +22,7 @@ from .entry import Entry
 from .files import atomic_writer
 from .log import CallLog, Segment, encode_header
 
-__all__ = ["RewriteReport", "compact_in_place", "compact_logs"]
+__all__ = ["COMPACTION_STEPS", "RewriteReport", "compact_in_place", "compact_logs"]
 
 
 @dataclasses.dataclass
@@ -95,21 +95,32 @@ def compact_logs(
     return report
 
 
-def compact_in_place(log: CallLog, start: int = 0) -> RewriteReport:
+COMPACTION_STEPS = ("compacted", "rewritten")
+
+
+def compact_in_place(log: CallLog, start: int = 0, step: Callable[[str], None] | None = None) -> RewriteReport:
     """Compact the calls of the open ``log`` from byte ``start``, while appends go on.
 
-    The calls up to the log's current end are compacted into a temporary file;
-    the log is then rewritten as its header, those calls, and whatever was
-    appended meanwhile (:meth:`~replay.log.CallLog.rewrite`).  A log with a
-    header continues a checkpoint, so its calls are not compacted as if they
-    started from empty.
+    The calls up to the log's current end are compacted into a temporary file
+    (step ``compacted``); the log is then rewritten as its header, those calls,
+    and whatever was appended meanwhile (:meth:`~replay.log.CallLog.rewrite`,
+    step ``rewritten``).  A crash before the rewrite leaves the log as it was, and
+    one after it the compacted log; a temporary file a crash leaves is removed
+    when the log is next opened.  A log with a header continues a checkpoint, so
+    its calls are not compacted as if they started from empty.
+
+    :param step: called with each step's name once it is done (tests stop the process there).
     """
     end = log.size()
     compacted = log.path.with_name(f".{log.path.name}.{os.getpid()}.compacted")
     try:
         report = compact_logs([Segment(log.path, start, end)], compacted, from_empty=log.header is None)
         report.destination = log.path
+        if step is not None:
+            step("compacted")
         log.rewrite(end, log.header, prefix=compacted)
+        if step is not None:
+            step("rewritten")
     finally:
         compacted.unlink(missing_ok=True)
     if log.header is not None:

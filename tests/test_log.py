@@ -680,3 +680,19 @@ def test_an_appender_in_another_process_follows_a_rewrite(tmp_path: Path) -> Non
         assert other.returncode == 0
         first.append(line(2))  # notices the file it holds was replaced, and appends to the new one
     assert path.read_bytes() == encode_header("000001") + line(2)
+
+
+def test_opening_removes_what_dead_rewriters_left_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    dead_pid = int(dead.stdout)
+    left = [
+        tmp_path / f".{LOG_NAME}.{dead_pid}.rewrite",
+        tmp_path / f"..{LOG_NAME}.{dead_pid}.compacted.{dead_pid}.tmp",
+    ]
+    alive = [tmp_path / f".{LOG_NAME}.{os.getppid()}.rewrite", tmp_path / ".other.json.1.tmp"]
+    for file in left + alive:
+        file.write_bytes(b"half")
+    with CallLog(path, FsyncPolicy.NO):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOG_NAME, *(p.name for p in alive)])
