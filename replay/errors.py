@@ -11,7 +11,7 @@
      ├── EntryVersionError (ValueError)    one entry has a newer format version
      ├── SnapshotError                     a snapshot file is refused (torn, corrupt, foreign, newer)
      ├── CheckpointError                   a checkpoint's manifest and the call log do not fit together
-     │    └── QuiesceTimeoutError (TimeoutError)  state-changing calls stayed in flight; no checkpoint taken
+     ├── QuiesceTimeoutError (TimeoutError)  state-changing calls stayed in flight; no checkpoint taken
      ├── DataDirInUseError                 another replay process owns the data dir
      └── TransportError (ConnectionError)  a replay target could not be reached
 
@@ -152,7 +152,7 @@ class CheckpointError(ReplayError):
         super().__init__(f"{path}: {message}")
 
 
-class QuiesceTimeoutError(CheckpointError, TimeoutError):
+class QuiesceTimeoutError(ReplayError, TimeoutError):
     """State-changing calls were still in flight when a checkpoint stopped waiting for them.
 
     Nothing was written; the checkpoint can be tried again later.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 from .errors import QuiesceTimeoutError
 
@@ -100,9 +99,7 @@ class MutationGate:
             if not self._condition.wait_for(lambda: not self._active, timeout):
                 self._closed = False
                 self._condition.notify_all()
-                raise QuiesceTimeoutError(
-                    Path("."), f"{self._active} state-changing calls still in flight after {timeout:.1f} s"
-                )
+                raise QuiesceTimeoutError(f"{self._active} state-changing calls still in flight after {timeout:.1f} s")
         try:
             yield
         finally:
