@@ -290,8 +290,11 @@ class CallLog:
         end are copied; the rest is copied with appends held, then the new file
         (fsynced) is renamed over the old one and the directory fsynced.  A
         crash at any point leaves either the old file or the new one, whole.
+
+        :raises LogWriteError: another process replaced the file meanwhile (nothing was changed).
         """
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.rewrite")
+        inode = os.fstat(self._fd).st_ino  # ``start`` is an offset in this file
         out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
         try:
             if header is not None:
@@ -306,6 +309,10 @@ class CallLog:
                     raise LogWriteError(self.path, f"{self.path}: the log is closed")
                 fd = self._lock_current()
                 try:
+                    if os.fstat(fd).st_ino != inode:
+                        raise LogWriteError(
+                            self.path, f"{self.path}: replaced by another process during the rewrite; try again"
+                        )
                     self._copy_from(out, copied, os.fstat(fd).st_size)
                     os.fsync(out)
                     os.replace(temporary, self.path)

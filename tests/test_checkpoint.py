@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -411,3 +412,34 @@ def test_persist_with_an_adapter_owns_the_data_dir_and_checkpoints_at_exit(tmp_p
     assert LogReader(data / "recorded_api_calls.json").size == len(encode_header("000001"))
     assert run("list")["answer"]["QueueUrls"][0].endswith("/kept")
     assert not (data / ".replay.lock").exists()
+
+
+def test_without_an_adapter_the_log_is_compacted_in_place_when_it_grows(fresh: Emulator, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    backend = RecordReplayBackend(
+        fresh.app,
+        data / "recorded_api_calls.json",
+        FsyncPolicy.NO,
+        seeder=fresh.seeder,
+        policy=CheckpointPolicy(percentage=50, min_size=4096, interval=0.02),
+    )
+    backend.restore()
+    app = backend.wrap(fresh.app)
+    sqs(app, "CreateQueue", QueueName="jobs")
+    calls = 1
+    for number in range(60):  # queues that come and go: compaction drops them
+        url = f"http://localhost:4566/{ACCOUNT}/tmp-{number}"
+        sqs(app, "CreateQueue", QueueName=f"tmp-{number}")
+        sqs(app, "DeleteQueue", QueueUrl=url)
+        calls += 2
+        time.sleep(0.005)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(1 for _ in LogReader(data / "recorded_api_calls.json")) >= calls:
+        time.sleep(0.02)
+    kept = [entry.operation for _, entry in LogReader(data / "recorded_api_calls.json")]
+    assert len(kept) < calls and kept[0] == "CreateQueue"  # compacted while recording, the live queue kept
+    assert read_manifest(data) is None  # no checkpoint: there is no adapter
+    backend.close()
+    backend = restart(fresh, data, backend)
+    assert list(sqs(fresh.app, "ListQueues")["QueueUrls"]) == [QUEUE]
+    backend.close()

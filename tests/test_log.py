@@ -696,3 +696,18 @@ def test_opening_removes_what_dead_rewriters_left_and_nothing_else(tmp_path: Pat
     with CallLog(path, FsyncPolicy.NO):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOG_NAME, *(p.name for p in alive)])
+
+
+def test_a_rewrite_refuses_a_file_another_process_replaced_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as first, CallLog(path, FsyncPolicy.NO) as second:
+        first.append(line(1))
+        first.append(line(2))
+        offset = second.size()  # an offset in the file as it is now
+        first.rewrite(len(line(1)), "000001")
+        after = path.read_bytes()
+        with pytest.raises(LogWriteError, match="replaced by another process during the rewrite"):
+            second.rewrite(offset, "000002")
+        assert path.read_bytes() == after == encode_header("000001") + line(2)
+        second.append(line(3))  # and it appends to the file that is there now
+    assert path.read_bytes() == encode_header("000001") + line(2) + line(3)

@@ -1,6 +1,9 @@
 """The ``replay`` backend: record mutating calls, replay them on start, fold them into checkpoints.
 
-Without a state adapter every start replays the whole log.  With one (moto's),
+Without a state adapter every start replays the whole log, which is compacted
+in place (:func:`~replay.rewrite.compact_in_place`) whenever it has grown by
+``percentage`` since its last compaction and is at least ``min_size`` bytes
+(Redis's rule for its append-only file).  With one (moto's),
 the log is folded into a checkpoint (:mod:`replay.checkpoint`) whenever the
 calls logged since the last one reach ``percentage`` of its size and at least
 ``min_size`` bytes (Redis's ``auto-aof-rewrite-percentage`` and ``-min-size``),
@@ -50,11 +53,12 @@ __all__ = ["CheckpointPolicy", "RecordReplayBackend"]
 
 
 class CheckpointPolicy:
-    """When checkpoints are taken automatically.
+    """When checkpoints are taken (or, without a state adapter, the log compacted) automatically.
 
     :param percentage: the calls logged since the last checkpoint must reach this
-        share of its snapshots' size (0: never automatically);
-    :param min_size: ... and at least this many bytes;
+        share of its size (without an adapter: the log must have grown by this share
+        since its last compaction); 0: never automatically;
+    :param min_size: ... and be at least this many bytes;
     :param interval: seconds between looks at the log's size.
     """
 
@@ -116,6 +120,7 @@ class RecordReplayBackend:
         self.last_checkpoint: CheckpointResult | None = None
         self._stop = threading.Event()
         self._trigger: threading.Thread | None = None
+        self._compacted_size = 0  # without an adapter: the log's size after its last compaction
 
     @property
     def persistence(self) -> str:
@@ -163,9 +168,10 @@ class RecordReplayBackend:
                 start,
                 step=self.step,
             )
-            if self.policy.percentage > 0:
-                self._trigger = threading.Thread(target=self._watch, name="replay-checkpoint", daemon=True)
-                self._trigger.start()
+        self._compacted_size = self.log.size()
+        if self.policy.percentage > 0:
+            self._trigger = threading.Thread(target=self._watch, name="replay-compaction", daemon=True)
+            self._trigger.start()
 
     def _load_checkpoint(self, manifest: Manifest) -> None:
         checkpoint = Checkpoint(self.data_dir, manifest.checkpoint)
@@ -242,20 +248,38 @@ class RecordReplayBackend:
             return {"kind": "checkpoint", **self.checkpoint().to_dict()}
         if self.log is None:
             raise CheckpointError(self.log_path, "the log is not open yet")
-        return {"kind": "log", **compact_in_place(self.log).to_dict()}
+        report = compact_in_place(self.log)
+        self._compacted_size = self.log.size()
+        logger.info(
+            "compacted %s: %d calls kept of %d, %d bytes of %d, in %.2f s",
+            self.log_path,
+            report.kept,
+            report.read,
+            report.bytes_after,
+            report.bytes_before,
+            report.duration,
+        )
+        return {"kind": "log", **report.to_dict()}
+
+    def _due(self) -> bool:
+        """Has the log grown past the trigger since the last checkpoint (or compaction)?"""
+        if self.checkpointer is not None:
+            return self.checkpointer.tail_bytes >= self.policy.threshold(self.checkpointer.manifest)
+        assert self.log is not None
+        size = self.log.size()  # without an adapter, Redis's own rule: growth since the last rewrite
+        grown = size - self._compacted_size
+        return size >= self.policy.min_size and grown >= self._compacted_size * self.policy.percentage // 100
 
     def _watch(self) -> None:
-        checkpointer = self.checkpointer
-        assert checkpointer is not None
         while not self._stop.wait(self.policy.interval):
-            if checkpointer.tail_bytes < self.policy.threshold(checkpointer.manifest):
+            if not self._due():
                 continue
             try:
-                self.checkpoint()
+                self.compact()
             except QuiesceTimeoutError as exc:
                 logger.warning("checkpoint postponed: %s", exc)
             except Exception:
-                logger.exception("checkpoint failed; the log still holds every call, trying again later")
+                logger.exception("compaction failed; the log still holds every call, trying again later")
                 self._stop.wait(30.0)
 
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
