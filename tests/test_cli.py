@@ -443,6 +443,8 @@ def test_compact_asks_the_server_that_holds_the_data_dir(tmp_path: Path, capsys:
         thread.join(30)
     assert main(["compact", "--json", str(data)]) == 0  # now offline: the log since the checkpoint
     assert orjson.loads(capsys.readouterr().out)["kind"] == "log"
+    assert main(["verify", str(data)]) == 0  # the checkpoint's calls, then the log's: they converge
+    assert "2 calls replayed, 2 restored, 0 failed, 0 diverged" in capsys.readouterr().out
 
 
 def test_compact_errors_are_one_line_and_change_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
