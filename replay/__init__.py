@@ -173,7 +173,7 @@ def persist(
         if owner is not None:
             owner.release()
         raise
-    atexit.register(backend.close)
     if owner is not None:
-        atexit.register(owner.release)  # registered last, so it runs after the log is closed
+        atexit.register(owner.release)  # registered first, so it runs after the log is closed
+    atexit.register(backend.close)
     return backend.wrap(app)
