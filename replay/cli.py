@@ -1,4 +1,4 @@
-"""The ``replay`` command: ``serve``, ``restore``, ``verify`` and ``compact``.
+"""The ``replay`` command: ``serve``, ``restore``, ``verify``, ``compact`` and ``inspect``.
 
 Output for people goes to stderr through logging (and a progress line); a
 machine-readable summary goes to stdout with ``--json``.  Exit status: 0 on
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -108,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     compact.add_argument("path", nargs="?", help="data dir or its log file (default: $DATA_DIR or ./volume)")
     compact.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
     compact.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for a running server (600)")
+
+    inspect = commands.add_parser(
+        "inspect", help="what a log holds: calls per service and operation, time range, size, the last restore"
+    )
+    inspect.add_argument("path", nargs="?", help="data dir or log file (default: $DATA_DIR or ./volume)")
+    inspect.add_argument("--calls", action="store_true", help="list the calls, one a line")
+    inspect.add_argument("--service", help="only calls to this service (with --calls)")
+    inspect.add_argument("--operation", help="only calls of this operation (with --calls)")
+    inspect.add_argument("--since", help="only calls at or after this time: ISO 8601 or Unix seconds (with --calls)")
+    inspect.add_argument("--json", action="store_true", help="JSON for machines (JSON lines with --calls)")
     return parser
 
 
@@ -310,6 +321,98 @@ def format_compaction(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _since(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            "--since", value, hint="an ISO 8601 time such as 2026-12-02T07:00:00Z, or Unix seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .summary import calls, summarise
+
+    since = _since(args.since)
+    log_path = _log_path(args.path)
+    segments = history(log_path)
+    if args.calls:
+        for call in calls(segments, args.service, args.operation, since):
+            sys.stdout.write((orjson.dumps(call.to_dict()).decode() if args.json else call.format()) + "\n")
+        return 0
+    manifest = read_manifest(log_path.parent) if len(segments) > 1 else None
+    checkpoint: dict[str, object] | None = None
+    if manifest is not None:
+        checkpoint = {
+            "checkpoint": manifest.checkpoint,
+            "services": list(manifest.services),
+            "folded": manifest.folded,
+            "calls": manifest.calls,
+            "created": manifest.created,
+        }
+    summary = summarise(segments, checkpoint)
+    if args.json:
+        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+    else:
+        sys.stdout.write(format_summary(summary))
+    return 0
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_summary(summary: Any) -> str:
+    """``replay inspect`` for people."""
+    lines = [
+        f"{' + '.join(summary.files)}: {summary.calls:,} calls, {summary.bytes:,} bytes, "
+        f"{_when(summary.first)} .. {_when(summary.last)}"
+    ]
+    if summary.checkpoint is not None:
+        point = summary.checkpoint
+        lines.append(
+            f"checkpoint {point['checkpoint']} ({_when(point['created'])}): {len(point['services'])} services, "
+            f"{point['folded']:,} calls of history, kept as {point['calls']:,}"
+        )
+    if summary.torn_line is not None:
+        lines.append(f"line {summary.torn_line} is torn (a crash while it was written): it is not counted")
+    rows = [(service, operation, f"{count:,}") for (service, operation), count in sorted(summary.by_operation.items())]
+    if rows:
+        header = ("service", "operation", "calls")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+        lines.append("")
+        for row in [header, *rows]:
+            lines.append(f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2].rjust(widths[2])}")
+    restore = summary.last_restore
+    lines.append("")
+    if restore is None:
+        lines.append("last restore: none recorded (no replay_report.json)")
+    else:
+        lines.append(
+            f"last restore ({_when(restore['written'])}): {restore['restored']} restored, {restore['failed']} failed, "
+            f"{restore['diverged']} diverged"
+        )
+        for failure in (restore.get("failures") or [])[:20]:
+            lines.append(
+                f"  failed: line {failure['line']} {failure['service']}.{failure['operation']} "
+                f"status {failure['status']}: {str(failure['message'])[:100]}"
+            )
+        for divergence in (restore.get("divergences") or [])[:20]:
+            lines.append(f"  diverged: line {divergence['line']} {divergence['service']}.{divergence['operation']}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``replay`` command; returns the exit status."""
     parser = _parser()
@@ -322,10 +425,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _verify(args)
         if args.command == "compact":
             return _compact(args)
+        if args.command == "inspect":
+            return _inspect(args)
         return _restore(args)
     except ReplayError as exc:
         sys.stderr.write(f"replay: error: {exc}\n")
         return 2 if isinstance(exc, ConfigError) else 1
+    except BrokenPipeError:  # the reader went away (`replay inspect --calls | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         sys.stderr.write(f"replay: error: {exc}\n")
         return 1

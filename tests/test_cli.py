@@ -460,3 +460,48 @@ def test_compact_errors_are_one_line_and_change_nothing(tmp_path: Path, capsys: 
     assert f"{data / LOG_NAME}:1: malformed entry" in one_error_line(capsys.readouterr().err)
     assert (data / LOG_NAME).read_bytes().startswith(b"garbage\n")
     assert sorted(p.name for p in data.iterdir()) == [LOG_NAME]
+
+
+# --- inspect ---------------------------------------------------------------------------------
+
+
+def test_inspect_summarises_lists_and_filters_without_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "volume"
+    log = write_log(data, [entry("/notes", "AddNote", b"a"), entry("/notes/1", "EditNote", b"b")])
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in data.iterdir())
+
+    assert main(["inspect", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{log}: 2 calls, {log.stat().st_size:,} bytes, 2023-11-14 22:13:20 UTC .. ")
+    assert "notes    AddNote        1" in out and "notes    EditNote       1" in out
+    assert "last restore: none recorded" in out
+
+    assert main(["inspect", "--json", str(log)]) == 0
+    document = orjson.loads(capsys.readouterr().out)
+    assert document["calls"] == 2 and document["services"] == {"notes": {"AddNote": 1, "EditNote": 1}}
+
+    assert main(["inspect", "--calls", "--operation", "EditNote", str(data)]) == 0
+    assert (
+        capsys.readouterr().out
+        == "2023-11-14T22:13:20.000Z  notes            EditNote                         200  /notes/1\n"
+    )
+    assert main(["inspect", "--calls", "--json", "--since", "2023-11-14T22:13:20Z", str(data)]) == 0
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["operation"], line["line"]) for line in lines] == [("AddNote", 1), ("EditNote", 2)]
+    assert main(["inspect", "--calls", "--since", "1800000000", str(data)]) == 0
+    assert capsys.readouterr().out == ""
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in data.iterdir()) == before  # never writes
+
+
+def test_inspect_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(tmp_path / "missing")]) == 1
+    assert "no call log at" in one_error_line(capsys.readouterr().err)
+    log = write_log(tmp_path, [entry("/n", "Add", b"x")])
+    assert main(["inspect", "--calls", "--since", "yesterday", str(log)]) == 2
+    assert "invalid value for --since: 'yesterday' (an ISO 8601 time" in one_error_line(capsys.readouterr().err)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_bytes(b"PK\x03\x04 not a log\n" + encode_entry(entry("/n", "Add", b"x")))
+    assert main(["inspect", str(foreign)]) == 1
+    assert f"{foreign}:1: malformed entry" in one_error_line(capsys.readouterr().err)
