@@ -356,10 +356,11 @@ def test_checkpoints_are_taken_when_the_log_grows_past_the_trigger(fresh: Emulat
     assert read_manifest(data) is None
     for number in range(200):
         sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody=f"{number:04d}" * 50)
-        if read_manifest(data) is not None:
+        if backend.last_checkpoint is not None:  # set once the checkpoint is done
             break
     written = read_manifest(data)
     assert written is not None  # the 4 KB of calls (more than 100% of nothing) made one
+    assert backend.last_checkpoint is not None and backend.last_checkpoint.name == written.checkpoint
     status = backend.status()["checkpoint"]
     assert status["current"] == written.checkpoint  # type: ignore[index]
     assert status["next_at_bytes"] == max(4096, written.size)  # type: ignore[index]
