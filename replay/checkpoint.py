@@ -428,9 +428,9 @@ class Checkpointer:
             offset, header, payloads, pause = self._capture(new, before)
             services = sorted(payloads)
             mark = self._done("captured", timings, mark)
-            meta = self.adapter.meta()
+            meta, key = self.adapter.meta(), self.key()
             for service, payload in payloads.items():
-                write_snapshot(new.state(service), service, payload, self.key(), meta)
+                write_snapshot(new.state(service), service, payload, key, meta)
             size = sum(len(payload) for payload in payloads.values()) + _bytes_under(new.directory / "assets")
             del payloads
             mark = self._done("snapshots", timings, mark)

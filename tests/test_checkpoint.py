@@ -173,13 +173,19 @@ def restart(emulator: Emulator, data: Path, backend: RecordReplayBackend) -> Rec
     return persisted(emulator, data)
 
 
+def with_queue(emulator: Emulator, data: Path) -> tuple[RecordReplayBackend, Any]:
+    """A backend restored from ``data``, its wrapped app, and the queue ``jobs`` made through it."""
+    backend = persisted(emulator, data)
+    app = backend.wrap(emulator.app)
+    sqs(app, "CreateQueue", QueueName="jobs")
+    return backend, app
+
+
 def test_a_checkpoint_folds_the_log_and_a_start_replays_only_what_came_after(
     fresh: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "data"
-    backend = persisted(fresh, data)
-    app = backend.wrap(fresh.app)
-    sqs(app, "CreateQueue", QueueName="jobs")
+    backend, app = with_queue(fresh, data)
     for number in range(5):
         sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody=f"m{number}")
     result = backend.checkpoint()
@@ -214,9 +220,7 @@ def test_a_checkpoint_whose_snapshots_cannot_be_used_restores_from_its_calls(
     fresh: Emulator, tmp_path: Path, spoil: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "data"
-    backend = persisted(fresh, data)
-    app = backend.wrap(fresh.app)
-    sqs(app, "CreateQueue", QueueName="jobs")
+    backend, app = with_queue(fresh, data)
     sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody="kept")
     backend.checkpoint()
     sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody="since")
@@ -240,9 +244,7 @@ def test_a_checkpoint_whose_snapshots_cannot_be_used_restores_from_its_calls(
 
 def test_recording_goes_on_during_checkpoints_and_nothing_is_lost_or_doubled(fresh: Emulator, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    backend = persisted(fresh, data)
-    app = backend.wrap(fresh.app)
-    sqs(app, "CreateQueue", QueueName="jobs")
+    backend, app = with_queue(fresh, data)
     sent: list[str] = []
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -325,9 +327,7 @@ def test_a_service_whose_first_call_ends_while_the_checkpoint_waits_is_in_it(fre
 
 def test_a_checkpoint_that_cannot_quiesce_leaves_nothing_behind(fresh: Emulator, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    backend = persisted(fresh, data)
-    app = backend.wrap(fresh.app)
-    sqs(app, "CreateQueue", QueueName="jobs")
+    backend, _app = with_queue(fresh, data)
     backend.checkpoint()
     assert backend.checkpointer is not None and backend.gate is not None
     backend.checkpointer.quiesce_timeout = 0.05

@@ -180,13 +180,10 @@ class RecordReplayBackend:
         try:
             if self.adapter is None:
                 raise CheckpointError(checkpoint.directory, "this emulator has no state adapter to load snapshots with")
-            try:
-                load_snapshots(self.data_dir, manifest, self.adapter, load_key(self.data_dir / "state"))
-            except Exception:
-                if self.reset is not None:
-                    self.reset()  # some services may be loaded already: start from empty again
-                raise
+            load_snapshots(self.data_dir, manifest, self.adapter, load_key(self.data_dir / "state"))
         except Exception as exc:  # refused, another emulator version, or failed to unpickle
+            if self.reset is not None:
+                self.reset()  # some services may be loaded already: start from empty again
             how = "calls"
             logger.warning(
                 "checkpoint %s: %s; replaying its %d calls from %s instead",
