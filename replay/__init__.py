@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .adapters import StateAdapter as StateAdapter
+from .archive import ArchiveManifest as ArchiveManifest
+from .archive import ImportReport as ImportReport
+from .archive import import_archive as import_archive
 from .backends import Backend as Backend
 from .backends import DisabledBackend as DisabledBackend
 from .backends import create_backend as create_backend
@@ -43,6 +46,7 @@ from .entry import Request as Request
 from .entry import Response as Response
 from .entry import decode_entry as decode_entry
 from .entry import encode_entry as encode_entry
+from .errors import ArchiveError as ArchiveError
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
 from .errors import DataDirInUseError as DataDirInUseError
@@ -53,7 +57,11 @@ from .errors import LogVersionError as LogVersionError
 from .errors import LogWriteError as LogWriteError
 from .errors import QuiesceTimeoutError as QuiesceTimeoutError
 from .errors import ReplayError as ReplayError
+from .errors import SourceError as SourceError
 from .errors import TransportError as TransportError
+from .localstack import ConversionReport as ConversionReport
+from .localstack import LocalStackReader as LocalStackReader
+from .localstack import convert as convert_localstack
 from .locks import MutationGate as MutationGate
 from .log import CallLog as CallLog
 from .log import LogReader as LogReader
@@ -68,9 +76,20 @@ from .replayer import Replayer as Replayer
 from .replayer import ReplayReport as ReplayReport
 from .rewrite import RewriteReport as RewriteReport
 from .rewrite import compact_logs as compact_logs
+from .scope import DATA_PLANE_OPERATIONS as DATA_PLANE_OPERATIONS
+from .scope import PersistenceScope as PersistenceScope
+from .scope import SelectiveAdapter as SelectiveAdapter
+from .scope import SelectiveClassifier as SelectiveClassifier
+from .scope import ServiceSelection as ServiceSelection
 from .seeding import Seeder as Seeder
 from .seeding import ThreadSeeder as ThreadSeeder
 from .seeding import moto_seeder as moto_seeder
+from .sources import Source as Source
+from .sources import SourceKind as SourceKind
+from .sources import identify as identify
+from .transfer import ExportReport as ExportReport
+from .transfer import export_state as export_state
+from .transfer import import_state as import_state
 from .transport import HTTPTransport as HTTPTransport
 from .transport import Transport as Transport
 from .transport import WSGITransport as WSGITransport
@@ -79,9 +98,12 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
+    "DATA_PLANE_OPERATIONS",
     "FORMAT_VERSION",
     "READ_OPERATIONS",
     "READ_PREFIXES",
+    "ArchiveError",
+    "ArchiveManifest",
     "Backend",
     "BackendKind",
     "Call",
@@ -93,6 +115,7 @@ __all__ = [
     "CompactionPlan",
     "Config",
     "ConfigError",
+    "ConversionReport",
     "DataDirInUseError",
     "DataDirLock",
     "DefaultClassifier",
@@ -100,10 +123,13 @@ __all__ = [
     "Divergence",
     "Entry",
     "EntryVersionError",
+    "ExportReport",
     "Failure",
     "FsyncPolicy",
     "HTTPTransport",
     "IdMapping",
+    "ImportReport",
+    "LocalStackReader",
     "LogCorruptError",
     "LogError",
     "LogReader",
@@ -111,6 +137,7 @@ __all__ = [
     "LogWriteError",
     "Manifest",
     "MutationGate",
+    "PersistenceScope",
     "Progress",
     "QuiesceTimeoutError",
     "RecordReplayBackend",
@@ -123,6 +150,12 @@ __all__ = [
     "RewriteReport",
     "Seeder",
     "Segment",
+    "SelectiveAdapter",
+    "SelectiveClassifier",
+    "ServiceSelection",
+    "Source",
+    "SourceError",
+    "SourceKind",
     "StateAdapter",
     "ThreadSeeder",
     "Transport",
@@ -130,9 +163,14 @@ __all__ = [
     "WSGITransport",
     "__version__",
     "compact_logs",
+    "convert_localstack",
     "create_backend",
     "decode_entry",
     "encode_entry",
+    "export_state",
+    "identify",
+    "import_archive",
+    "import_state",
     "moto_seeder",
     "persist",
     "plan_compaction",

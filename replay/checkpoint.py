@@ -421,7 +421,10 @@ class Checkpointer:
         ensure_private_dir(new.directory)
         timings: dict[str, float] = {}
         started = mark = time.perf_counter()
-        before = self.manifest.services if self.manifest is not None else ()
+        before: Iterable[str] = ()
+        if self.manifest is not None:  # those the adapter still has: a service no longer selected is left out
+            kept = set(self.adapter.services())
+            before = [service for service in self.manifest.services if service in kept]
         try:
             if previous is not None:
                 _link_assets(previous, new, before)

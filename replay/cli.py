@@ -1,4 +1,4 @@
-"""The ``replay`` command: ``serve``, ``restore``, ``verify``, ``compact`` and ``inspect``.
+"""The ``replay`` command: ``serve``, ``restore``, ``verify``, ``compact``, ``inspect``, ``export`` and ``import``.
 
 Output for people goes to stderr through logging (and a progress line); a
 machine-readable summary goes to stdout with ``--json``.  Exit status: 0 on
@@ -16,23 +16,25 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import orjson
 import requests
 
 from . import __version__
-from .checkpoint import finish_interrupted, history, read_manifest, tail_start
-from .config import LOG_FILE_NAME, BackendKind, Config, FsyncPolicy
+from .archive import read_manifest as read_archive_manifest
+from .checkpoint import finish_interrupted, read_manifest, tail_start
+from .config import BackendKind, Config, FsyncPolicy
 from .datadir import DataDirLock, owner
 from .endpoints import COMPACT_PATH
-from .errors import ConfigError, ReplayError, TransportError
+from .errors import ConfigError, ReplayError, SourceError, TransportError
 from .log import CallLog
 from .replayer import Progress, Replayer, ReplayReport
 from .rewrite import compact_in_place
+from .sources import Source, SourceKind, identify
 from .transport import HTTPTransport, WSGITransport
 
 __all__ = ["main"]
@@ -44,8 +46,15 @@ def _choices(kind: type[BackendKind] | type[FsyncPolicy]) -> str:
     return "|".join(member.value for member in kind)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported as one line (exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"replay: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="replay", description="Persistence for WSGI cloud emulators.")
+    parser = _Parser(prog="replay", description="Persistence for WSGI cloud emulators.")
     parser.add_argument("--version", action="version", version=f"replay {__version__}")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -81,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--checkpoint-min-size",
         help="... and at least this size, e.g. 512kb, 64mb (env REPLAY_CHECKPOINT_MIN_SIZE, default: 1mb)",
+    )
+    serve.add_argument(
+        "--services",
+        help="persist only these services (sqs,s3), or all but some (--services=-dynamodb) (env PERSISTENCE_SERVICES)",
+    )
+    serve.add_argument(
+        "--scope", help="all (default), or infrastructure: no messages, objects, items ... (env PERSISTENCE_SCOPE)"
     )
     serve.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
 
@@ -119,7 +135,34 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--operation", help="only calls of this operation (with --calls)")
     inspect.add_argument("--since", help="only calls at or after this time: ISO 8601 or Unix seconds (with --calls)")
     inspect.add_argument("--json", action="store_true", help="JSON for machines (JSON lines with --calls)")
+
+    export = commands.add_parser(
+        "export", help="write the whole state of a data dir (or a running server) to one archive file, or to s3://"
+    )
+    export.add_argument("archive", metavar="ARCHIVE", help="file to write, or s3://bucket/key")
+    export.add_argument("--data-dir", help="the data dir to export (env DATA_DIR, default: ./volume)")
+    export.add_argument("--from", dest="server", metavar="URL", help="export a running replay server's live state")
+    export.add_argument(
+        "--backend", choices=[kind.value for kind in BackendKind], help="which state, if the data dir holds both"
+    )
+    _archive_arguments(export)
+
+    import_ = commands.add_parser("import", help="unpack an archive (a file or s3://bucket/key) into a fresh data dir")
+    import_.add_argument("archive", metavar="ARCHIVE", help="archive file, or s3://bucket/key")
+    import_.add_argument("--data-dir", help="the fresh data dir to fill (env DATA_DIR, default: ./volume)")
+    import_.add_argument(
+        "--trust", action="store_true", help="load pickled snapshots from an archive no key vouches for (you made it)"
+    )
+    _archive_arguments(import_)
     return parser
+
+
+def _archive_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--key-file", help="file holding the key archives are signed with (env REPLAY_ARCHIVE_KEY)")
+    command.add_argument(
+        "--endpoint-url", help="S3-compatible endpoint for s3:// archives (env AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)"
+    )
+    command.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
 
 
 def _configure_logging(level: str) -> None:
@@ -157,17 +200,26 @@ class _ProgressLine:
             logger.info("%s", text)
 
 
+def _data_dir(path: str | None) -> Path:
+    return Path(path or os.environ.get("DATA_DIR") or "volume").expanduser()
+
+
+def _source(path: str | None) -> Source:
+    return identify(_data_dir(path))
+
+
 def _log_path(path: str | None) -> Path:
-    chosen = Path(path or os.environ.get("DATA_DIR") or "volume").expanduser()
-    if chosen.is_dir():
-        chosen = chosen / LOG_FILE_NAME
-    if not chosen.is_file():
-        raise ReplayError(f"no call log at {chosen}")
-    return chosen
+    """The call log of a data dir, or a log file given directly (commands that rewrite it)."""
+    source = _source(path)
+    if source.kind is SourceKind.LOCALSTACK:
+        raise SourceError(source.path, f"{source.path} is a LocalStack log; `replay import` it into a data dir first")
+    if source.kind not in (SourceKind.LOG, SourceKind.REPLAY):
+        source.segments()  # says what it holds instead
+    return source.log_path
 
 
 def _restore(args: argparse.Namespace) -> int:
-    segments = history(_log_path(args.path))
+    segments = _source(args.path).segments()
     transport = HTTPTransport(args.target, timeout=args.timeout, retries=args.retries)
     progress = None if args.quiet else _ProgressLine(sys.stderr, f"restoring into {args.target}")
     try:
@@ -183,7 +235,7 @@ def _restore(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .emulators import load_emulator
 
-    segments = history(_log_path(args.path))
+    segments = _source(args.path).segments()
     emulator = load_emulator(args.app)
     if emulator.reset is not None:
         emulator.reset()
@@ -233,6 +285,8 @@ def _serve(args: argparse.Namespace) -> int:
             "flush_interval": args.flush_interval,
             "checkpoint_percentage": args.checkpoint_percentage,
             "checkpoint_min_size": args.checkpoint_min_size,
+            "services": args.services,
+            "scope": args.scope,
         },
         os.environ,
     )
@@ -343,8 +397,14 @@ def _inspect(args: argparse.Namespace) -> int:
     from .summary import calls, summarise
 
     since = _since(args.since)
-    log_path = _log_path(args.path)
-    segments = history(log_path)
+    source = _source(args.path)
+    if source.kind is SourceKind.ARCHIVE and not args.calls:
+        archived = read_archive_manifest(source.path)  # every member checked; nothing written
+        document = {"archive": str(source.path), **archived.to_dict()}
+        sys.stdout.write(orjson.dumps(document).decode() + "\n" if args.json else format_archive(document))
+        return 0
+    segments = source.segments()
+    log_path = source.log_path
     if args.calls:
         for call in calls(segments, args.service, args.operation, since):
             sys.stdout.write((orjson.dumps(call.to_dict()).decode() if args.json else call.format()) + "\n")
@@ -413,6 +473,85 @@ def format_summary(summary: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _key(args: argparse.Namespace) -> bytes | None:
+    return Config.load({"key_file": args.key_file}, os.environ).archive_key
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{count} bytes"  # pragma: no cover - the loop returns
+
+
+def _describe_archive(document: dict[str, Any]) -> str:
+    services = document["services"]
+    what = f"{document['calls']:,} calls" if document["kind"] == "replay" else f"{len(services)} services"
+    if services:
+        what += f" ({', '.join(services)})"
+    signed = "signed" if document["signed"] else "unsigned"
+    return f"{document['kind']} archive: {what}, {document['files']} files, {_size(int(document['bytes']))}, {signed}"
+
+
+def format_archive(document: dict[str, Any]) -> str:
+    """An archive's manifest for people (``replay inspect ARCHIVE``)."""
+    return (
+        f"{document['archive']}: {_describe_archive(document)}; "
+        f"exported {_when(document['created'])} by replay {document['replay']}\n"
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .transfer import export_state
+
+    kind = SourceKind(args.backend) if args.backend else None
+    data_dir = None if args.server else _data_dir(args.data_dir)
+    report = export_state(args.archive, data_dir, args.server, kind, _key(args), args.endpoint_url)
+    document = report.to_dict()
+    if args.json:
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+    else:
+        sys.stdout.write(
+            f"exported {report.source} ({_describe_archive(document)}) to {report.destination} "
+            f"({_size(report.bytes)})\n"
+        )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .transfer import import_state
+
+    data_dir = _data_dir(args.data_dir)
+    report = import_state(args.archive, data_dir, _key(args), args.trust, args.endpoint_url)
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+    else:
+        what = f"{report.calls:,} calls" if report.kind != "snapshot" else f"{len(report.services)} services"
+        if report.kind == "localstack":
+            dropped = report.details.get("dropped") or {}
+            what += f" of {report.details.get('read', 0):,} LocalStack records"
+            if isinstance(dropped, dict) and dropped:
+                what += " (dropped: " + ", ".join(f"{n:,} {why}" for why, n in sorted(dropped.items())) + ")"
+        backend = " --backend snapshot" if report.kind == "snapshot" else ""
+        sys.stdout.write(
+            f"imported {report.archive} ({report.kind}, {what}) into {report.data_dir}; "
+            f"serve it with: replay serve --data-dir {report.data_dir}{backend}\n"
+        )
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "verify": _verify,
+    "compact": _compact,
+    "inspect": _inspect,
+    "export": _export,
+    "import": _import,
+    "restore": _restore,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``replay`` command; returns the exit status."""
     parser = _parser()
@@ -421,13 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(args.log_level)
         if args.command == "serve":
             return _serve(args)
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "compact":
-            return _compact(args)
-        if args.command == "inspect":
-            return _inspect(args)
-        return _restore(args)
+        return _COMMANDS[args.command](args)
     except ReplayError as exc:
         sys.stderr.write(f"replay: error: {exc}\n")
         return 2 if isinstance(exc, ConfigError) else 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import ConfigError
+from .scope import PersistenceScope, ServiceSelection
 
 __all__ = [
     "BackendKind",
@@ -162,6 +163,23 @@ def _parse_percentage(name: str, value: object) -> int:
     return percentage
 
 
+_MIN_KEY_BYTES = 16
+
+
+def _parse_key(name: str, key: bytes) -> bytes:
+    key = key.strip()
+    if len(key) < _MIN_KEY_BYTES:
+        raise ConfigError(name, f"<{len(key)} bytes>", hint=f"an archive key of at least {_MIN_KEY_BYTES} bytes")
+    return key
+
+
+def _read_key_file(name: str, path: Path) -> bytes:
+    try:
+        return _parse_key(name, path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(name, str(path), hint=f"a readable key file ({exc.strerror or exc})") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything ``replay`` is told from outside, validated.
@@ -178,6 +196,10 @@ class Config:
     :ivar checkpoint_percentage: ``REPLAY_CHECKPOINT_PERCENTAGE``: a checkpoint is taken when the
         calls logged since the last one reach this share of its size (0: never automatically).
     :ivar checkpoint_min_size: ``REPLAY_CHECKPOINT_MIN_SIZE``: ... and at least this many bytes.
+    :ivar services: the services persisted (``--services`` / ``PERSISTENCE_SERVICES``; default: every one).
+    :ivar scope: what of them is persisted (``--scope`` / ``PERSISTENCE_SCOPE``): ``all``, or
+        ``infrastructure`` (resources and configuration, not messages, objects, items ...).
+    :ivar archive_key: the key archives are signed and checked with (``--key-file`` / ``REPLAY_ARCHIVE_KEY``).
     """
 
     host: str = "127.0.0.1"
@@ -191,6 +213,9 @@ class Config:
     flush_interval: float = 15.0
     checkpoint_percentage: int = 100
     checkpoint_min_size: int = 1024**2
+    services: ServiceSelection = dataclasses.field(default_factory=ServiceSelection)
+    scope: PersistenceScope = PersistenceScope.ALL
+    archive_key: bytes | None = dataclasses.field(default=None, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -208,7 +233,9 @@ class Config:
         Flag names are the long option names without dashes (``data_dir``);
         environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``,
         ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY``,
-        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CHECKPOINT_PERCENTAGE`` and ``REPLAY_CHECKPOINT_MIN_SIZE``.
+        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CHECKPOINT_PERCENTAGE``, ``REPLAY_CHECKPOINT_MIN_SIZE`` and
+        ``REPLAY_ARCHIVE_KEY`` (flag: ``key_file``, a file holding the key).
+        Selective persistence: ``PERSISTENCE_SERVICES`` (flag ``services``) and ``PERSISTENCE_SCOPE`` (``scope``).
         """
         flags = {key: value for key, value in (flags or {}).items() if value is not None}
         environ = environ if environ is not None else {}
@@ -244,4 +271,12 @@ class Config:
             values["checkpoint_percentage"] = _parse_percentage(found[0], found[1])
         if (found := pick("checkpoint_min_size", "REPLAY_CHECKPOINT_MIN_SIZE")) is not None:
             values["checkpoint_min_size"] = parse_size(found[0], found[1])
+        if (found := pick("services", "PERSISTENCE_SERVICES")) is not None:
+            values["services"] = ServiceSelection.parse(found[0], str(found[1]))
+        if (found := pick("scope", "PERSISTENCE_SCOPE")) is not None:
+            values["scope"] = parse_enum(PersistenceScope, found[0], str(found[1]))
+        if "key_file" in flags:
+            values["archive_key"] = _read_key_file("--key-file", Path(str(flags["key_file"])).expanduser())
+        elif environ.get("REPLAY_ARCHIVE_KEY", ""):
+            values["archive_key"] = _parse_key("REPLAY_ARCHIVE_KEY", environ["REPLAY_ARCHIVE_KEY"].encode("utf-8"))
         return cls(**values)  # type: ignore[arg-type]

@@ -8,7 +8,9 @@ what saving and loading mean is the backend's.  ``POST /_localstack/state/reset`
 empties the emulator through the persisted app (so the reset is persisted too).
 ``POST /_replay/compact`` makes the next start cheaper now (a checkpoint, or a
 compacted log: the backend's :meth:`~replay.backends.Backend.compact`) and
-answers with what was done, as one JSON object.
+answers with what was done, as one JSON object.  ``POST /_replay/export``
+answers with an archive of the current state (:mod:`replay.archive`,
+``application/gzip``), which ``replay export`` writes where it was asked to.
 
 :class:`ControlEndpoints` answers ``GET|HEAD /_localstack/health`` itself and
 hands every other request to the app it wraps, but only once :meth:`open` has
@@ -25,12 +27,16 @@ refused) and the health endpoint answers 503 with ``"persistence":
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
+from .archive import write_archive
 from .backends import Backend
 from .entry import Request
 from .errors import ReplayError
@@ -39,11 +45,13 @@ from .transport import WSGITransport
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["COMPACT_PATH", "HEALTH_PATH", "STATE_PREFIX", "ControlEndpoints"]
+__all__ = ["COMPACT_PATH", "EXPORT_PATH", "HEALTH_PATH", "STATE_PREFIX", "ControlEndpoints"]
 
 HEALTH_PATH = "/_localstack/health"
 STATE_PREFIX = "/_localstack/state/"
 COMPACT_PATH = "/_replay/compact"
+EXPORT_PATH = "/_replay/export"
+_EXPORT_CHUNK = 1 << 20
 
 logger = logging.getLogger("replay.endpoints")
 
@@ -138,6 +146,28 @@ class ControlEndpoints:
             return _json(start_response, "500 Internal Server Error", {"status": "error", "message": str(exc)})
         return _json(start_response, "200 OK", {"status": "ok", **result})
 
+    def _export(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _json(start_response, "405 Method Not Allowed", {"error": "use POST"})
+        workspace = Path(tempfile.mkdtemp(prefix="replay-export-"))
+        try:
+            facts = self.backend.export(workspace / "members")
+            archive = workspace / "state.replay"
+            manifest = write_archive(workspace / "members", archive, **facts)
+        except ReplayError as exc:
+            shutil.rmtree(workspace, ignore_errors=True)
+            return _json(start_response, "409 Conflict", {"status": "error", "message": str(exc)})
+        except Exception as exc:
+            shutil.rmtree(workspace, ignore_errors=True)
+            logger.exception("export failed")
+            return _json(start_response, "500 Internal Server Error", {"status": "error", "message": str(exc)})
+        logger.info("exported %s state: %d files, %d bytes", manifest.kind, len(manifest.files), manifest.size)
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/gzip"), ("Content-Length", str(archive.stat().st_size))],
+        )
+        return _FileChunks(workspace, archive)
+
     def _reset(self, start_response: StartResponse) -> Iterable[bytes]:
         if self.reset_path is None or self.app is None:
             return _json(start_response, "501 Not Implemented", {"error": "this emulator has no reset"})
@@ -154,6 +184,8 @@ class ControlEndpoints:
             return self._state(environ, start_response)
         if path == COMPACT_PATH:
             return self._compact(environ, start_response)
+        if path == EXPORT_PATH:
+            return self._export(environ, start_response)
         assert self.app is not None
         with self._idle:
             self._active += 1
@@ -174,6 +206,22 @@ def _json(start_response: StartResponse, status: str, document: object) -> list[
     body = orjson.dumps(document)
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+class _FileChunks:
+    """Streams ``path`` and removes ``workspace`` (which holds it) when closed."""
+
+    def __init__(self, workspace: Path, path: Path) -> None:
+        self.workspace = workspace
+        self.handle = open(path, "rb")  # noqa: SIM115 - closed in close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.handle.read(_EXPORT_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.handle.close()
+        shutil.rmtree(self.workspace, ignore_errors=True)
 
 
 class _Tracked:

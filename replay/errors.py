@@ -13,6 +13,8 @@
      ├── CheckpointError                   a checkpoint's manifest and the call log do not fit together
      ├── QuiesceTimeoutError (TimeoutError)  state-changing calls stayed in flight; no checkpoint taken
      ├── DataDirInUseError                 another replay process owns the data dir
+     ├── SourceError                       a path is missing, or holds nothing replay reads
+     ├── ArchiveError (ValueError)         an archive cannot be imported (torn, corrupt, newer, untrusted)
      └── TransportError (ConnectionError)  a replay target could not be reached
 
 Each message names the file, line or value at fault and says what to do.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "ArchiveError",
     "CheckpointError",
     "ConfigError",
     "DataDirInUseError",
@@ -34,6 +37,7 @@ __all__ = [
     "QuiesceTimeoutError",
     "ReplayError",
     "SnapshotError",
+    "SourceError",
     "TransportError",
 ]
 
@@ -171,6 +175,32 @@ class DataDirInUseError(ReplayError):
         self.owner = owner
         described = ", ".join(f"{key} {value}" for key, value in owner.items()) or "a process"
         super().__init__(f"{path} is in use by another replay ({described}); stop it or use another data dir")
+
+
+class SourceError(ReplayError):
+    """A path given to a command is missing, or is not a call log, a data dir or an archive.
+
+    :ivar path: the path (or ``s3://`` location) at fault.
+    """
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class ArchiveError(ReplayError, ValueError):
+    """An archive cannot be imported; nothing was written.
+
+    :ivar path: the archive.
+    :ivar reason: ``"foreign"`` (not an archive), ``"torn"`` (cut short), ``"corrupt"`` (a checksum
+        failed), ``"newer"`` (a format this replay does not read), ``"untrusted"`` (it holds snapshots
+        and no key vouches for it), or ``"malformed"``.
+    """
+
+    def __init__(self, path: Path | str, reason: str, detail: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: not imported ({reason}): {detail}")
 
 
 class TransportError(ReplayError, ConnectionError):

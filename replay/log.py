@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import orjson
 
@@ -51,7 +51,7 @@ from .entry import Entry, decode_entry
 from .errors import EntryVersionError, LogCorruptError, LogVersionError, LogWriteError
 from .files import FILE_MODE, ensure_private_dir, fsync_dir
 
-__all__ = ["CallLog", "LogReader", "Segment", "encode_header", "read_header"]
+__all__ = ["CallLog", "EntryReader", "LogReader", "Segment", "encode_header", "read_header"]
 
 logger = logging.getLogger("replay.log")
 
@@ -510,13 +510,36 @@ class LogReader:
             handle.close()
 
 
+class EntryReader(Protocol):
+    """What reads a log as a stream: :class:`LogReader`, or :class:`~replay.localstack.LocalStackReader`."""
+
+    path: Path
+    size: int
+    start: int
+    position: int
+    torn_line: int | None
+    checkpoint: str | None
+
+    def __iter__(self) -> Iterator[tuple[int, Entry]]: ...
+
+    def records(self) -> Iterator[tuple[int, bytes, Entry]]: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """The lines of ``path`` from byte ``start`` to byte ``end`` (``None``: its end)."""
+    """The lines of ``path`` from byte ``start`` to byte ``end`` (``None``: its end).
+
+    ``legacy``: the file is a LocalStack log (:mod:`replay.localstack`), read as our entries.
+    """
 
     path: Path
     start: int = 0
     end: int | None = None
+    legacy: bool = False
 
-    def reader(self) -> LogReader:
+    def reader(self) -> EntryReader:
+        if self.legacy:
+            from .localstack import LocalStackReader
+
+            return LocalStackReader(self.path, self.start, self.end)
         return LogReader(self.path, self.start, self.end)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .compaction import plan_compaction
-from .entry import Entry
+from .entry import Entry, encode_entry
 from .files import atomic_writer
 from .log import CallLog, Segment, encode_header
 
@@ -83,8 +83,10 @@ def compact_logs(
             report.bytes_after += out.write(encode_header(header))
         for segment in segments:
             reader = segment.reader()
-            for _number, line, _entry in reader.records():
+            for _number, line, entry in reader.records():
                 if plan.keeps(index):
+                    if segment.legacy:  # a LocalStack line: written as our entry
+                        line = encode_entry(entry)
                     report.bytes_after += out.write(line if line.endswith(b"\n") else line + b"\n")
                     report.kept += 1
                 index += 1

@@ -43,12 +43,17 @@ _KEY_BYTES = 32
 _MAX_HEADER = 1 << 16
 
 
-def load_key(state_dir: Path) -> bytes:
-    """This data dir's signing key, made (0600, atomically, once) if there is none yet."""
+def load_key(state_dir: Path, create: bool = True) -> bytes:
+    """This data dir's signing key, made (0600, atomically, once) if there is none yet and ``create``.
+
+    :raises SnapshotError: there is none and not ``create``, or it is malformed.
+    """
     path = Path(state_dir) / KEY_FILE_NAME
     try:
         key = path.read_bytes()
     except FileNotFoundError:
+        if not create:
+            raise SnapshotError(path, "malformed", "the data dir has snapshots but no key to check them with") from None
         ensure_private_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)

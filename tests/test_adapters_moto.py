@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +101,7 @@ with mock_aws():
         try:
             regions = get_backend(service)["123456789012"]
             regions[("us-east-1" if "us-east-1" in regions.regions else (regions.regions or ["aws"])[0])]
+            adapter.dump(service, data_plane=False)  # every class listed in DATA_PLANE_ATTRIBUTES still fits
             first = adapter.dump(service)
             adapter.load(service, first)
             second = adapter.dump(service)
@@ -124,3 +126,208 @@ def test_every_moto_service_round_trips() -> None:
     print(f"{len(report) - len(failing)} of {len(report)} moto services round-trip; failing: {failing}")
     assert len(report) > 100
     assert failing == {}
+
+
+def test_infrastructure_dumps_leave_the_data_plane_out_and_the_live_state_alone(aws: Any) -> None:
+    sqs, s3, ddb, kinesis, logs, sns = (aws(name) for name in ("sqs", "s3", "dynamodb", "kinesis", "logs", "sns"))
+    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    queue = sqs.create_queue(
+        QueueName="jobs", Attributes={"VisibilityTimeout": "45", "RedrivePolicy": redrive}, tags={"team": "a"}
+    )["QueueUrl"]
+    fifo = sqs.create_queue(
+        QueueName="jobs.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for body in ("one", "two", "three"):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+        sqs.send_message(QueueUrl=fifo, MessageBody=body, MessageGroupId="g")
+    in_flight = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=600)["Messages"][0]
+    sqs.receive_message(QueueUrl=fifo, VisibilityTimeout=600)  # holds group g pending
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=in_flight["ReceiptHandle"])
+
+    s3.create_bucket(Bucket="bucket")
+    s3.put_bucket_versioning(Bucket="bucket", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_tagging(Bucket="bucket", Tagging={"TagSet": [{"Key": "team", "Value": "a"}]})
+    s3.put_bucket_cors(
+        Bucket="bucket", CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}
+    )
+    rule = {"ID": "expire", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 1}}
+    s3.put_bucket_lifecycle_configuration(Bucket="bucket", LifecycleConfiguration={"Rules": [rule]})
+    s3.put_bucket_notification_configuration(
+        Bucket="bucket",
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": dlq_arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket/*"}
+            ],
+        }
+    )
+    s3.put_bucket_policy(Bucket="bucket", Policy=policy)
+    for body in (b"v1", b"v2" * 40_000):  # the second is large enough to be an asset
+        s3.put_object(Bucket="bucket", Key="k", Body=body, Tagging="kind=object")
+    s3.create_multipart_upload(Bucket="bucket", Key="unfinished")
+
+    ddb.create_table(
+        TableName="table",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "colour", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-colour",
+                "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        BillingMode="PAY_PER_REQUEST",
+        Tags=[{"Key": "team", "Value": "a"}],
+    )
+    ddb.update_time_to_live(TableName="table", TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    for number in range(5):
+        ddb.put_item(TableName="table", Item={"pk": {"S": "p"}, "sk": {"N": str(number)}, "colour": {"S": "blue"}})
+
+    kinesis.create_stream(StreamName="stream", ShardCount=2)
+    for number in range(4):
+        kinesis.put_record(StreamName="stream", Data=b"record", PartitionKey=str(number))
+    now = int(time.time() * 1000)
+    logs.create_log_group(logGroupName="group")
+    logs.put_retention_policy(logGroupName="group", retentionInDays=7)
+    logs.create_log_stream(logGroupName="group", logStreamName="stream")
+    logs.put_log_events(logGroupName="group", logStreamName="stream", logEvents=[{"timestamp": now, "message": "m"}])
+    topic = sns.create_topic(Name="topic")["TopicArn"]
+    sns.publish(TopicArn=topic, Message="published")
+
+    adapter = MotoAdapter()
+    services = ["sqs", "s3", "dynamodb", "kinesis", "logs", "sns"]
+    full = {service: adapter.dump(service) for service in services}
+    bare = {service: adapter.dump(service, data_plane=False) for service in services}
+    assert len(bare["s3"]) < 10_000 < len(full["s3"])  # no body, not even the small one, is in it
+
+    # the dump changed nothing live
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "2"
+    assert len(s3.list_object_versions(Bucket="bucket")["Versions"]) == 2
+    assert s3.get_object_tagging(Bucket="bucket", Key="k")["TagSet"] == [{"Key": "kind", "Value": "object"}]
+    assert ddb.scan(TableName="table")["Count"] == 5
+    assert logs.get_log_events(logGroupName="group", logStreamName="stream")["events"]
+
+    for service in services:
+        get_backend(service).reset()  # type: ignore[call-overload]
+    for service in services:
+        adapter.load(service, bare[service])
+
+    # SQS: the queues with every attribute, tag and redrive setting; no message, none in flight or pending
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert (attributes["VisibilityTimeout"], json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]) == (
+        "45",
+        dlq_arn,
+    )
+    counts = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+    assert [attributes[name] for name in counts] == ["0", "0"]
+    assert sqs.list_queue_tags(QueueUrl=queue)["Tags"] == {"team": "a"}
+    assert "Messages" not in sqs.receive_message(QueueUrl=fifo)
+    sqs.send_message(QueueUrl=fifo, MessageBody="one", MessageGroupId="g")  # not a duplicate any more
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=fifo)["Messages"]] == ["one"]  # group g not held
+
+    # S3: the bucket with its configuration; no object, version, object tag or upload
+    assert s3.get_bucket_versioning(Bucket="bucket")["Status"] == "Enabled"
+    assert s3.get_bucket_tagging(Bucket="bucket")["TagSet"] == [{"Key": "team", "Value": "a"}]
+    assert s3.get_bucket_cors(Bucket="bucket")["CORSRules"][0]["AllowedMethods"] == ["GET"]
+    assert s3.get_bucket_lifecycle_configuration(Bucket="bucket")["Rules"][0]["ID"] == "expire"
+    notified = s3.get_bucket_notification_configuration(Bucket="bucket")["QueueConfigurations"]
+    assert notified[0]["QueueArn"] == dlq_arn
+    assert json.loads(s3.get_bucket_policy(Bucket="bucket")["Policy"]) == json.loads(policy)
+    assert "Versions" not in s3.list_object_versions(Bucket="bucket")
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket="bucket")
+    backend = get_backend("s3")[ACCOUNT]["aws"]  # type: ignore[call-overload]
+    assert list(backend.tagger.tags) == ["arn:aws:s3:::bucket"]
+    s3.put_object(Bucket="bucket", Key="k", Body=b"new")
+    assert s3.get_object(Bucket="bucket", Key="k")["Body"].read() == b"new"
+
+    # DynamoDB: the table with its keys, index, stream, TTL and tags; no item, no stream record
+    table = ddb.describe_table(TableName="table")["Table"]
+    assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["by-colour"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    assert table["ItemCount"] == 0
+    assert ddb.describe_time_to_live(TableName="table")["TimeToLiveDescription"]["AttributeName"] == "ttl"
+    assert ddb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"] == [{"Key": "team", "Value": "a"}]
+    assert ddb.scan(TableName="table")["Count"] == 0
+    assert get_backend("dynamodb")[ACCOUNT][REGION].tables["table"].stream_shard.items == []  # type: ignore[call-overload]
+    ddb.put_item(TableName="table", Item={"pk": {"S": "p"}, "sk": {"N": "9"}})
+    assert ddb.scan(TableName="table")["Count"] == 1
+
+    # Kinesis: the stream with its shards, no record; Logs: the group and stream, no event; SNS: no notification
+    shards = kinesis.list_shards(StreamName="stream")["Shards"]
+    assert len(shards) == 2
+    iterator = kinesis.get_shard_iterator(
+        StreamName="stream", ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    assert kinesis.get_records(ShardIterator=iterator)["Records"] == []
+    assert logs.describe_log_groups()["logGroups"][0]["retentionInDays"] == 7
+    assert [s["logStreamName"] for s in logs.describe_log_streams(logGroupName="group")["logStreams"]] == ["stream"]
+    assert logs.get_log_events(logGroupName="group", logStreamName="stream")["events"] == []
+    assert get_backend("sns")[ACCOUNT][REGION].topics[topic].sent_notifications == []  # type: ignore[call-overload]
+
+    # and a full dump still has it all
+    for service in services:
+        adapter.load(service, full[service])
+    assert ddb.scan(TableName="table")["Count"] == 5
+    assert len(s3.list_object_versions(Bucket="bucket")["Versions"]) == 2
+
+
+def test_infrastructure_dumps_leave_out_notifications_emails_metrics_archived_events_and_executions(aws: Any) -> None:
+    sns, ses, cloudwatch, events, sfn = (aws(name) for name in ("sns", "ses", "cloudwatch", "events", "stepfunctions"))
+    application = sns.create_platform_application(Name="app", Platform="GCM", Attributes={"PlatformCredential": "k"})
+    endpoint = sns.create_platform_endpoint(PlatformApplicationArn=application["PlatformApplicationArn"], Token="t")
+    sns.publish(TargetArn=endpoint["EndpointArn"], Message="to a device")
+    sns.publish(PhoneNumber="+15555550100", Message="to a phone")
+    ses.verify_email_identity(EmailAddress="from@example.com")
+    message = {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "b"}}}
+    ses.send_email(Source="from@example.com", Destination={"ToAddresses": ["to@example.com"]}, Message=message)
+    cloudwatch.put_metric_data(Namespace="app", MetricData=[{"MetricName": "latency", "Value": 1.0}])
+    cloudwatch.put_metric_alarm(
+        AlarmName="slow",
+        MetricName="latency",
+        Namespace="app",
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    bus = events.describe_event_bus()["Arn"]
+    events.create_archive(ArchiveName="all", EventSourceArn=bus)
+    events.put_events(Entries=[{"Source": "app", "DetailType": "d", "Detail": "{}"}])
+    definition = json.dumps({"StartAt": "done", "States": {"done": {"Type": "Succeed"}}})
+    machine = sfn.create_state_machine(name="m", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/r")[
+        "stateMachineArn"
+    ]
+    sfn.start_execution(stateMachineArn=machine)
+
+    adapter = MotoAdapter()
+    services = ["sns", "ses", "cloudwatch", "events", "stepfunctions"]
+    bare = {service: adapter.dump(service, data_plane=False) for service in services}
+    for service in services:
+        get_backend(service).reset()  # type: ignore[call-overload]
+    for service in services:
+        adapter.load(service, bare[service])
+
+    sns_backend = get_backend("sns")[ACCOUNT][REGION]  # type: ignore[call-overload]
+    assert [e.messages for e in sns_backend.platform_endpoints.values()] == [{}]
+    assert sns_backend.sms_messages == {}
+    assert ses.list_identities()["Identities"] == ["from@example.com"]
+    assert get_backend("ses")[ACCOUNT][REGION].sent_messages == []  # type: ignore[call-overload]
+    assert ses.get_send_quota()["SentLast24Hours"] == 0
+    assert [alarm["AlarmName"] for alarm in cloudwatch.describe_alarms()["MetricAlarms"]] == ["slow"]
+    assert cloudwatch.list_metrics()["Metrics"] == []
+    assert events.describe_archive(ArchiveName="all")["EventCount"] == 0
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["m"]
+    assert sfn.list_executions(stateMachineArn=machine)["executions"] == []

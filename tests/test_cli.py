@@ -140,7 +140,7 @@ def test_restore_missing_log_exits_1_with_one_line(tmp_path: Path, capsys: pytes
     assert status == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert one_error_line(err) == f"replay: error: no call log at {missing}"
+    assert one_error_line(err) == f"replay: error: no call log at {missing}: no such file or directory"
 
 
 def test_restore_corrupt_log_exits_1_naming_file_and_line(
@@ -504,4 +504,115 @@ def test_inspect_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     foreign = tmp_path / "foreign.json"
     foreign.write_bytes(b"PK\x03\x04 not a log\n" + encode_entry(entry("/n", "Add", b"x")))
     assert main(["inspect", str(foreign)]) == 1
-    assert f"{foreign}:1: malformed entry" in one_error_line(capsys.readouterr().err)
+    assert f"{foreign} is not a replay call log, a LocalStack log or a replay archive" in one_error_line(
+        capsys.readouterr().err
+    )
+    torn_middle = tmp_path / "middle.json"
+    torn_middle.write_bytes(encode_entry(entry("/n", "Add", b"x")) + b"garbage\n" + encode_entry(entry("/n", "A", b"")))
+    assert main(["inspect", str(torn_middle)]) == 1
+    assert f"{torn_middle}:2: malformed entry" in one_error_line(capsys.readouterr().err)
+
+
+# --- export / import -------------------------------------------------------------------------------------------
+
+
+def test_export_import_inspect_round_trip_for_people_and_machines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "volume"
+    write_log(source, [entry("/notes", "AddNote", b"a"), entry("/notes", "AddNote", b"b")])
+
+    assert main(["export", "state.replay"]) == 0  # ./volume by default
+    out = capsys.readouterr().out
+    assert out.startswith(f"exported {source.name} (replay archive: 2 calls, 1 files, ")
+    assert out.endswith(
+        " bytes, unsigned) to state.replay (" + f"{(tmp_path / 'state.replay').stat().st_size:,} bytes)\n"
+    )
+    assert main(["inspect", "state.replay"]) == 0
+    assert capsys.readouterr().out.startswith("state.replay: replay archive: 2 calls, 1 files, ")
+
+    assert main(["inspect", "--json", "state.replay"]) == 0
+    document = orjson.loads(capsys.readouterr().out)
+    assert (document["kind"], document["calls"], document["signed"]) == ("replay", 2, False)
+
+    assert main(["import", "--json", "state.replay", "--data-dir", "copy"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["kind"] == "replay" and report["calls"] == 2 and report["data_dir"] == str(tmp_path / "copy")
+    assert (tmp_path / "copy" / LOG_NAME).read_bytes() == (source / LOG_NAME).read_bytes()
+    assert main(["inspect", "--json", "copy"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["services"] == {"notes": {"AddNote": 2}}
+
+
+def test_signing_with_a_key_file_or_REPLAY_ARCHIVE_KEY(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_log(tmp_path / "volume", [entry("/notes", "AddNote", b"a")])
+    (tmp_path / "team.key").write_bytes(b"0123456789abcdef-team\n")
+    assert main(["export", "--json", "--key-file", "team.key", "signed.replay"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["signed"] is True
+    monkeypatch.setenv("REPLAY_ARCHIVE_KEY", "another-key-0123456789")
+    assert main(["import", "signed.replay", "--data-dir", "a"]) == 1
+    assert "its signature does not match the archive key given" in one_error_line(capsys.readouterr().err)
+    monkeypatch.setenv("REPLAY_ARCHIVE_KEY", "0123456789abcdef-team")
+    assert main(["import", "signed.replay", "--data-dir", "b"]) == 0
+    assert "imported signed.replay (replay, 1 calls) into" in capsys.readouterr().out
+    assert main(["import", "--key-file", "short.key", "signed.replay", "--data-dir", "c"]) == 2
+    assert "invalid value for --key-file: " in one_error_line(capsys.readouterr().err)
+    (tmp_path / "short.key").write_bytes(b"short")
+    assert main(["import", "--key-file", "short.key", "signed.replay", "--data-dir", "c"]) == 2
+    assert "an archive key of at least 16 bytes" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def tree(path: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*"))
+
+
+def test_every_command_fails_in_one_line_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_log(tmp_path / "volume", [entry("/notes", "AddNote", b"a")])
+    (tmp_path / "foreign.txt").write_text("hello, not a log\n")
+    (tmp_path / "bad.replay").write_bytes(b"\x1f\x8b\x08\x00not really gzip")
+    assert main(["export", "good.replay"]) == 0
+    capsys.readouterr()
+    before = tree(tmp_path)
+    cases = {
+        # a missing path
+        ("restore", "--target", TARGET, "missing"): (1, "no call log at missing"),
+        ("verify", "missing"): (1, "no call log at missing"),
+        ("compact", "missing"): (1, "no call log at missing"),
+        ("inspect", "missing"): (1, "no call log at missing"),
+        ("export", "x.replay", "--data-dir", "missing"): (1, "no call log at missing"),
+        ("import", "missing.replay", "--data-dir", "fresh"): (1, "no call log at missing.replay"),
+        # a foreign file
+        ("restore", "--target", TARGET, "foreign.txt"): (1, "is not a replay call log, a LocalStack log"),
+        ("verify", "foreign.txt"): (1, "is not a replay call log, a LocalStack log or a replay archive"),
+        ("compact", "foreign.txt"): (1, "is not a replay call log, a LocalStack log or a replay archive"),
+        ("inspect", "foreign.txt"): (1, "is not a replay call log, a LocalStack log or a replay archive"),
+        ("import", "foreign.txt", "--data-dir", "fresh"): (1, "is not a replay call log, a LocalStack log"),
+        ("export", "x.replay", "--data-dir", "foreign.txt"): (1, "is not a replay call log"),
+        ("export", "x.replay", "--data-dir", "good.replay"): (1, "good.replay is an archive already"),
+        # a bad archive
+        ("import", "bad.replay", "--data-dir", "fresh"): (1, "bad.replay: not imported (corrupt)"),
+        ("inspect", "bad.replay"): (1, "bad.replay: not imported (corrupt)"),
+        ("verify", "good.replay"): (1, "good.replay holds an archive, not a call log; `replay import` it first"),
+        ("compact", "good.replay"): (1, "good.replay holds an archive, not a call log; `replay import` it first"),
+        ("import", "good.replay", "--data-dir", "volume"): (1, "volume is not empty: import into a fresh data dir"),
+        # a bad option
+        ("export",): (2, "replay export: the following arguments are required: ARCHIVE"),
+        ("import", "good.replay", "--bogus"): (2, "unrecognized arguments: --bogus"),
+        ("export", "x.replay", "--backend", "pods"): (2, "argument --backend: invalid choice: 'pods'"),
+        ("inspect", "--since", "soon", "volume"): (2, "invalid value for --since: 'soon'"),
+        ("serve", "--fsync", "sometimes"): (2, "invalid value for --fsync: 'sometimes'"),
+        ("restore", "--timeout", "long", "--target", TARGET): (2, "argument --timeout: invalid float value"),
+    }
+    for argv, (status, message) in cases.items():
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse exits for usage errors
+            code = int(exc.code or 0)
+        err = capsys.readouterr().err
+        assert code == status, (argv, err)
+        assert message in one_error_line(err), (argv, err)
+        assert tree(tmp_path) == before, argv

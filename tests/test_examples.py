@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,33 @@ def test_wrap_wsgi_app_keeps_notes_across_runs(tmp_path: Path) -> None:
     assert second == "notes: ['first note', 'second note ü']\n"
     lines = (volume / "recorded_api_calls.json").read_bytes().splitlines()
     assert len(lines) == 2  # only the two POSTs; the GETs are reads
+
+
+def test_serve_backends_restores_with_both_backends() -> None:
+    assert run(str(EXAMPLES / "serve_backends.py")) == (
+        "replay backend: queue jobs holds ['hello'], bucket photos holds ['cat.jpg'] after a restart\n"
+        "snapshot backend: queue jobs holds ['hello'], bucket photos holds ['cat.jpg'] after a restart\n"
+    )
+
+
+def test_share_state_moves_a_state_through_s3() -> None:
+    assert run(str(EXAMPLES / "share_state.py")) == (
+        "alice exported 3 calls to s3://team-state/main.replay\nbob's server: queues ['jobs'], users ['Ada']\n"
+    )
+
+
+def test_integration_suite_starts_from_recorded_state(tmp_path: Path) -> None:
+    copy = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("state", "__pycache__"))
+    suite = copy / "integration_tests"
+    assert run(str(suite / "make_state.py")) == f"state recorded in {suite / 'state'}\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(copy), str(suite)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout

@@ -25,8 +25,13 @@ class StateAdapter(Protocol):
         """The services that may hold state now (a superset is fine; cheap to ask)."""
         ...
 
-    def dump(self, service: str, assets: Path | None = None) -> bytes:
-        """The state of ``service``, serialised; large data may go to files in ``assets``."""
+    def dump(self, service: str, assets: Path | None = None, data_plane: bool = True) -> bytes:
+        """The state of ``service``, serialised; large data may go to files in ``assets``.
+
+        With ``data_plane=False``, without what flows through its resources (messages, objects,
+        items, records, log events ...): the resources and their configuration only.  The live
+        state is not changed.
+        """
         ...
 
     def load(self, service: str, data: bytes, assets: Path | None = None) -> None:

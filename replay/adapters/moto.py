@@ -24,6 +24,14 @@ pickler that handles what plain ``pickle`` refuses:
   loaded back as the same key, so ciphertexts and signatures made before a
   restart still decrypt and verify after it.
 
+``dump(service, data_plane=False)`` (``PERSISTENCE_SCOPE=infrastructure``) writes the objects
+listed in :data:`DATA_PLANE_ATTRIBUTES` with their data-plane attributes empty: SQS queues
+without messages, S3 buckets without objects, versions or multipart uploads, DynamoDB tables
+without items or stream records, Kinesis shards without records, log streams without events,
+and so on; everything else about them (attributes, policies, tags, indexes, configuration) is
+kept.  Only the pickled copy is changed, one attribute dictionary at a time: the live objects
+are not touched and nothing is copied beyond the emptied objects' own attribute dictionaries.
+
 :meth:`MotoAdapter.load` puts the state back *in place*: the live
 ``BackendDict`` and its per-account dicts keep their identity (moto's request
 handlers hold references to them), their contents are replaced.  moto's own
@@ -33,10 +41,12 @@ reset (``POST /moto-api/reset``) still clears restored state.
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import hashlib
 import io
 import pickle
+import re
 import sys
 import threading
 import weakref
@@ -46,7 +56,7 @@ from typing import Any
 
 from ..files import atomic_write
 
-__all__ = ["ASSET_THRESHOLD", "NOT_SERVICES", "MotoAdapter", "dumps"]
+__all__ = ["ASSET_THRESHOLD", "DATA_PLANE_ATTRIBUTES", "NOT_SERVICES", "MotoAdapter", "dumps"]
 
 ASSET_THRESHOLD = 64 * 1024
 """S3 object bodies this large or larger are kept as asset files, not inside the pickle."""
@@ -76,6 +86,62 @@ _FAN_OUT: dict[str, tuple[str, ...]] = {
 NOT_SERVICES = frozenset(
     {"core", "moto_api", "moto_proxy", "moto_server", "utilities", "awslambda_simple", "batch_simple", "s3bucket_path"}
 )
+
+
+def _empty_like(value: Any) -> Any:
+    """An empty container of ``value``'s type (a ``defaultdict`` keeps its factory)."""
+    if isinstance(value, collections.defaultdict):
+        return type(value)(value.default_factory)
+    return type(value)()
+
+
+def _to(constant: Any) -> Callable[[Any], Any]:
+    return lambda _value: constant
+
+
+_S3_KEY_ARN = re.compile(r"arn:[^:]*:s3:::[^/]+/")
+
+
+def _bucket_tags_only(tagger: Any) -> Any:
+    """S3's tagging service without the tags of objects (their ARNs are ``arn:aws:s3:::bucket/key/version``)."""
+    bare = copy.copy(tagger)
+    bare.tags = {arn: tags for arn, tags in tagger.tags.items() if not _S3_KEY_ARN.match(arn)}
+    return bare
+
+
+DATA_PLANE_ATTRIBUTES: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "moto.sqs.models.Queue": {
+        "_messages": _empty_like,
+        "_pending_messages": _empty_like,  # FIFO groups held by received messages
+        "deleted_messages": _empty_like,  # receipt handles of deleted messages
+        "last_purged_at": _to(None),
+    },
+    "moto.s3.models.FakeBucket": {"keys": _empty_like, "multiparts": _empty_like},  # every version of every key
+    "moto.s3.models.S3Backend": {"tagger": _bucket_tags_only},
+    "moto.dynamodb.models.table.Table": {"items": _empty_like},
+    "moto.dynamodb.models.table.StreamShard": {"items": _empty_like},
+    "moto.kinesis.models.Shard": {"records": _empty_like},
+    "moto.logs.models.LogStream": {
+        "events": _empty_like,
+        "first_event_timestamp": _to(None),
+        "last_event_timestamp": _to(None),
+        "last_ingestion_time": _to(None),
+        "stored_bytes": _to(0),
+    },
+    "moto.sns.models.Topic": {"sent_notifications": _empty_like},
+    "moto.sns.models.PlatformEndpoint": {"messages": _empty_like},
+    "moto.sns.models.SNSBackend": {"sms_messages": _empty_like},
+    "moto.ses.models.SESBackend": {"sent_messages": _empty_like, "sent_message_count": _to(0)},
+    "moto.cloudwatch.models.CloudWatchBackend": {"metric_data": _empty_like, "paged_metric_data": _empty_like},
+    "moto.events.models.Archive": {"events": _empty_like},
+    "moto.stepfunctions.models.StateMachineInstance": {"executions": _empty_like},
+}
+"""Under ``data_plane=False``: per moto class (and its subclasses), the attributes written empty.
+
+Each maps to a function from the live value to what is pickled in its place.  A class that
+no longer has one of its attributes (another moto version) fails the dump rather than keep
+data silently.
+"""
 
 
 def _rebuild_lock(recursive: bool) -> Any:
@@ -157,10 +223,11 @@ def _load_asset(digest: str) -> bytes:
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, assets: Path | None) -> None:
+    def __init__(self, file: io.BytesIO, assets: Path | None, data_plane: bool = True) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.assets = assets
         self.referenced: set[str] = set()
+        self.handlers = _HANDLERS if data_plane else _BARE_HANDLERS
 
     def _asset(self, data: bytes) -> _AssetRef:
         assert self.assets is not None
@@ -173,10 +240,31 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
-        handler = _HANDLERS.get(kind, _UNSEEN)  # decided once per type: this runs for nearly every object
+        handlers = self.handlers
+        handler = handlers.get(kind, _UNSEEN)  # decided once per type: this runs for nearly every object
         if handler is _UNSEEN:
-            handler = _HANDLERS[kind] = _handler_for(kind)
+            handler = handlers[kind] = _bare_handler_for(kind) if handlers is _BARE_HANDLERS else _handler_for(kind)
         return NotImplemented if handler is None else handler(self, obj)
+
+    def _reduce_without_data_plane(self, obj: Any, emptied: dict[str, Callable[[Any], Any]]) -> Any:
+        """``obj`` as plain pickle would write it, with the attributes in ``emptied`` replaced in the copy."""
+        reduced = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+        state = reduced[2] if isinstance(reduced, tuple) and len(reduced) > 2 else None
+        slots = None
+        if isinstance(state, tuple) and len(state) == 2:
+            state, slots = state
+        if not isinstance(state, dict):
+            raise pickle.PicklingError(f"{type(obj).__qualname__}: no attribute state to leave the data plane out of")
+        missing = [name for name in emptied if name not in state]
+        if missing:
+            raise pickle.PicklingError(
+                f"{type(obj).__module__}.{type(obj).__qualname__} has no {', '.join(missing)}: "
+                "this moto version keeps its data elsewhere; the data plane cannot be left out"
+            )
+        state = dict(state)  # the copy: the live object keeps its own
+        for name, empty in emptied.items():
+            state[name] = empty(state[name])
+        return (*reduced[:2], state if slots is None else (state, slots), *reduced[3:])
 
     def _reduce_asset_ref(self, obj: _AssetRef) -> Any:
         return _load_asset, (obj.digest,)
@@ -231,6 +319,7 @@ class _Pickler(pickle.Pickler):
 _Handler = Callable[[_Pickler, Any], Any]
 _UNSEEN: Any = object()
 _HANDLERS: dict[type, _Handler | None] = {}
+_BARE_HANDLERS: dict[type, _Handler | None] = {}  # with data_plane=False
 
 
 def _handler_for(kind: type) -> _Handler | None:
@@ -254,15 +343,25 @@ def _handler_for(kind: type) -> _Handler | None:
     return None
 
 
-def dumps(value: Any, assets: Path | None = None) -> tuple[bytes, set[str]]:
+def _bare_handler_for(kind: type) -> _Handler | None:
+    """As :func:`_handler_for`, but a class in :data:`DATA_PLANE_ATTRIBUTES` (or a subclass) is written bare."""
+    for klass in kind.__mro__:
+        emptied = DATA_PLANE_ATTRIBUTES.get(f"{klass.__module__}.{klass.__qualname__}")
+        if emptied is not None:
+            return functools.partial(_Pickler._reduce_without_data_plane, emptied=emptied)
+    return _handler_for(kind)
+
+
+def dumps(value: Any, assets: Path | None = None, data_plane: bool = True) -> tuple[bytes, set[str]]:
     """``pickle.dumps`` with moto's awkward objects handled (see the module docstring).
 
     With ``assets``, S3 object bodies of :data:`ASSET_THRESHOLD` bytes or more are
     written there as files named by their SHA-256; returns the pickle and the
-    digests it refers to.
+    digests it refers to.  With ``data_plane=False``, the attributes listed in
+    :data:`DATA_PLANE_ATTRIBUTES` are written empty.
     """
     buffer = io.BytesIO()
-    pickler = _Pickler(buffer, assets)
+    pickler = _Pickler(buffer, assets, data_plane)
     pickler.dump(value)
     return buffer.getvalue(), pickler.referenced
 
@@ -294,13 +393,14 @@ class MotoAdapter:
 
         return get_backend(service)  # type: ignore[call-overload]
 
-    def dump(self, service: str, assets: Path | None = None) -> bytes:
+    def dump(self, service: str, assets: Path | None = None, data_plane: bool = True) -> bytes:
+        """``service``'s backends pickled; with ``data_plane=False``, without messages, objects, items ..."""
         backend_dict = self._backend_dict(service)
         state = {
             "backends": {account: dict(regions) for account, regions in dict.items(backend_dict)},
             "attributes": {k: v for k, v in vars(backend_dict).items() if k not in _DICT_ATTRIBUTES_SKIPPED},
         }
-        data, referenced = dumps(state, assets)
+        data, referenced = dumps(state, assets, data_plane)
         if assets is not None and assets.exists():  # bodies no longer referenced by this snapshot
             for stale in assets.iterdir():
                 if stale.name not in referenced and len(stale.name) == 64:

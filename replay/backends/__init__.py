@@ -15,12 +15,14 @@ persistence off     :class:`DisabledBackend`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..adapters import StateAdapter
 from ..classify import Classifier
 from ..config import BackendKind, Config
 from ..errors import ConfigError, ReplayError
+from ..scope import narrow
 from ..seeding import Seeder
 
 if TYPE_CHECKING:
@@ -64,6 +66,16 @@ class Backend(Protocol):
         """
         ...
 
+    def export(self, staging: Path) -> dict[str, Any]:
+        """Write the members of an archive of the current state into ``staging`` (:mod:`replay.archive`).
+
+        Returns what the archive's manifest says besides its files: ``kind`` and, as they apply,
+        ``calls``, ``services`` and ``emulator``.
+
+        :raises ReplayError: this backend keeps no state to export.
+        """
+        ...
+
     def close(self) -> None:
         """Make everything durable and release files (idempotent)."""
         ...
@@ -92,6 +104,9 @@ class DisabledBackend:
     def compact(self) -> dict[str, object]:
         raise ReplayError("persistence is disabled: there is nothing to compact")
 
+    def export(self, staging: Path) -> dict[str, Any]:
+        raise ReplayError("persistence is disabled: there is no state to export")
+
     def close(self) -> None:
         return None
 
@@ -106,10 +121,15 @@ def create_backend(
 ) -> Backend:
     """The backend ``config`` asks for, restoring into and recording around ``app``.
 
-    :raises ConfigError: ``snapshot`` was asked for an emulator without a state adapter.
+    ``config.services`` and ``config.scope`` narrow ``classifier`` and ``adapter``
+    (:func:`replay.scope.narrow`): what is not kept is neither recorded nor saved.
+
+    :raises ConfigError: ``snapshot`` was asked for an emulator without a state adapter, or
+        ``config.services`` names a service the emulator does not have.
     """
     if not config.persistence:
         return DisabledBackend()
+    classifier, adapter = narrow(config.services, config.scope, classifier, adapter)
     if config.backend is BackendKind.REPLAY:
         from .record_replay import CheckpointPolicy, RecordReplayBackend
 

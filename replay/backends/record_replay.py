@@ -13,20 +13,23 @@ loads the checkpoint and replays only the calls since.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..adapters import StateAdapter
+from ..archive import stage_calls
 from ..checkpoint import (
     Checkpoint,
     Checkpointer,
     CheckpointResult,
     Manifest,
     finish_interrupted,
+    history,
     load_snapshots,
     read_manifest,
     remove_stale,
@@ -121,6 +124,7 @@ class RecordReplayBackend:
         self._stop = threading.Event()
         self._trigger: threading.Thread | None = None
         self._compacted_size = 0  # without an adapter: the log's size after its last compaction
+        self._folding = threading.RLock()  # one checkpoint, compaction or export at a time
 
     @property
     def persistence(self) -> str:
@@ -235,7 +239,8 @@ class RecordReplayBackend:
         """
         if self.checkpointer is None:
             raise CheckpointError(self.log_path, "checkpoints need an emulator with a state adapter (moto)")
-        result = self.checkpointer.checkpoint()
+        with self._folding:
+            result = self.checkpointer.checkpoint()
         self.last_checkpoint = result
         return result
 
@@ -245,8 +250,9 @@ class RecordReplayBackend:
             return {"kind": "checkpoint", **self.checkpoint().to_dict()}
         if self.log is None:
             raise CheckpointError(self.log_path, "the log is not open yet")
-        report = compact_in_place(self.log)
-        self._compacted_size = self.log.size()
+        with self._folding:
+            report = compact_in_place(self.log)
+            self._compacted_size = self.log.size()
         logger.info(
             "compacted %s: %d calls kept of %d, %d bytes of %d, in %.2f s",
             self.log_path,
@@ -257,6 +263,21 @@ class RecordReplayBackend:
             report.duration,
         )
         return {"kind": "log", **report.to_dict()}
+
+    def export(self, staging: Path) -> dict[str, Any]:
+        """The calls that rebuild the current state, compacted, as ``staging/calls.json``.
+
+        No checkpoint or compaction runs meanwhile, so the checkpoint read and the log's
+        calls since fit together; calls recorded meanwhile are left for the next export.
+        """
+        if self.log is None:
+            raise CheckpointError(self.log_path, "the log is not open yet")
+        with self._folding:
+            segments = history(self.log_path)
+            segments[-1] = dataclasses.replace(segments[-1], end=self.log.size())
+            calls = stage_calls(segments, staging)
+        emulator = self.adapter.meta() if self.adapter is not None else {}
+        return {"kind": "replay", "calls": calls, "emulator": emulator}
 
     def _due(self) -> bool:
         """Has the log grown past the trigger since the last checkpoint (or compaction)?"""

@@ -21,11 +21,12 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..adapters import StateAdapter
+from ..archive import stage_snapshot, stage_snapshot_files
 from ..classify import Classifier, DefaultClassifier
 from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
@@ -161,8 +162,12 @@ class SnapshotBackend:
             return True
 
     def saved_services(self) -> list[str]:
+        """The services with a snapshot that the adapter has (a service no longer selected is left out)."""
         root = self.state_dir / "api_states"
-        return sorted(p.parent.name for p in root.glob(f"*/{STATE_FILE_NAME}")) if root.exists() else []
+        if not root.exists():
+            return []
+        kept = set(self.adapter.services())
+        return sorted(name for p in root.glob(f"*/{STATE_FILE_NAME}") if (name := p.parent.name) in kept)
 
     def _each(self, services: Iterable[str], action: str) -> Iterator[dict[str, str]]:
         for service in services:
@@ -197,6 +202,21 @@ class SnapshotBackend:
         if failed:
             raise ReplayError("; ".join(result.get("message", result["service"]) for result in failed))
         return {"kind": "snapshot", "saved": [result["service"] for result in results]}
+
+    def export(self, staging: Path) -> dict[str, Any]:
+        """Every service's state as archive members in ``staging``: live state for the services this
+        process has loaded or changed (dumped under their write locks), the saved file for the rest."""
+        found: dict[str, Any] = {}
+        meta = self.adapter.meta()
+        for service in sorted(set(self.saved_services()) | self.loaded | self.dirty):
+            if service in self.loaded or service in self.dirty:
+                with self.lock(service).write():
+                    payload = self.adapter.dump(service, Path(staging) / "assets" / service)
+                stage_snapshot(staging, service, payload)
+                found[service] = meta
+            else:
+                found.update(stage_snapshot_files(self.state_dir.parent, staging, [service]))
+        return {"kind": "snapshot", "services": found, "emulator": meta}
 
     def _save_periodically(self) -> None:
         while not self._stop.wait(self.interval):

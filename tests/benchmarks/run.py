@@ -26,7 +26,10 @@ spread; targets are a column, never asserted):
 (f) start-up after a 100,000-call history vs after a 1,000-call one with the
     same live state (target <= 1.5x), vs a plain full replay of the 100,000
     calls, and after a 3,751-call, 11 MB history (target < 10 s).  The longest
-    benchmark: about 10 minutes (recording and fully replaying 100,000 calls).
+    benchmark: about 10 minutes (recording and fully replaying 100,000 calls);
+(g) portable archives: ``replay export`` and ``replay import`` of a 20,000-call
+    history, and the first start from the imported archive vs a full replay of
+    that history.
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -45,6 +48,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import _harness
+import bench_archive
 import bench_concurrent
 import bench_memory
 import bench_overhead
@@ -55,7 +59,7 @@ import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c", "d", "e", "f")
+BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -101,6 +105,10 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
             else bench_startup.Settings()
         )
         results += bench_startup.run(startup, workdir, say)
+    if "g" in selected:
+        say("(g) portable archives ...")
+        archive = bench_archive.Settings(live=300, calls=2_000, rounds=2) if quick else bench_archive.Settings()
+        results += bench_archive.run(archive, workdir, say)
     return results
 
 
@@ -140,7 +148,7 @@ def format_table(results: Sequence[Result], info: dict[str, object], elapsed: fl
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
-    facts = {result.key: result.details for result in results if result.key.startswith("f-") and result.details}
+    facts = {result.key: result.details for result in results if result.key[:2] in ("f-", "g-") and result.details}
     if facts:
         lines.append("")
         for key, details in facts.items():
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay), d (snapshots), "
-        "e (restore memory), f (start-up); default: all",
+        "e (restore memory), f (start-up), g (archives); default: all",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary logs go (default: $TMPDIR)")
     args = parser.parse_args(argv)
