@@ -57,23 +57,23 @@ import base64
 import binascii
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
 from .classify import Call, Classifier, DefaultClassifier, s3_operation
 from .entry import Entry, Request, Response, encode_entry
-from .errors import LogCorruptError, ReplayError
+from .errors import ReplayError
 from .files import atomic_writer
+from .log import LogReader
 from .redact import redact
 
 __all__ = ["ConversionReport", "LocalStackReader", "convert", "decode_record", "is_localstack_record", "sniff"]
 
 logger = logging.getLogger("replay.localstack")
 
-_COPY_CHUNK = 1 << 20
 
 READ = "read"
 """Reason a record is left out: the classifier calls it a read."""
@@ -200,14 +200,14 @@ def decode_record(line: bytes, classifier: Classifier | None = None) -> Entry:
     return _decode(line, classifier if classifier is not None else _DEFAULT_CLASSIFIER)[0]
 
 
-class LocalStackReader:
-    """Stream ``(line number, entry)`` pairs from a legacy file, like :class:`~replay.log.LogReader`.
+class LocalStackReader(LogReader):
+    """Stream ``(line number, entry)`` pairs from a legacy file: a :class:`~replay.log.LogReader` of another format.
 
     Reads and calls that changed nothing are left out and counted in :attr:`dropped` (reason ->
-    count); :attr:`redacted` counts the entries given out that had secrets removed.  A missing file
-    reads as empty; :attr:`position` (bytes consumed) and :attr:`size` show progress;
-    :attr:`torn_line` is the number of a dropped torn last line; :attr:`checkpoint` is always
-    ``None`` (legacy files have no header).
+    count); :attr:`redacted` counts the entries given out that had secrets removed.  Everything
+    else is the log reader's: a missing file reads as empty, :attr:`position` and :attr:`size` show
+    progress, a torn last line is dropped with a warning (:attr:`torn_line`), a malformed line before
+    it is a :class:`~replay.errors.LogCorruptError`; :attr:`checkpoint` is always ``None``.
 
     :param start: byte offset of the first line to read (a line boundary).
     :param end: byte offset where reading stops (a line boundary); ``None``: the end of the file.
@@ -217,18 +217,7 @@ class LocalStackReader:
     def __init__(
         self, path: Path, start: int = 0, end: int | None = None, *, classifier: Classifier | None = None
     ) -> None:
-        self.path = Path(path)
-        try:
-            self.size = self.path.stat().st_size
-        except FileNotFoundError:
-            self.size = 0
-        self.start = start
-        self.end = end
-        if end is not None:
-            self.size = min(self.size, end)
-        self.position = start
-        self.torn_line: int | None = None
-        self.checkpoint: str | None = None
+        super().__init__(path, start, end)
         self.classifier: Classifier = classifier if classifier is not None else _DEFAULT_CLASSIFIER
         recordable = getattr(self.classifier, "recordable", None)
         self._recordable: Callable[[Call, int, bytes], bool] | None = recordable if callable(recordable) else None
@@ -236,34 +225,9 @@ class LocalStackReader:
         self.dropped: dict[str, int] = {}
         self.redacted = 0
 
-    def __iter__(self) -> Iterator[tuple[int, Entry]]:
-        for number, _line, entry in self.records():
-            yield number, entry
-
-    def _lines(self, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-        """``(number, line)`` of every non-blank line from :attr:`start` up to :attr:`end`."""
-        first = 1
-        if self.start:
-            offset = 0
-            while offset < self.start:
-                chunk = handle.read(min(_COPY_CHUNK, self.start - offset))
-                if not chunk:
-                    break
-                first += chunk.count(b"\n")
-                offset += len(chunk)
-        offset, end = self.start, self.end
-        for number, line in enumerate(handle, first):
-            if end is not None:
-                if offset >= end:
-                    return
-                offset += len(line)
-            if not line.strip():
-                self.position += len(line)
-                continue
-            yield number, line
-
-    def _keep(self, entry: Entry, call: Call, redacted: bool, has_response: bool) -> bool:
-        """Count the record; whether it is given out."""
+    def _decode(self, line: bytes, number: int) -> Entry | None:
+        """The legacy record as our entry, or ``None`` for one left out (counted)."""
+        entry, call, redacted, has_response = _decode(line, self.classifier)
         self.read += 1
         reason = None
         if not call.mutating:
@@ -272,47 +236,9 @@ class LocalStackReader:
             reason = NO_CHANGE
         if reason is not None:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
-            return False
+            return None
         self.redacted += redacted
-        return True
-
-    def records(self) -> Iterator[tuple[int, bytes, Entry]]:
-        """``(line number, raw line, entry)`` for every call kept, in order."""
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
-        except FileNotFoundError:
-            return
-        try:
-            pending: bytes | None = None
-            pending_number = 0
-            for number, line in self._lines(handle):
-                if pending is not None:
-                    try:
-                        decoded = _decode(pending, self.classifier)
-                    except ValueError as exc:
-                        raise LogCorruptError(self.path, pending_number, str(exc)) from None
-                    self.position += len(pending)
-                    if self._keep(*decoded):
-                        yield pending_number, pending, decoded[0]
-                pending, pending_number = line, number
-            if pending is not None:
-                try:
-                    decoded = _decode(pending, self.classifier)
-                except ValueError:
-                    self.torn_line = pending_number
-                    logger.warning(
-                        "%s:%d: dropped a torn last record (%d bytes, cut short while it was written)",
-                        self.path,
-                        pending_number,
-                        len(pending),
-                    )
-                    return
-                finally:
-                    self.position += len(pending)
-                if self._keep(*decoded):
-                    yield pending_number, pending, decoded[0]
-        finally:
-            handle.close()
+        return entry
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import orjson
 
@@ -51,7 +51,7 @@ from .entry import Entry, decode_entry
 from .errors import EntryVersionError, LogCorruptError, LogVersionError, LogWriteError
 from .files import FILE_MODE, ensure_private_dir, fsync_dir
 
-__all__ = ["CallLog", "EntryReader", "LogReader", "Segment", "encode_header", "read_header"]
+__all__ = ["CallLog", "LogReader", "Segment", "encode_header", "read_header"]
 
 logger = logging.getLogger("replay.log")
 
@@ -432,7 +432,11 @@ class LogReader:
         self.torn_line: int | None = None
         self.checkpoint: str | None = None
 
-    def _decode(self, line: bytes, number: int) -> Entry:
+    def _decode(self, line: bytes, number: int) -> Entry | None:
+        """The entry on line ``number``; ``None`` leaves it out (a subclass reading another format may).
+
+        :raises ValueError: the line is not an entry.
+        """
         try:
             return decode_entry(line)
         except EntryVersionError as exc:
@@ -487,7 +491,8 @@ class LogReader:
                     except ValueError as exc:
                         raise LogCorruptError(self.path, pending_number, str(exc)) from None
                     self.position += len(pending)
-                    yield pending_number, pending, entry
+                    if entry is not None:
+                        yield pending_number, pending, entry
                 pending, pending_number = line, number
             if pending is not None:
                 try:
@@ -505,24 +510,10 @@ class LogReader:
                     return
                 finally:
                     self.position += len(pending)
-                yield pending_number, pending, entry
+                if entry is not None:
+                    yield pending_number, pending, entry
         finally:
             handle.close()
-
-
-class EntryReader(Protocol):
-    """What reads a log as a stream: :class:`LogReader`, or :class:`~replay.localstack.LocalStackReader`."""
-
-    path: Path
-    size: int
-    start: int
-    position: int
-    torn_line: int | None
-    checkpoint: str | None
-
-    def __iter__(self) -> Iterator[tuple[int, Entry]]: ...
-
-    def records(self) -> Iterator[tuple[int, bytes, Entry]]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,7 +528,7 @@ class Segment:
     end: int | None = None
     legacy: bool = False
 
-    def reader(self) -> EntryReader:
+    def reader(self) -> LogReader:
         if self.legacy:
             from .localstack import LocalStackReader
 

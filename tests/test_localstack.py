@@ -342,7 +342,7 @@ def test_a_torn_last_line_is_dropped(legacy: Legacy, tmp_path: Path, caplog: pyt
         report = convert(source, tmp_path / "converted.json")
     assert report.torn_line == torn
     assert report.written == len(legacy.lines) - 4
-    assert f"{source}:{torn}: dropped a torn last record" in caplog.text
+    assert f"{source}:{torn}: dropped a torn last entry" in caplog.text
     reader = LocalStackReader(source)
     assert sum(1 for _ in reader) == report.written
     assert reader.torn_line == torn and reader.position == reader.size
