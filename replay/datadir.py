@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .errors import DataDirInUseError
+from .errors import DataDirInUseError, SourceError
 from .files import FILE_MODE, ensure_private_dir
 
 __all__ = ["LOCK_FILE_NAME", "DataDirLock", "owner"]
@@ -35,6 +35,8 @@ class DataDirLock:
 
     def __init__(self, data_dir: Path, **about: object) -> None:
         self.data_dir = Path(data_dir)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise SourceError(self.data_dir, f"{self.data_dir} is a file, not a data dir; name a directory")
         ensure_private_dir(self.data_dir)
         self.path = self.data_dir / LOCK_FILE_NAME
         self._fd: int | None = None

@@ -489,7 +489,7 @@ class LogReader:
                     try:
                         entry = self._decode(pending, pending_number)
                     except ValueError as exc:
-                        raise LogCorruptError(self.path, pending_number, str(exc)) from None
+                        raise LogCorruptError(self.path, pending_number, _reason(pending, exc)) from None
                     self.position += len(pending)
                     if entry is not None:
                         yield pending_number, pending, entry
@@ -499,7 +499,9 @@ class LogReader:
                     entry = self._decode(pending, pending_number)
                 except LogVersionError:
                     raise
-                except ValueError:
+                except ValueError as exc:
+                    if _legacy(pending):  # whole, but LocalStack's: not a crash's leftover
+                        raise LogCorruptError(self.path, pending_number, _reason(pending, exc)) from None
                     self.torn_line = pending_number
                     logger.warning(
                         "%s:%d: dropped a torn last entry (%d bytes, cut short by a crash while it was written)",
@@ -514,6 +516,23 @@ class LogReader:
                     yield pending_number, pending, entry
         finally:
             handle.close()
+
+
+def _legacy(line: bytes) -> bool:
+    """Whether ``line`` is a record of LocalStack's legacy log (:mod:`replay.localstack`)."""
+    from .localstack import is_localstack_record
+
+    try:
+        return is_localstack_record(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _reason(line: bytes, exc: ValueError) -> str:
+    """Why ``line`` is not an entry, with what to do when it is LocalStack's."""
+    if _legacy(line):
+        return "a LocalStack record, not a replay entry: convert the file with `replay import FILE --data-dir NEW_DIR`"
+    return str(exc)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -565,7 +565,12 @@ def test_signing_with_a_key_file_or_REPLAY_ARCHIVE_KEY(
 
 
 def tree(path: Path) -> list[tuple[str, int, int]]:
-    return sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*"))
+    """Every file and directory under ``path``: files with size and mtime (a lock taken and let go touches a
+    directory's mtime, nothing else)."""
+    return sorted(
+        (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (str(p), 0, 0)
+        for p in path.rglob("*")
+    )
 
 
 def test_every_command_fails_in_one_line_and_changes_nothing(
@@ -574,6 +579,8 @@ def test_every_command_fails_in_one_line_and_changes_nothing(
     write_log(tmp_path / "volume", [entry("/notes", "AddNote", b"a")])
     (tmp_path / "foreign.txt").write_text("hello, not a log\n")
     (tmp_path / "bad.replay").write_bytes(b"\x1f\x8b\x08\x00not really gzip")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / LOG_NAME).write_bytes(b'{"a": "sqs", "m": "POST", "p": "/", "d": "", "h": {}}\n')
     assert main(["export", "good.replay"]) == 0
     capsys.readouterr()
     before = tree(tmp_path)
@@ -593,6 +600,8 @@ def test_every_command_fails_in_one_line_and_changes_nothing(
         ("import", "foreign.txt", "--data-dir", "fresh"): (1, "is not a replay call log, a LocalStack log"),
         ("export", "x.replay", "--data-dir", "foreign.txt"): (1, "is not a replay call log"),
         ("export", "x.replay", "--data-dir", "good.replay"): (1, "good.replay is an archive already"),
+        ("serve", "--port", "0", "--data-dir", "foreign.txt"): (1, "foreign.txt is a file, not a data dir"),
+        ("serve", "--port", "0", "--data-dir", "old"): (1, "a LocalStack record, not a replay entry: convert"),
         # a bad archive
         ("import", "bad.replay", "--data-dir", "fresh"): (1, "bad.replay: not imported (corrupt)"),
         ("inspect", "bad.replay"): (1, "bad.replay: not imported (corrupt)"),

@@ -711,3 +711,13 @@ def test_a_rewrite_refuses_a_file_another_process_replaced_meanwhile(tmp_path: P
         assert path.read_bytes() == after == encode_header("000001") + line(2)
         second.append(line(3))  # and it appends to the file that is there now
     assert path.read_bytes() == encode_header("000001") + line(2) + line(3)
+
+
+def test_a_localstack_log_is_named_as_such_and_never_taken_for_a_torn_tail(tmp_path: Path) -> None:
+    legacy = b'{"a": "sqs", "m": "POST", "p": "/", "d": "", "h": {}, "rd": ""}\n'
+    for lines in (legacy, legacy * 3):
+        path = tmp_path / "recorded_api_calls.json"
+        path.write_bytes(lines)
+        with pytest.raises(LogCorruptError, match=r":1: malformed entry \(a LocalStack record, not a replay entry"):
+            list(LogReader(path))
+        assert path.read_bytes() == lines
