@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -12,23 +11,10 @@ import pytest
 
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import LoadStrategy, SaveStrategy
-from replay.emulators import Emulator, moto_emulator
+from replay.emulators import Emulator
 from replay.entry import Request, Response
 from replay.errors import SnapshotError
 from replay.transport import WSGITransport
-
-
-@pytest.fixture(scope="module")
-def moto() -> Emulator:
-    return moto_emulator()
-
-
-@pytest.fixture
-def fresh(moto: Emulator) -> Iterator[Emulator]:
-    assert moto.reset is not None
-    moto.reset()
-    yield moto
-    moto.reset()
 
 
 def call(service: str, target: str, body: dict[str, object]) -> Request:

@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from replay.checkpoint import (
     write_manifest,
 )
 from replay.config import FsyncPolicy
-from replay.emulators import Emulator, moto_emulator
+from replay.emulators import Emulator
 from replay.entry import Request
 from replay.errors import CheckpointError, QuiesceTimeoutError
 from replay.log import LogReader, Segment, encode_header
@@ -115,19 +114,6 @@ def test_history_is_the_checkpoint_calls_then_the_log_since(tmp_path: Path) -> N
 
 
 # --- checkpoints of moto, in-process ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Emulator:
-    return moto_emulator()
-
-
-@pytest.fixture
-def fresh(emulator: Emulator) -> Iterator[Emulator]:
-    assert emulator.reset is not None
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 def persisted(emulator: Emulator, data: Path) -> RecordReplayBackend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,7 +21,7 @@ from replay.backends.snapshot import SnapshotBackend
 from replay.checkpoint import read_manifest
 from replay.classify import Call, DefaultClassifier
 from replay.config import BackendKind, Config, SaveStrategy
-from replay.emulators import Emulator, moto_emulator
+from replay.emulators import Emulator
 from replay.entry import Request
 from replay.errors import ConfigError, ReplayError
 from replay.scope import (
@@ -300,19 +300,6 @@ def test_recordable_is_the_inner_classifiers() -> None:
 
 
 # --- both backends in-process on moto ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Emulator:
-    return moto_emulator()
-
-
-@pytest.fixture
-def fresh(emulator: Emulator) -> Iterator[Emulator]:
-    assert emulator.reset is not None
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 def persisted(emulator: Emulator, data: Path, **settings: Any) -> tuple[Any, WSGITransport]:
