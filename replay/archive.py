@@ -59,7 +59,7 @@ from .files import FILE_MODE, atomic_writer, ensure_private_dir, fsync_dir
 from .log import Segment
 from .rewrite import compact_logs
 from .snapshot import load_key, read_snapshot, write_snapshot
-from .sources import snapshot_services
+from .sources import snapshot_path, snapshot_services
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -68,6 +68,7 @@ __all__ = [
     "ImportReport",
     "import_archive",
     "read_manifest",
+    "require_fresh",
     "stage_calls",
     "stage_snapshot",
     "stage_snapshot_files",
@@ -81,7 +82,6 @@ KINDS = ("replay", "snapshot")
 _MAX_MANIFEST = 16 << 20
 _CHUNK = 1 << 20
 _MEMBER = re.compile(r"calls\.json|snapshots/[A-Za-z0-9_.-]+\.state|assets/[A-Za-z0-9_.-]+/[0-9a-f]{64}")
-_STATE_FILE = "backend.state"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +220,7 @@ def stage_snapshot_files(data_dir: Path, staging: Path, services: Iterable[str] 
     chosen = list(services) if services is not None else snapshot_services(data_dir)
     found: dict[str, Any] = {}
     for service in chosen:
-        path = state / "api_states" / service / _STATE_FILE
+        path = snapshot_path(data_dir, service)
         if not path.exists():
             continue
         header, payload = read_snapshot(path, key)
@@ -459,7 +459,11 @@ class ImportReport:
         return document
 
 
-def _fresh(data_dir: Path) -> None:
+def require_fresh(data_dir: Path) -> None:
+    """Refuse a ``data_dir`` that is a file or not empty: an import only fills a fresh one.
+
+    :raises SourceError: it is.
+    """
     if data_dir.exists() and not data_dir.is_dir():
         raise SourceError(data_dir, f"{data_dir} is a file, not a data dir")
     if data_dir.is_dir() and any(data_dir.iterdir()):
@@ -486,7 +490,7 @@ def _lay_out(raw: Path, layout: Path, manifest: ArchiveManifest) -> None:
             service = name[len("snapshots/") : -len(".state")]
             payload = (raw / name).read_bytes()
             meta = manifest.services.get(service, {})
-            write_snapshot(state / "api_states" / service / _STATE_FILE, service, payload, key, meta)
+            write_snapshot(snapshot_path(layout, service), service, payload, key, meta)
     assets = raw / "assets"
     if assets.is_dir():
         for service_dir in assets.iterdir():
@@ -501,7 +505,7 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
     """
     started = time.perf_counter()
     archive, data_dir = Path(archive), Path(data_dir).absolute()
-    _fresh(data_dir)
+    require_fresh(data_dir)
     created: list[Path] = []
     parent = data_dir.parent
     while not parent.exists():
@@ -512,7 +516,7 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
     try:
         manifest = read_manifest(archive, staging / "raw", key, trust)
         _lay_out(staging / "raw", staging / "data", manifest)
-        _fresh(data_dir)  # still fresh: nobody started on it meanwhile
+        require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
         if data_dir.exists():
             for child in (staging / "data").iterdir():
                 os.replace(child, data_dir / child.name)

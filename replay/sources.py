@@ -38,11 +38,20 @@ from .transport import WSGITransport
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["GZIP_MAGIC", "Loaded", "Source", "SourceKind", "identify", "snapshot_services"]
+__all__ = [
+    "GZIP_MAGIC",
+    "STATE_FILE_NAME",
+    "Loaded",
+    "Source",
+    "SourceKind",
+    "identify",
+    "snapshot_path",
+    "snapshot_services",
+]
 
 GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 1 << 16
-_STATE_FILE = "backend.state"
+STATE_FILE_NAME = "backend.state"
 
 
 class SourceKind(str, enum.Enum):
@@ -105,7 +114,7 @@ class Source:
             state = self.path / "state"
             key = load_key(state, create=False)
             services = snapshot_services(self.path)
-            payloads = {name: read_snapshot(state / "api_states" / name / _STATE_FILE, key)[1] for name in services}
+            payloads = {name: read_snapshot(snapshot_path(self.path, name), key)[1] for name in services}
             for name, payload in payloads.items():  # every file checked before any is used
                 adapter.load(name, payload, state / name)
             return Loaded(self, 0, 0, services, time.perf_counter() - started)
@@ -129,10 +138,15 @@ class Loaded:
         return f"{self.source.path} ({self.source.kind.value}): {what}{failed} in {self.duration:.2f} s"
 
 
+def snapshot_path(data_dir: Path, service: str) -> Path:
+    """Where a ``snapshot`` data dir keeps ``service``'s snapshot: ``state/api_states/<service>/backend.state``."""
+    return Path(data_dir) / "state" / "api_states" / service / STATE_FILE_NAME
+
+
 def snapshot_services(data_dir: Path) -> list[str]:
     """The services a ``snapshot`` data dir has a snapshot of."""
     root = Path(data_dir) / "state" / "api_states"
-    return sorted(p.parent.name for p in root.glob(f"*/{_STATE_FILE}")) if root.is_dir() else []
+    return sorted(p.parent.name for p in root.glob(f"*/{STATE_FILE_NAME}")) if root.is_dir() else []
 
 
 def _replay_dir(path: Path) -> bool:

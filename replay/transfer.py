@@ -36,6 +36,7 @@ from .archive import (
     ImportReport,
     import_archive,
     read_manifest,
+    require_fresh,
     stage_calls,
     stage_snapshot_files,
     write_archive,
@@ -45,6 +46,7 @@ from .config import LOG_FILE_NAME
 from .datadir import DataDirLock, owner
 from .endpoints import EXPORT_PATH
 from .errors import ReplayError, SourceError, TransportError
+from .files import atomic_writer
 from .remote import download, is_remote, parse_location, upload
 from .sources import SourceKind, identify
 
@@ -181,8 +183,6 @@ def export_state(
 
 def _place(source: Path, destination: Path) -> None:
     """Copy ``source`` to ``destination`` atomically (temp file, fsync, rename, directory fsync)."""
-    from .files import atomic_writer
-
     with open(source, "rb") as data, atomic_writer(destination) as out:
         shutil.copyfileobj(data, out, _DOWNLOAD_CHUNK)
 
@@ -204,8 +204,7 @@ def import_state(
             return _import_localstack(Path(archive), data_dir)
         return import_archive(Path(archive), data_dir, key, trust)
     parse_location(archive)
-    if data_dir.is_dir() and any(data_dir.iterdir()):  # say so before downloading anything
-        raise SourceError(data_dir, f"{data_dir} is not empty: import into a fresh data dir")
+    require_fresh(data_dir)  # said before anything is downloaded
     with _workspace() as workspace:
         local = workspace / "download.replay"
         download(archive, local, endpoint_url)
@@ -218,8 +217,7 @@ def _import_localstack(log: Path, data_dir: Path) -> ImportReport:
     from .localstack import convert
 
     started = time.perf_counter()
-    if data_dir.is_dir() and any(data_dir.iterdir()):
-        raise SourceError(data_dir, f"{data_dir} is not empty: import into a fresh data dir")
+    require_fresh(data_dir)
     existed = data_dir.exists()
     try:
         converted = convert(log, data_dir / LOG_FILE_NAME)

@@ -32,6 +32,7 @@ from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
 from ..locks import ReadWriteLock
 from ..snapshot import load_key, read_snapshot, write_snapshot
+from ..sources import snapshot_path, snapshot_services
 from ..wsgi import request_from_environ
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["SnapshotBackend"]
 
 logger = logging.getLogger("replay.snapshot")
-
-STATE_FILE_NAME = "backend.state"
 
 
 class SnapshotBackend:
@@ -116,7 +115,7 @@ class SnapshotBackend:
     # saving and loading
 
     def path(self, service: str) -> Path:
-        return self.state_dir / "api_states" / service / STATE_FILE_NAME
+        return snapshot_path(self.state_dir.parent, service)
 
     def assets(self, service: str) -> Path:
         """Where ``service``'s large data (S3 object bodies) lives, outside its snapshot."""
@@ -163,11 +162,8 @@ class SnapshotBackend:
 
     def saved_services(self) -> list[str]:
         """The services with a snapshot that the adapter has (a service no longer selected is left out)."""
-        root = self.state_dir / "api_states"
-        if not root.exists():
-            return []
         kept = set(self.adapter.services())
-        return sorted(name for p in root.glob(f"*/{STATE_FILE_NAME}") if (name := p.parent.name) in kept)
+        return [name for name in snapshot_services(self.state_dir.parent) if name in kept]
 
     def _each(self, services: Iterable[str], action: str) -> Iterator[dict[str, str]]:
         for service in services:
