@@ -57,6 +57,7 @@ from .errors import LogVersionError as LogVersionError
 from .errors import LogWriteError as LogWriteError
 from .errors import QuiesceTimeoutError as QuiesceTimeoutError
 from .errors import ReplayError as ReplayError
+from .errors import ReplayStalledError as ReplayStalledError
 from .errors import SourceError as SourceError
 from .errors import TransportError as TransportError
 from .localstack import ConversionReport as ConversionReport
@@ -66,6 +67,7 @@ from .locks import MutationGate as MutationGate
 from .log import CallLog as CallLog
 from .log import LogReader as LogReader
 from .log import Segment as Segment
+from .longpoll import LongPolls as LongPolls
 from .mapping import IdMapping as IdMapping
 from .middleware import RecordingMiddleware as RecordingMiddleware
 from .redact import redact as redact
@@ -135,6 +137,7 @@ __all__ = [
     "LogReader",
     "LogVersionError",
     "LogWriteError",
+    "LongPolls",
     "Manifest",
     "MutationGate",
     "PersistenceScope",
@@ -144,6 +147,7 @@ __all__ = [
     "RecordingMiddleware",
     "ReplayError",
     "ReplayReport",
+    "ReplayStalledError",
     "Replayer",
     "Request",
     "Response",
@@ -214,4 +218,4 @@ def persist(
     if owner is not None:
         atexit.register(owner.release)  # registered first, so it runs after the log is closed
     atexit.register(backend.close)
-    return backend.wrap(app)
+    return LongPolls(backend.wrap(app), classifier)

@@ -20,8 +20,9 @@ e.g. ``List``, ``Describe``, ``Get``, ``Head``) or in :data:`READ_OPERATIONS`
 recorded when it returned messages (:meth:`DefaultClassifier.recordable`): it
 issues the receipt handles later deletes name.
 
-The service is taken from the SigV4 credential scope (``Authorization`` header
-or presigned ``X-Amz-Credential``), else from the ``X-Amz-Target`` prefix.
+The service is taken from the SigV4 credential scope (``Authorization`` header,
+presigned ``X-Amz-Credential``, or the ``x-amz-credential`` field of an S3
+presigned POST form), else from the ``X-Amz-Target`` prefix.
 ``/_localstack/*`` and ``/moto-api/*`` are control paths and never recorded,
 except ``POST /moto-api/reset``, which empties moto and so is replayed in order.
 
@@ -32,6 +33,7 @@ to :class:`DefaultClassifier`, or any callable matching :class:`Classifier`.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 from urllib.parse import unquote_plus
@@ -167,10 +169,29 @@ def _service(request: Request, target: str | None) -> str:
                     return scope[3].lower()
     if (auth and auth.startswith("AWS ")) or "AWSAccessKeyId=" in request.query:
         return "s3"  # SigV2 (header or presigned URL): only S3 still accepts it
+    if request.method == "POST" and (request.index.get("content-type") or "")[:19].lower() == "multipart/form-data":
+        form_service = _form_service(request.body)
+        if form_service is not None:
+            return form_service
     if target:
         prefix = target.split(".", 1)[0]
         return prefix.split("_", 1)[0].removeprefix("Amazon").removeprefix("AWS").lower()
     return "unknown"
+
+
+_FORM_CREDENTIAL = re.compile(rb'name="x-amz-credential"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]*)', re.IGNORECASE)
+
+
+def _form_service(body: bytes) -> str | None:
+    """The service of a presigned POST form: its ``x-amz-credential`` scope, or ``s3`` for SigV2 fields."""
+    found = _FORM_CREDENTIAL.search(body)
+    if found is not None:
+        scope = found.group(1).decode("latin-1").split("/")
+        if len(scope) >= 5:
+            return scope[3].lower()
+    if b'name="AWSAccessKeyId"' in body or b'name="awsaccesskeyid"' in body.lower()[:65536]:
+        return "s3"
+    return None
 
 
 def _param(raw: str, name: str) -> str | None:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn, TextIO
@@ -233,15 +233,43 @@ def _restore(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+@contextlib.contextmanager
+def _stdout_is_ours() -> Iterator[None]:
+    """Inside the block, whatever else writes to stdout (an emulator's prints, at the descriptor too)
+    goes to stderr: stdout carries this command's own output only."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _quiet(name: str, level: int) -> Iterator[None]:
+    """Logger ``name`` at ``level`` inside the block (as it was after it)."""
+    chosen = logging.getLogger(name)
+    before = chosen.level
+    chosen.setLevel(level)
+    try:
+        yield
+    finally:
+        chosen.setLevel(before)
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .emulators import load_emulator
 
     segments = _source(args.path).segments()
-    emulator = load_emulator(args.app)
-    if emulator.reset is not None:
-        emulator.reset()
-    logging.getLogger("replay.replayer").setLevel(logging.ERROR)  # the report below says it all
-    report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder).replay_segments(segments)
+    with _stdout_is_ours(), _quiet("replay.replayer", logging.ERROR):  # the report below says it all
+        emulator = load_emulator(args.app)
+        if emulator.reset is not None:
+            emulator.reset()
+        report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder).replay_segments(segments)
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
     else:

@@ -1,15 +1,11 @@
-"""What differs between a recorded response and the response its replay got, and whether that is fine.
+"""What differs between a recorded response and the response its replay got.
 
 :func:`changes` walks both responses side by side (status, headers, JSON or XML
-bodies) and lists each :class:`Change`.  The id mapping learns from them
-(:meth:`replay.mapping.IdMapping.learn`), and :func:`explain` says why a change
-is fine, or ``None`` when it is a divergence:
-
-* ``"clock"``: a timestamp, or a value under a key that names a date or time;
-* ``"mapped"``: a generated value the mapping learned (later calls are rewritten);
-* request ids and volatile headers (``Date``, ``Server`` ...) are not compared at all.
-
-Everything else (a status, a count, a state, a missing field) is a divergence.
+bodies, and JSON documents carried inside string values, such as an SNS
+notification in an SQS message body) and lists each :class:`Change`.  Request
+ids and volatile headers (``Date``, ``Server`` ...) are not compared at all.
+Whether a change is fine (one of the call's own times, a generated id the
+mapping learned) or a divergence is decided in :mod:`replay.convergence`.
 """
 
 from __future__ import annotations
@@ -17,18 +13,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import re
 import xml.etree.ElementTree as ElementTree
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from .entry import Response
 
-if TYPE_CHECKING:
-    from .mapping import IdMapping
-
-__all__ = ["Change", "changes", "explain", "is_clock_value"]
+__all__ = ["Change", "changes"]
 
 VOLATILE_HEADERS = frozenset(
     {
@@ -38,7 +30,6 @@ VOLATILE_HEADERS = frozenset(
         "keep-alive",
         "content-length",
         "transfer-encoding",
-        "last-modified",
         "x-amzn-requestid",
         "x-amz-request-id",
         "x-amz-id-2",
@@ -47,11 +38,6 @@ VOLATILE_HEADERS = frozenset(
     }
 )
 REQUEST_IDS = frozenset({"RequestId", "RequestID", "requestId", "request_id"})
-_CLOCK_KEY = re.compile(r"date|time|timestamp|modified|expir|created|updated", re.IGNORECASE)
-_TIMESTAMP = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}|$)"  # ISO 8601
-    r"|^[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}"  # RFC 1123 (HTTP dates)
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +80,24 @@ def _walk_json(old: Any, new: Any, where: str, key: str, out: list[Change]) -> N
             out.append(Change(where, key, f"{len(old)} items", f"{len(new)} items"))
         for index, (item, other) in enumerate(zip(old, new, strict=False)):
             _walk_json(item, other, f"{where}[{index}]", key, out)
-    elif old != new:
+    elif old != new and not (
+        isinstance(old, str) and isinstance(new, str) and _walk_embedded(old, new, where, key, out)
+    ):
         out.append(Change(where, key, _summary(old), _summary(new)))
+
+
+def _walk_embedded(old: str, new: str, where: str, key: str, out: list[Change]) -> bool:
+    """Walk two strings that both hold JSON objects or arrays; ``False`` when they do not."""
+    if old[:1] not in ("{", "[") or new[:1] not in ("{", "["):
+        return False
+    try:
+        old_data, new_data = orjson.loads(old), orjson.loads(new)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(old_data, (dict, list)) or not isinstance(new_data, (dict, list)):
+        return False
+    _walk_json(old_data, new_data, f"{where}(json)", key, out)
+    return True
 
 
 def _walk_xml(old: ElementTree.Element, new: ElementTree.Element, where: str, out: list[Change]) -> None:
@@ -106,7 +108,7 @@ def _walk_xml(old: ElementTree.Element, new: ElementTree.Element, where: str, ou
         out.append(Change(where, tag, tag, _local(new.tag)))
         return
     old_text, new_text = (old.text or "").strip(), (new.text or "").strip()
-    if old_text != new_text:
+    if old_text != new_text and not _walk_embedded(old_text, new_text, where, tag, out):
         out.append(Change(where, tag, old_text, new_text))
     old_children, new_children = list(old), list(new)
     if len(old_children) != len(new_children):
@@ -143,24 +145,3 @@ def changes(recorded: Response, replayed: Response) -> list[Change]:
             return out
     out.append(Change("body", "body", _digest(recorded.body), _digest(replayed.body)))
     return out
-
-
-def is_clock_value(value: Any) -> bool:
-    """Does ``value`` look like a point in time (ISO 8601 or HTTP date text, or Unix seconds)?"""
-    if isinstance(value, str):
-        return bool(_TIMESTAMP.match(value))
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1e8
-
-
-def explain(change: Change, mapping: IdMapping | None) -> str | None:
-    """Why ``change`` is fine (``"clock"``, ``"mapped"``), or ``None``: a divergence."""
-    if change.where == "status":
-        return None
-    if is_clock_value(change.recorded) and is_clock_value(change.replayed):
-        return "clock"
-    if _CLOCK_KEY.search(change.key) and change.recorded is not None and change.replayed is not None:
-        return "clock"
-    learned = mapping.pairs.get(change.recorded) if mapping is not None and isinstance(change.recorded, str) else None
-    if learned is not None and learned == change.replayed:
-        return "mapped"
-    return None

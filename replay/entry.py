@@ -12,7 +12,9 @@ One entry is one line of ``recorded_api_calls.json``, an orjson-encoded object::
 
 ``path`` is the raw, still percent-encoded path; ``query`` the raw query string
 without ``?``.  ``seed``, present when the emulator's randomness is seeded per
-call (:mod:`replay.seeding`), is the seed the call ran with.  A body is stored
+call (:mod:`replay.seeding`), is the seed the call ran with; ``waited``, present
+when such a call spent time waiting (sleeps, condition waits), is how many
+seconds its clock moved on while it waited.  A body is stored
 as text when it is valid UTF-8 (``"encoding": "utf-8"``) and as base64
 otherwise (``"encoding": "base64"``).  Readers ignore fields they do not know;
 a ``v`` above :data:`FORMAT_VERSION` is refused.
@@ -180,7 +182,7 @@ class Response:
 class Entry:
     """One recorded, successful, state-mutating API call."""
 
-    __slots__ = ("operation", "request", "response", "seed", "service", "time")
+    __slots__ = ("operation", "request", "response", "seed", "service", "time", "waited")
 
     def __init__(
         self,
@@ -190,6 +192,7 @@ class Entry:
         request: Request,
         response: Response,
         seed: int | None = None,
+        waited: float = 0.0,
     ) -> None:
         self.time = time
         self.service = service
@@ -197,9 +200,12 @@ class Entry:
         self.request = request
         self.response = response
         self.seed = seed
+        self.waited = waited
 
     def to_dict(self) -> dict[str, Any]:
-        return _document(self.time, self.service, self.operation, self.request, self.response.to_dict(), self.seed)
+        return _document(
+            self.time, self.service, self.operation, self.request, self.response.to_dict(), self.seed, self.waited
+        )
 
     @classmethod
     def from_dict(cls, data: Any) -> Entry:
@@ -211,6 +217,9 @@ class Entry:
         seed = data.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError("seed must be an integer")
+        waited = data.get("waited", 0.0)
+        if not isinstance(waited, (int, float)) or isinstance(waited, bool) or not 0 <= waited < 1e6:
+            raise ValueError("waited must be a number of seconds")
         return cls(
             time=float(time),
             service=_str(data, "service", ""),
@@ -218,6 +227,7 @@ class Entry:
             request=Request.from_dict(data.get("request")),
             response=Response.from_dict(data.get("response")),
             seed=seed,
+            waited=float(waited),
         )
 
     def __repr__(self) -> str:
@@ -242,7 +252,13 @@ def _response_document(status: int, headers: Sequence[tuple[str, str]], body: by
 
 
 def _document(
-    time: float, service: str, operation: str, request: Request, response: dict[str, Any], seed: int | None
+    time: float,
+    service: str,
+    operation: str,
+    request: Request,
+    response: dict[str, Any],
+    seed: int | None,
+    waited: float = 0.0,
 ) -> dict[str, Any]:
     """The version-1 document of one entry: the single place its fields are laid out."""
     data = {
@@ -255,6 +271,8 @@ def _document(
     }
     if seed is not None:
         data["seed"] = seed
+    if waited:
+        data["waited"] = round(waited, 6)
     return data
 
 
@@ -267,9 +285,10 @@ def encode_call(
     headers: Sequence[tuple[str, str]],
     body: bytes,
     seed: int | None = None,
+    waited: float = 0.0,
 ) -> bytes:
     """The log line :func:`encode_entry` would make, without building the objects first (the recording hot path)."""
-    document = _document(time, service, operation, request, _response_document(status, headers, body), seed)
+    document = _document(time, service, operation, request, _response_document(status, headers, body), seed, waited)
     return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -7,7 +7,8 @@
      ├── LogError                          the call log cannot be used
      │    ├── LogCorruptError (ValueError)  a line in the middle of the log is not an entry
      │    ├── LogVersionError               the log was written by a newer ``replay``
-     │    └── LogWriteError (OSError)       an entry could not be made durable
+     │    ├── LogWriteError (OSError)       an entry could not be made durable
+     │    └── ReplayStalledError (TimeoutError)  a replayed call did not finish in time; the restore stopped
      ├── EntryVersionError (ValueError)    one entry has a newer format version
      ├── SnapshotError                     a snapshot file is refused (torn, corrupt, foreign, newer)
      ├── CheckpointError                   a checkpoint's manifest and the call log do not fit together
@@ -36,6 +37,7 @@ __all__ = [
     "LogWriteError",
     "QuiesceTimeoutError",
     "ReplayError",
+    "ReplayStalledError",
     "SnapshotError",
     "SourceError",
     "TransportError",
@@ -117,6 +119,25 @@ class LogWriteError(LogError, OSError):
 
     The call it describes is not acknowledged to its client.
     """
+
+
+class ReplayStalledError(LogError, TimeoutError):
+    """A replayed call did not finish within the per-call timeout: the restore cannot make progress.
+
+    Nothing after that line was replayed.
+
+    :ivar line: the 1-based line number of the call.
+    :ivar timeout: the seconds it was given.
+    """
+
+    def __init__(self, path: Path, line: int, call: str, timeout: float) -> None:
+        self.line = line
+        self.timeout = timeout
+        super().__init__(
+            path,
+            f"{path}:{line}: {call} did not finish within {timeout:g} s on replay; the restore stopped there "
+            "(set REPLAY_CALL_TIMEOUT higher if the call is just slow, or remove that line)",
+        )
 
 
 class EntryVersionError(ReplayError, ValueError):

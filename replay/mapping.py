@@ -1,24 +1,19 @@
-"""Learned id mapping: which generated values came out differently on replay, and rewriting later calls.
+"""Learned id mapping: generated ids that came out differently on replay, and rewriting later calls.
 
-Emulators generate values (upload ids, subscription ARNs, message ids ...) that
-later calls refer to.  Replayed, the same call generates different ones, so a
-later recorded call would name a value that no longer exists.  While replaying,
-:class:`IdMapping` learns from the differences between each recorded response
-and the one the replay got (:func:`replay.diff.changes`: JSON bodies walked in
-parallel, objects by key and arrays by position, XML bodies likewise, and
-same-named response headers):
+Emulators generate ids (upload ids, subscription ARNs, message ids ...) that
+later calls refer to.  A replay that cannot reproduce them (no seeding, a
+remote target, an id drawn from a source seeding does not reach) generates
+different ones, so a later recorded call would name an id that no longer
+exists.  While replaying, :class:`IdMapping` is given the pairs that
+:mod:`replay.convergence` decided are ids (both values of the same identifier
+shape, :mod:`replay.identifiers`; inside ARNs and URLs, the parts that
+differ) and keeps them ``old -> new``, one to one: an id that would map to a
+second value, or a second id that would map onto a taken value, is refused.
 
-* every string that differs is a candidate ``old -> new`` pair;
-* values that cannot be identifiers are ignored: shorter than 6 characters,
-  numbers, timestamps, and request ids (``RequestId`` elements or keys and the
-  request-id headers);
-* inside ARNs and URLs the differing parts are learned too (split at ``:`` and
-  ``/``), so a later call that names only the random tail is also rewritten.
-
-:meth:`IdMapping.rewrite` then replaces learned values in a request before it
-is reissued: path segments and query values (percent-decoded first), header
+:meth:`IdMapping.rewrite` then replaces learned ids in a request before it is
+reissued: path segments and query values (percent-decoded first), header
 values, and JSON, form-encoded and XML bodies.  Other bodies (S3 object data)
-are never touched.
+are never touched.  Nothing but ids is ever rewritten.
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
-from .diff import Change, explain, is_clock_value
 from .entry import Request
 
 __all__ = ["IdMapping"]
@@ -39,48 +33,29 @@ __all__ = ["IdMapping"]
 _FIXED_HEADERS = frozenset({"host", "content-length", "content-type", "authorization", "x-amz-date", "x-amz-target"})
 _PARTS = re.compile(r"([:/])")
 _XML_TOKEN = re.compile(r"[^<>\s\"'&]+")
-_MIN_LENGTH = 6
-
-
-def _identifier(value: str) -> bool:
-    """Could ``value`` be a generated identifier worth mapping?"""
-    if len(value) < _MIN_LENGTH or is_clock_value(value):
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return True
-    return False
 
 
 class IdMapping:
-    """Generated values that differ between a recording and its replay, and their rewriting."""
+    """Generated ids that differ between a recording and its replay (one to one), and their rewriting."""
 
     def __init__(self) -> None:
         self.pairs: dict[str, str] = {}
+        self._sources: dict[str, str] = {}  # new -> old
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     # learning
 
-    def _add(self, old: str, new: str) -> None:
-        if old == new or not _identifier(old):
-            return
-        self.pairs[old] = new
-        if ":" in old or "/" in old:
-            old_parts, new_parts = _PARTS.split(old), _PARTS.split(new)
-            if len(old_parts) == len(new_parts):
-                for part, replacement in zip(old_parts, new_parts, strict=True):
-                    if part != replacement and _identifier(part):
-                        self.pairs[part] = replacement
+    def fits(self, pairs: Iterable[tuple[str, str]]) -> bool:
+        """Would ``pairs`` keep the mapping one to one (each old id one new id, each new id one old id)?"""
+        return all(self.pairs.get(old, new) == new and self._sources.get(new, old) == old for old, new in pairs)
 
-    def learn(self, changes: Iterable[Change]) -> None:
-        """Remember the generated values among ``changes`` (:func:`replay.diff.changes` of a recorded
-        response and its replay)."""
-        for change in changes:
-            if isinstance(change.recorded, str) and isinstance(change.replayed, str) and explain(change, None) is None:
-                self._add(change.recorded, change.replayed)
+    def learn(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Remember ``pairs`` of ids (:func:`replay.identifiers.id_pairs`); check :meth:`fits` first."""
+        for old, new in pairs:
+            self.pairs[old] = new
+            self._sources[new] = old
 
     # rewriting
 

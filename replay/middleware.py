@@ -14,6 +14,11 @@ list is handed back, and the list is passed on as it is.  Failed (non-2xx) calls
 are not recorded, nor are calls whose app raised while answering.  If the client
 goes away before the end, the rest of the response is still drained and the
 call recorded, because its effect happened.
+
+A successful call the classifier would not keep (``recordable``: an SQS receive
+that returned nothing) is still recorded when ``watch`` says it changed state
+(a message moved to a dead-letter queue): what decides is the effect, not the
+answer (:meth:`replay.adapters.StateAdapter.watch`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from .classify import Call, Classifier, DefaultClassifier
 from .entry import Request, encode_call
 from .locks import MutationGate
 from .redact import redact
-from .seeding import Seeder
+from .seeding import Seeder, waited
 from .wsgi import request_from_environ
 
 if TYPE_CHECKING:
@@ -63,6 +68,9 @@ class RecordingMiddleware:
         call until its entry is written (or it failed), so that a checkpoint can
         wait for a moment when the app's state and the log agree
         (:class:`~replay.locks.MutationGate`).
+    :param watch: if given, asked before each mutating call for a check that tells,
+        after it, whether the call changed state (``StateAdapter.watch``); a call the
+        classifier would not record is recorded when it did.
     """
 
     def __init__(
@@ -72,12 +80,14 @@ class RecordingMiddleware:
         classifier: Classifier | None = None,
         seeder: Seeder | None = None,
         gate: MutationGate | None = None,
+        watch: Callable[[str, str, Request], Callable[[], bool] | None] | None = None,
     ) -> None:
         self.app = app
         self.log = log
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
         self.seeder = seeder
         self.gate = gate
+        self.watch = watch
         self.recordable: Callable[[Call, int, bytes], bool] = getattr(self.classifier, "recordable", _always_recordable)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -90,12 +100,15 @@ class RecordingMiddleware:
             self.gate.enter()
             recording.gate = self.gate
         try:
+            if self.watch is not None:
+                recording.changed = self.watch(call.service, call.operation, request)
             if self.seeder is None:
                 iterable = self.app(environ, recording.start_response)
             else:
                 recording.seed = seed = _SEEDS.getrandbits(63)
                 with self.seeder.seeded(seed, recording.started):
                     iterable = self.app(environ, recording.start_response)
+                    recording.waited = waited()
         except BaseException:
             recording.release()
             raise
@@ -118,6 +131,7 @@ class _Recording:
     __slots__ = (
         "body",
         "call",
+        "changed",
         "done",
         "gate",
         "headers",
@@ -130,6 +144,7 @@ class _Recording:
         "started",
         "status",
         "upstream",
+        "waited",
         "write_upstream",
     )
 
@@ -154,8 +169,10 @@ class _Recording:
         self.iterator: Iterator[bytes] | None = None
         self.write_upstream: Callable[[bytes], object] | None = None
         self.seed: int | None = None
+        self.waited = 0.0
         self.done = False
         self.gate: MutationGate | None = None
+        self.changed: Callable[[], bool] | None = None
 
     def release(self) -> None:
         """Leave the gate (once): the call's entry is written, or it will not be."""
@@ -213,7 +230,7 @@ class _Recording:
             return
         call = self.call
         body = b"".join(self.body)
-        if not self.recordable(call, self.status, body):
+        if not self.recordable(call, self.status, body) and not (self.changed is not None and self.changed()):
             return
         line = encode_call(
             self.started,
@@ -224,6 +241,7 @@ class _Recording:
             self.headers,
             body,
             self.seed,
+            self.waited,
         )
         try:
             self.log.append(line)

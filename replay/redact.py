@@ -11,6 +11,10 @@ Removed before an entry is written:
 * ``X-Amz-Signature``, ``X-Amz-Security-Token``, ``Signature`` and
   ``SecurityToken`` parameters of the query string and of form-encoded bodies
   (presigned URLs, SigV2 query authentication);
+* the ``policy``, ``x-amz-signature``/``signature`` and ``x-amz-security-token``
+  fields of a ``multipart/form-data`` body (S3 presigned POST uploads); the
+  ``x-amz-credential``/``AWSAccessKeyId`` field is kept, as the credential
+  scope of a header is;
 * the per-chunk signatures of S3 streaming uploads
   (``x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]``): the
   body is stored decoded, as a plain upload with ``UNSIGNED-PAYLOAD``, and
@@ -27,6 +31,11 @@ __all__ = ["SENSITIVE_HEADERS", "redact", "safe_header"]
 
 _SECRET_HEADERS = frozenset({"x-amz-security-token", "proxy-authorization"})
 _SECRET_PARAMS = frozenset({b"x-amz-signature", b"x-amz-security-token", b"signature", b"securitytoken"})
+_SECRET_FORM_FIELDS = frozenset(
+    {b"policy", b"x-amz-signature", b"signature", b"x-amz-security-token", b"securitytoken"}
+)
+_FORM_FIELD_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _SIGV4_SIGNATURE = re.compile(r",?\s*Signature=[^,\s]*", re.IGNORECASE)
 _SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 _CHUNK_HEADERS_DROPPED = frozenset(
@@ -39,6 +48,25 @@ def _strip_params(raw: bytes) -> bytes | None:
     parts = raw.split(b"&")
     kept = [part for part in parts if part.split(b"=", 1)[0].lower() not in _SECRET_PARAMS]
     return None if len(kept) == len(parts) else b"&".join(kept)
+
+
+def _strip_form_fields(content_type: str, body: bytes) -> bytes | None:
+    """A ``multipart/form-data`` ``body`` without its secret fields, or ``None`` if it had none."""
+    found = _BOUNDARY.search(content_type)
+    if found is None:
+        return None
+    delimiter = b"--" + found.group(1).encode("latin-1")
+    pieces = body.split(delimiter)
+    kept = [pieces[0]]
+    for piece in pieces[1:-1]:
+        head = piece[: piece.find(b"\r\n\r\n")]
+        name = _FORM_FIELD_NAME.search(head)
+        if name is None or name.group(1).lower() not in _SECRET_FORM_FIELDS:
+            kept.append(piece)
+    if len(kept) == len(pieces) - 1:
+        return None
+    kept.append(pieces[-1])
+    return delimiter.join(kept)
 
 
 SENSITIVE_HEADERS = frozenset({"authorization"} | _SECRET_HEADERS)
@@ -152,6 +180,12 @@ def redact(request: Request) -> Request:
         stripped = _strip_params(body)
         if stripped is not None:
             body, changed = stripped, True
+    content_type = index.get("content-type", "")
+    if body and content_type[:19].lower() == "multipart/form-data":
+        stripped = _strip_form_fields(content_type, body)
+        if stripped is not None:
+            body, changed = stripped, True
+            headers = [(name, str(len(body)) if _lower(name) == "content-length" else value) for name, value in headers]
     if index.get("x-amz-content-sha256") in _SIGNED_STREAMING:
         headers, body = _streaming_body(list(headers), body)
         changed = True

@@ -13,37 +13,89 @@ When done it logs, at INFO on ``replay.replayer``::
 
 where N counts the calls that succeeded, followed by the number that failed
 and the number that diverged: a call diverged when its replayed response
-differs from the recorded one in a way that is neither a timestamp nor a
-generated value the id mapping learned (:mod:`replay.diff`).  With
-``report_path`` the whole :class:`ReplayReport` (failures, divergences with
-what differed) is written there as JSON.
+differs from the recorded one in a way that is neither one of the call's own
+times nor a generated id (:mod:`replay.convergence`).  With ``report_path``
+the whole :class:`ReplayReport` (failures, divergences with what differed) is
+written there as JSON.
+
+Replay never waits on purpose (:mod:`replay.rules`), and every in-process call
+runs under a deadline (``call_timeout``): a call that does not finish in time
+stops the replay with :class:`~replay.errors.ReplayStalledError`, naming its
+log line, rather than hanging the start.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from .diff import Change, changes, explain
-from .entry import Entry
-from .errors import TransportError
+from .convergence import Judge
+from .diff import Change, changes
+from .entry import Entry, Request, Response
+from .errors import ReplayStalledError, TransportError
 from .files import atomic_write
 from .log import Segment
 from .mapping import IdMapping
 from .rules import prepare
 from .seeding import Seeder
+from .timestamps import CallWindow
 from .transport import Transport
 
-__all__ = ["Divergence", "Failure", "Progress", "ReplayReport", "Replayer"]
+__all__ = ["CALL_TIMEOUT", "Divergence", "Failure", "Progress", "ReplayReport", "Replayer"]
 
 logger = logging.getLogger("replay.replayer")
 
 _LOGGED_DIVERGENCES = 20  # the rest are in the report only
+
+CALL_TIMEOUT = 60.0
+"""Seconds one replayed call may take before the replay stops (``REPLAY_CALL_TIMEOUT``)."""
+
+
+class _Deadline:
+    """Runs calls on a worker thread of its own and gives up on one that takes longer than ``timeout``.
+
+    The replay thread always gets control back: a call stuck inside the app
+    (waiting for something that will never come) is abandoned on its daemon
+    thread, and the replay stops with an error instead of hanging.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._calls: queue.SimpleQueue[Callable[[], Response] | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="replay-call", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        calls, results = self._calls, self._results
+        while (call := calls.get()) is not None:
+            try:
+                results.put((True, call()))
+            except BaseException as exc:  # handed back to the replay thread
+                results.put((False, exc))
+
+    def run(self, call: Callable[[], Response]) -> Response | None:
+        """``call()``'s result (its exception re-raised), or ``None`` when it did not finish in time."""
+        self._calls.put(call)
+        try:
+            done, value = self._results.get(timeout=self.timeout)
+        except queue.Empty:
+            return None
+        if not done:
+            raise value
+        result: Response = value
+        return result
+
+    def close(self) -> None:
+        self._calls.put(None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +208,9 @@ class Replayer:
     :param seeder: reissue each entry that kept a ``seed`` inside the random stream
         it was recorded in (in-process transports only; :mod:`replay.seeding`).
     :param report_path: where to write the report (JSON, atomically) when done.
+    :param call_timeout: seconds each call may take (``None``: no deadline, the call runs on the
+        replay thread itself); a call that takes longer stops the replay with
+        :class:`~replay.errors.ReplayStalledError`.
     """
 
     def __init__(
@@ -166,6 +221,7 @@ class Replayer:
         mapping: bool = True,
         seeder: Seeder | None = None,
         report_path: Path | None = None,
+        call_timeout: float | None = CALL_TIMEOUT,
     ) -> None:
         self.transport = transport
         self.progress = progress
@@ -173,6 +229,19 @@ class Replayer:
         self.mapping = mapping
         self.seeder = seeder
         self.report_path = report_path
+        self.call_timeout = call_timeout
+
+    def _sender(self, entry: Entry, request: Request) -> Callable[[], Response]:
+        send, seeder = self.transport.send, self.seeder
+        if seeder is not None and entry.seed is not None:
+            seed, clock = entry.seed, entry.time
+
+            def seeded() -> Response:
+                with seeder.seeded(seed, clock):
+                    return send(request)
+
+            return seeded
+        return lambda: send(request)
 
     def replay(self, path: Path, start: int = 0) -> ReplayReport:
         """Reissue every entry of the log at ``path`` from byte ``start``; a missing file restores nothing."""
@@ -182,33 +251,47 @@ class Replayer:
         """Reissue the entries of ``segments`` in order, as one history (one id mapping, one report).
 
         The report is named after the last segment (the live log, after a checkpoint's calls).
+
+        :raises ReplayStalledError: a call did not finish within ``call_timeout``.
         """
+        deadline = _Deadline(self.call_timeout) if self.call_timeout is not None else None
+        try:
+            return self._replay(segments, deadline)
+        finally:
+            if deadline is not None:
+                deadline.close()
+
+    def _replay(self, segments: Sequence[Segment], deadline: _Deadline | None) -> ReplayReport:
         report = ReplayReport(path=segments[-1].path)
         readers = [segment.reader() for segment in segments]
         total = sum(max(0, reader.size - reader.start) for reader in readers)
         done = 0
         started = time.perf_counter()
         next_progress = started + self.progress_interval
-        send = self.transport.send
         mapping = IdMapping() if self.mapping else None
+        judge = Judge(mapping)
         reader = readers[0]
         for reader in readers:
             for line, entry in reader:
                 request = prepare(entry)
                 if mapping is not None:
                     request = mapping.rewrite(request)
+                call = self._sender(entry, request)
                 try:
-                    if self.seeder is not None and entry.seed is not None:
-                        with self.seeder.seeded(entry.seed, entry.time):
-                            response = send(request)
-                    else:
-                        response = send(request)
-                except TransportError:
+                    if deadline is None:
+                        response: Response | None = call()
+                    elif (response := deadline.run(call)) is None:
+                        raise ReplayStalledError(
+                            reader.path, line, f"{entry.service}.{entry.operation}", deadline.timeout
+                        )
+                except (TransportError, ReplayStalledError):
                     raise
                 except Exception as exc:  # an in-process app blew up: report it, go on
                     self._fail(reader.path, report, line, entry, None, repr(exc))
                     found = [Change("status", "status", entry.response.status, None)]
+                    learn = False
                 else:
+                    assert response is not None
                     if response.ok:
                         report.restored += 1
                     else:
@@ -221,9 +304,8 @@ class Replayer:
                             response.body[:200].decode("utf-8", "replace"),
                         )
                     found = changes(entry.response, response)
-                    if mapping is not None and response.ok and entry.response.ok:
-                        mapping.learn(found)
-                unexplained = [change for change in found if explain(change, mapping) is None]
+                    learn = response.ok and entry.response.ok
+                unexplained = judge.unexplained(found, CallWindow.of(entry.time, entry.waited), learn)
                 if unexplained:
                     self._diverge(reader.path, report, Divergence(line, entry.service, entry.operation, unexplained))
                 if self.progress is not None and (now := time.perf_counter()) >= next_progress:
@@ -242,7 +324,7 @@ class Replayer:
         else:
             logger.info("0 recorded API calls failed on replay")
         if report.mapped:
-            logger.info("%d generated values differed on replay; later calls were rewritten to match", report.mapped)
+            logger.info("%d generated ids differed on replay; later calls were rewritten to match", report.mapped)
         where = f" (details in {self.report_path})" if self.report_path is not None else ""
         if report.divergences:
             logger.warning("%d replayed API calls diverged from their recording%s", report.diverged, where)

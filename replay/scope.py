@@ -356,6 +356,9 @@ class SelectiveAdapter:
     def affected(self, service: str) -> frozenset[str]:
         return frozenset(name for name in self.adapter.affected(service) if self.selected(name))
 
+    def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
+        return self.adapter.watch(service, operation, request)
+
 
 def narrow(
     selection: ServiceSelection,

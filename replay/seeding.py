@@ -23,6 +23,10 @@ and unseeded work (reads, other threads) is untouched.  Hooked:
 ``random`` instance and ``os.urandom``, and moto's clocks (:func:`hook_clock`):
 a call recorded with the clock stopped at its arrival time is replayed at that
 same time, so timestamps, visibility timeouts and expiries come out as they did.
+Only values are frozen, never the passage of time: while a seeded call waits
+(``time.sleep``, or a ``threading.Condition``/``Event`` wait), its clock moves
+on by the real time waited (:func:`waited` tells how far), so a loop that waits
+until a deadline still ends.
 What it cannot reach: key pairs made by ``cryptography`` (KMS RSA/ECC keys, EC2
 key pairs) come from OpenSSL's generator.
 """
@@ -42,9 +46,10 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
-__all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "stable_seed"]
+__all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "stable_seed", "waited"]
 
-_STREAM = threading.local()  # .seed, .rng, .bytes, .clock: the current thread's seeded streams, inside seeded()
+# .seed, .rng, .bytes, .clock, .waited: the current thread's seeded streams and clock, inside seeded()
+_STREAM = threading.local()
 _HOOKED = "_replay_seeded"
 _EXCLUDED: tuple[str, ...] = ()  # modules whose draws always come from the shared sources
 _PLUMBING = {"random", "uuid", "secrets", __name__}  # modules a draw passes through on its way to a hook
@@ -157,27 +162,56 @@ class ThreadSeeder:
             getattr(stream, "rng", None),
             getattr(stream, "bytes", None),
             getattr(stream, "clock", None),
+            getattr(stream, "waited", 0.0),
         )
         if _CLOCK_MODULES:
             _hook_new_modules()
-        stream.seed, stream.rng, stream.bytes, stream.clock = seed, None, None, clock
+        stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited = seed, None, None, clock, 0.0
         try:
             yield
         finally:
-            stream.seed, stream.rng, stream.bytes, stream.clock = previous
+            stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited = previous
 
 
 # clocks
 
 _REAL_DATETIME = datetime.datetime
 _REAL_TIME = time.time
+_REAL_SLEEP = time.sleep
+_REAL_WAIT = threading.Condition.wait
 _CLOCK_MODULES: list[str] = []  # prefixes of modules whose datetime globals read the frozen clock
 _SEEN_MODULES = [0]
 
 
 def _frozen() -> float | None:
     clock: float | None = getattr(_STREAM, "clock", None)
-    return clock
+    return clock if clock is None else clock + _STREAM.waited
+
+
+def waited() -> float:
+    """Seconds the current thread's seeded clock has moved on by waiting (0 outside a seeded call)."""
+    return getattr(_STREAM, "waited", 0.0) if getattr(_STREAM, "clock", None) is not None else 0.0
+
+
+def _sleep(seconds: float, /) -> None:
+    if getattr(_STREAM, "clock", None) is None:
+        return _REAL_SLEEP(seconds)
+    started = time.monotonic()
+    try:
+        _REAL_SLEEP(seconds)
+    finally:
+        _STREAM.waited += time.monotonic() - started
+    return None
+
+
+def _condition_wait(self: threading.Condition, timeout: float | None = None) -> bool:
+    if getattr(_STREAM, "clock", None) is None:
+        return _REAL_WAIT(self, timeout)
+    started = time.monotonic()
+    try:
+        return _REAL_WAIT(self, timeout)
+    finally:
+        _STREAM.waited += time.monotonic() - started
 
 
 class _ClockMeta(type):
@@ -241,11 +275,19 @@ def hook_clock(module_prefixes: Iterable[str]) -> None:
     ``datetime`` globals of modules under ``module_prefixes`` (the module or
     the class) are swapped, now and for modules imported later, for stand-ins
     whose ``now``/``utcnow`` read the frozen clock and that otherwise make and
-    recognise real datetimes.
+    recognise real datetimes.  ``time.sleep`` and ``threading.Condition.wait``
+    (hence ``Event.wait``, ``queue.Queue.get`` ...) are hooked too: inside a
+    seeded call, the time they wait moves that call's clock on.
     """
     if getattr(time.time, _HOOKED, False) is False:
         setattr(_time, _HOOKED, True)
         time.time = _time
+    if getattr(time.sleep, _HOOKED, False) is False:
+        setattr(_sleep, _HOOKED, True)
+        time.sleep = _sleep  # type: ignore[assignment]
+    if getattr(threading.Condition.wait, _HOOKED, False) is False:
+        setattr(_condition_wait, _HOOKED, True)
+        threading.Condition.wait = _condition_wait  # type: ignore[method-assign]
     _CLOCK_MODULES.extend(prefix for prefix in module_prefixes if prefix not in _CLOCK_MODULES)
     _SEEN_MODULES[0] = 0
     _hook_new_modules()

@@ -1,9 +1,11 @@
 """``replay serve``: an emulator with persistence on werkzeug's threaded server.
 
 Start-up order: bind the socket; serve (requests other than the health check
-wait); restore; open the gate.  Stop order (SIGTERM, Ctrl-C or :meth:`Server.stop`):
-stop accepting, let requests in flight finish (up to ``drain_timeout``), close the
-backend (which syncs the log), close the socket.
+wait); restore; open the gate.  Requests reach the emulator through
+:class:`~replay.longpoll.LongPolls` (long polls wait outside it), then the
+backend's wrapper.  Stop order (SIGTERM, Ctrl-C or :meth:`Server.stop`): end the
+long polls, stop accepting, let requests in flight finish (up to
+``drain_timeout``), close the backend (which syncs the log), close the socket.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .config import Config
 from .datadir import DataDirLock
 from .emulators import Emulator
 from .endpoints import ControlEndpoints
+from .longpoll import LongPolls
 
 __all__ = ["Server"]
 
@@ -44,6 +47,8 @@ class Server:
         self.config = config
         self.emulator = emulator
         self.drain_timeout = drain_timeout
+        self.classifier = classifier
+        self.long_polls: LongPolls | None = None
         # one server per data dir: a second one would fold the log into checkpoints of its own state
         self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
         try:
@@ -81,7 +86,8 @@ class Server:
         try:
             logger.info("listening on %s; restoring state before serving", self.url)
             self.backend.restore()
-            self.endpoints.open(self.backend.wrap(self.emulator.app))
+            self.long_polls = LongPolls(self.backend.wrap(self.emulator.app), self.classifier)
+            self.endpoints.open(self.long_polls)
             logger.info("ready on %s (persistence %s)", self.url, self.backend.persistence)
             while not self._stop.wait(0.5):
                 pass
@@ -93,6 +99,8 @@ class Server:
         self._stop.set()
 
     def _shutdown(self, thread: threading.Thread) -> None:
+        if self.long_polls is not None:
+            self.long_polls.stop()  # a client in a long poll gets its (empty) answer now
         self._http.shutdown()
         thread.join()
         if not self.endpoints.wait_idle(self.drain_timeout):

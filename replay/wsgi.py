@@ -69,8 +69,25 @@ def _read_body(environ: WSGIEnvironment, length: str) -> bytes:
     return body
 
 
+_CACHED = "replay.request"
+
+
 def request_from_environ(environ: WSGIEnvironment) -> Request:
-    """The request in ``environ``; its body is read and put back as ``BytesIO``."""
+    """The request in ``environ``; its body is read and put back as ``BytesIO``.
+
+    The request is kept in ``environ`` (key ``replay.request``), so that the layers a
+    request passes through read it once.
+    """
+    cached = environ.get(_CACHED)
+    if cached is not None:
+        request: Request = cached
+        return request
+    request = _read_request(environ)
+    environ[_CACHED] = request
+    return request
+
+
+def _read_request(environ: WSGIEnvironment) -> Request:
     method = environ.get("REQUEST_METHOD", "GET")
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:

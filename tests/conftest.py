@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+import requests
+from botocore.config import Config as BotoConfig
 
 from replay.emulators import Emulator, moto_emulator
 
@@ -22,3 +29,55 @@ def fresh(emulator: Emulator) -> Iterator[Emulator]:
     emulator.reset()
     yield emulator
     emulator.reset()
+
+
+class InProcessServer:
+    """``replay serve`` (moto, record-and-replay backend) on a thread of this process, on a free port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from replay.config import Config
+        from replay.emulators import moto_emulator
+        from replay.server import Server
+
+        config = Config.load({"host": "127.0.0.1", "port": 0, "data_dir": data_dir, "checkpoint_percentage": 0})
+        self.data_dir = data_dir
+        self.server = Server(config, moto_emulator())
+        self.endpoint = f"http://127.0.0.1:{self.server.port}"
+        self.thread = threading.Thread(target=self.server.serve, name="in-process-replay", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while requests.get(self.endpoint + "/_localstack/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the in-process server did not become healthy"
+            time.sleep(0.02)
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "recorded_api_calls.json"
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this server (us-east-1, test credentials, path-style S3, no retries)."""
+        session = boto3.session.Session()
+        return session.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"}),
+        )
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the in-process server did not stop"
+
+
+@pytest.fixture
+def in_process_server(tmp_path: Path, fresh: Emulator) -> Iterator[InProcessServer]:
+    """A recording server in this process over empty moto; stopped (log closed) at the end."""
+    server = InProcessServer(tmp_path / "volume")
+    try:
+        yield server
+    finally:
+        if server.thread.is_alive():
+            server.stop()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,9 +279,11 @@ def sns_call(body: bytes, answer: bytes) -> Entry:
     return Entry(1_700_000_000.0, "sns", "op", Request("POST", "/", "", headers, body), Response(200, [], answer))
 
 
-@pytest.mark.parametrize(
-    ("flags", "expected_arn"), [([], "arn:new:sub-2222222"), (["--no-mapping"], "arn:old:sub-1111111")]
-)
+OLD_SUBSCRIPTION = "arn:aws:sns:us-east-1:123456789012:t:4f1c2d3e-0a1b-4c5d-8e9f-001122334455"
+NEW_SUBSCRIPTION = "arn:aws:sns:us-east-1:123456789012:t:9a8b7c6d-5e4f-4a3b-9c2d-665544332211"
+
+
+@pytest.mark.parametrize(("flags", "expected_arn"), [([], NEW_SUBSCRIPTION), (["--no-mapping"], OLD_SUBSCRIPTION)])
 def test_restore_rewrites_ids_the_target_generated_anew_unless_told_not_to(
     tmp_path: Path,
     http: responses.RequestsMock,
@@ -287,11 +292,13 @@ def test_restore_rewrites_ids_the_target_generated_anew_unless_told_not_to(
     expected_arn: str,
 ) -> None:
     subscribe = sns_call(
-        b"Action=Subscribe&TopicArn=t", b"<R><SubscriptionArn>arn:old:sub-1111111</SubscriptionArn></R>"
+        b"Action=Subscribe&TopicArn=t", f"<R><SubscriptionArn>{OLD_SUBSCRIPTION}</SubscriptionArn></R>".encode()
     )
-    unsubscribe = sns_call(b"Action=Unsubscribe&SubscriptionArn=arn%3Aold%3Asub-1111111", b"<R/>")
+    unsubscribe = sns_call(
+        b"Action=Unsubscribe&SubscriptionArn=" + OLD_SUBSCRIPTION.replace(":", "%3A").encode(), b"<R/>"
+    )
     log = write_log(tmp_path, [subscribe, unsubscribe])
-    http.add(responses.POST, ANY_URL, body=b"<R><SubscriptionArn>arn:new:sub-2222222</SubscriptionArn></R>")
+    http.add(responses.POST, ANY_URL, body=f"<R><SubscriptionArn>{NEW_SUBSCRIPTION}</SubscriptionArn></R>".encode())
     http.add(responses.POST, ANY_URL, body=b"<R/>")
     assert main(["restore", "--target", TARGET, "--quiet", "--json", *flags, str(log)]) == 0
     sent = http.calls[1].request.body
@@ -625,3 +632,36 @@ def test_every_command_fails_in_one_line_and_changes_nothing(
         assert code == status, (argv, err)
         assert message in one_error_line(err), (argv, err)
         assert tree(tmp_path) == before, argv
+
+
+NOISY_APP = """
+import os
+
+
+def app(environ, start_response):
+    print("the emulator talks on stdout")
+    os.write(1, b"and writes to the descriptor too\\n")
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b'{"Status": "ACTIVE"}']
+"""
+
+
+def test_verify_json_prints_exactly_one_document_whatever_the_emulator_prints(tmp_path: Path) -> None:
+    (tmp_path / "noisy_emulator.py").write_text(NOISY_APP)
+    answer = Response(200, [("Content-Type", "application/json")], b'{"Status": "ACTIVE"}')
+    call = Entry(1_700_000_000.0, "noisy", "Create", Request("POST", "/x", "", [], b"{}"), answer)
+    log = write_log(tmp_path, [call, call])
+    done = subprocess.run(
+        [sys.executable, "-m", "replay", "verify", "--app", "noisy_emulator:app", "--json", str(log)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout)  # one JSON document, nothing else
+    assert (report["restored"], report["diverged"]) == (2, 0)
+    assert done.stdout.count("\n") == 1
+    assert done.stderr.count("the emulator talks on stdout") == 2
+    assert "and writes to the descriptor too" in done.stderr

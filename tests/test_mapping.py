@@ -6,7 +6,6 @@ from pathlib import Path
 
 import orjson
 
-from replay.diff import changes
 from replay.entry import Entry, Request, Response, encode_entry
 from replay.mapping import IdMapping
 from replay.replayer import Replayer
@@ -16,43 +15,19 @@ OLD_ARN = "arn:aws:sns:us-east-1:123456789012:topic:11111111-aaaa-bbbb-cccc-0000
 NEW_ARN = "arn:aws:sns:us-east-1:123456789012:topic:22222222-dddd-eeee-ffff-000000000002"
 
 
-def xml(upload_id: str, request_id: str) -> Response:
-    body = (
-        '<?xml version="1.0" encoding="utf-8"?><InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/">'
-        f"<Bucket>bkt</Bucket><Key>big</Key><UploadId>{upload_id}</UploadId></InitiateMultipartUploadResult>"
-        f"<!-- {request_id} -->"
-    )
-    return Response(200, [("Content-Type", "application/xml"), ("x-amzn-requestid", request_id)], body.encode())
-
-
-def test_learns_xml_values_but_not_request_ids() -> None:
+def test_learns_pairs_one_to_one() -> None:
     mapping = IdMapping()
-    mapping.learn(changes(xml("OLDUPLOADID123", "REQUEST-ID-1"), xml("NEWUPLOADID456", "REQUEST-ID-2")))
-    assert mapping.pairs == {"OLDUPLOADID123": "NEWUPLOADID456"}
-
-
-def test_learns_json_values_and_arn_parts_but_not_numbers_times_or_short_values() -> None:
-    old = {"SubscriptionArn": OLD_ARN, "Count": "1", "Size": 10, "Created": "2024-01-01T00:00:00Z", "Tag": "ab"}
-    new = {"SubscriptionArn": NEW_ARN, "Count": "2", "Size": 11, "Created": "2026-11-24T10:00:00Z", "Tag": "cd"}
-    mapping = IdMapping()
-    mapping.learn(changes(Response(200, [], orjson.dumps(old)), Response(200, [], orjson.dumps(new))))
-    assert mapping.pairs == {
-        OLD_ARN: NEW_ARN,
-        "11111111-aaaa-bbbb-cccc-000000000001": "22222222-dddd-eeee-ffff-000000000002",
-    }
-
-
-def test_learns_changed_headers_except_volatile_ones() -> None:
-    old = Response(200, [("x-amz-version-id", "version-old-1"), ("Date", "Mon, 01 Jan 2024")], b"")
-    new = Response(200, [("x-amz-version-id", "version-new-2"), ("Date", "Tue, 24 Nov 2026")], b"")
-    mapping = IdMapping()
-    mapping.learn(changes(old, new))
-    assert mapping.pairs == {"version-old-1": "version-new-2"}
+    mapping.learn([(OLD_ARN, NEW_ARN)])
+    assert mapping.pairs == {OLD_ARN: NEW_ARN}
+    assert mapping.fits([(OLD_ARN, NEW_ARN)])
+    assert not mapping.fits([(OLD_ARN, "arn:aws:sns:us-east-1:123456789012:topic:other")])  # a second target
+    assert not mapping.fits([("arn:aws:sns:us-east-1:123456789012:topic:third", NEW_ARN)])  # a taken target
+    assert len(mapping) == 1
 
 
 def test_rewrites_path_query_headers_and_structured_bodies() -> None:
     mapping = IdMapping()
-    mapping.pairs.update({"OLDUPLOADID123": "NEW/UPLOAD+ID", "version-old-1": "version-new-2", OLD_ARN: NEW_ARN})
+    mapping.learn([("OLDUPLOADID123", "NEW/UPLOAD+ID"), ("version-old-1", "version-new-2"), (OLD_ARN, NEW_ARN)])
     s3 = Request(
         "PUT",
         "/bkt/OLDUPLOADID123/x",
@@ -88,7 +63,7 @@ def test_rewrite_returns_the_same_request_when_nothing_applies() -> None:
     mapping = IdMapping()
     request = Request("GET", "/bkt/key", "a=b", [("Host", "h")], b"")
     assert mapping.rewrite(request) is request
-    mapping.pairs["something-else"] = "other-value"
+    mapping.learn([("something-else", "other-value")])
     assert mapping.rewrite(request) is request
 
 

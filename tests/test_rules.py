@@ -18,8 +18,18 @@ def test_a_recorded_long_poll_is_replayed_without_waiting() -> None:
     assert prepare(form).body == b"Action=ReceiveMessage&WaitTimeSeconds=0&QueueUrl=q"
 
 
+def test_a_receive_that_named_no_wait_is_replayed_without_the_queue_default() -> None:
+    short = receive("application/x-amz-json-1.0", orjson.dumps({"QueueUrl": "q"}))
+    assert orjson.loads(prepare(short).body) == {"QueueUrl": "q", "WaitTimeSeconds": 0}
+    form = receive("application/x-www-form-urlencoded", b"Action=ReceiveMessage&QueueUrl=q")
+    assert prepare(form).body == b"Action=ReceiveMessage&QueueUrl=q&WaitTimeSeconds=0"
+    query = Entry(0.0, "sqs", "ReceiveMessage", Request("GET", "/", "Action=ReceiveMessage", [], b""), short.response)
+    assert prepare(query).query == "Action=ReceiveMessage&WaitTimeSeconds=0"
+    instant = receive("application/x-amz-json-1.0", orjson.dumps({"QueueUrl": "q", "WaitTimeSeconds": 0}))
+    assert prepare(instant) is instant.request
+
+
 def test_other_calls_are_replayed_as_recorded() -> None:
     short = receive("application/x-amz-json-1.0", orjson.dumps({"QueueUrl": "q"}))
-    assert prepare(short) is short.request
     send = Entry(0.0, "sqs", "SendMessage", short.request, short.response)
     assert prepare(send) is send.request

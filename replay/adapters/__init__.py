@@ -7,9 +7,12 @@ hold references to the live objects).  moto's is :mod:`replay.adapters.moto`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..entry import Request
 
 __all__ = ["StateAdapter"]
 
@@ -48,4 +51,10 @@ class StateAdapter(Protocol):
 
     def affected(self, service: str) -> frozenset[str]:
         """The services a state-changing call to ``service`` may change (itself included)."""
+        ...
+
+    def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
+        """For a call whose answer may not show that it changed state (an SQS ``ReceiveMessage``
+        that returned nothing), a check to run after it: did it change anything?  Taken before
+        the call runs; ``None`` when the adapter has nothing to watch for that call."""
         ...

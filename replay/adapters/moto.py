@@ -52,9 +52,13 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..files import atomic_write
+from .moto_effects import watch_receive
+
+if TYPE_CHECKING:
+    from ..entry import Request
 
 __all__ = ["ASSET_THRESHOLD", "DATA_PLANE_ATTRIBUTES", "NOT_SERVICES", "MotoAdapter", "dumps"]
 
@@ -441,6 +445,13 @@ class MotoAdapter:
         if "*" in others:
             return frozenset(self.services())
         return frozenset({service, *others})
+
+    def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
+        """An SQS ``ReceiveMessage`` may move messages to a dead-letter queue and return nothing
+        (:mod:`replay.adapters.moto_effects`); nothing else needs watching."""
+        if service == "sqs" and operation == "ReceiveMessage":
+            return watch_receive(request)
+        return None
 
     def meta(self) -> dict[str, str]:
         from importlib.metadata import version

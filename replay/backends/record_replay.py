@@ -303,7 +303,8 @@ class RecordReplayBackend:
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
         if self.log is None:
             raise RuntimeError("restore() must run before wrap()")
-        return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate)
+        watch = self.adapter.watch if self.adapter is not None else None
+        return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate, watch)
 
     def status(self) -> dict[str, object]:
         if self.report is None:
