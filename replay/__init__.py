@@ -30,6 +30,7 @@ from .backends.record_replay import RecordReplayBackend as RecordReplayBackend
 from .checkpoint import Manifest as Manifest
 from .classify import READ_OPERATIONS as READ_OPERATIONS
 from .classify import READ_PREFIXES as READ_PREFIXES
+from .classify import STATE_CHANGING_READS as STATE_CHANGING_READS
 from .classify import Call as Call
 from .classify import Classifier as Classifier
 from .classify import DefaultClassifier as DefaultClassifier
@@ -104,6 +105,7 @@ __all__ = [
     "FORMAT_VERSION",
     "READ_OPERATIONS",
     "READ_PREFIXES",
+    "STATE_CHANGING_READS",
     "ArchiveError",
     "ArchiveManifest",
     "Backend",

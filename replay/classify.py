@@ -16,9 +16,14 @@ A :class:`Classifier` turns a :class:`~replay.entry.Request` into a
 
 For JSON and query operations, a name with a read prefix (:data:`READ_PREFIXES`,
 e.g. ``List``, ``Describe``, ``Get``, ``Head``) or in :data:`READ_OPERATIONS`
-(e.g. ``Query``, ``Scan``, ``Decrypt``) is a read.  SQS ``ReceiveMessage`` is
-recorded when it returned messages (:meth:`DefaultClassifier.recordable`): it
-issues the receipt handles later deletes name.
+(e.g. ``Query``, ``Scan``, ``Decrypt``) is a read, unless it is one of the
+:data:`STATE_CHANGING_READS`, whose names lie (found by running every read
+against moto and comparing its state before and after: tests/test_read_effects.py).
+STS ``AssumeRole`` is a state change too: moto keeps the session that maps the
+temporary key to the role's account.  SQS ``ReceiveMessage`` is recorded when it
+returned messages (:meth:`DefaultClassifier.recordable`): it issues the receipt
+handles later deletes name; an empty one only when it changed state (see
+:mod:`replay.middleware`).
 
 The service is taken from the SigV4 credential scope (``Authorization`` header,
 presigned ``X-Amz-Credential``, or the ``x-amz-credential`` field of an S3
@@ -40,7 +45,7 @@ from urllib.parse import unquote_plus
 
 from .entry import Request
 
-__all__ = ["READ_OPERATIONS", "READ_PREFIXES", "Call", "Classifier", "DefaultClassifier"]
+__all__ = ["READ_OPERATIONS", "READ_PREFIXES", "STATE_CHANGING_READS", "Call", "Classifier", "DefaultClassifier"]
 
 READ_PREFIXES: tuple[str, ...] = (
     "List",
@@ -79,19 +84,30 @@ READ_OPERATIONS: frozenset[str] = frozenset(
         "VerifyMac",
         "Sign",
         "Verify",
-        # STS
-        "AssumeRole",
-        "AssumeRoleWithSAML",
-        "AssumeRoleWithWebIdentity",
+        # STS (AssumeRole* change state: the session is kept)
         "GetCallerIdentity",
         "GetSessionToken",
         "DecodeAuthorizationMessage",
-        # CloudWatch Logs
+        # CloudWatch Logs (StartQuery changes state: the query and its results are kept)
         "FilterLogEvents",
-        "StartQuery",
     }
 )
 """JSON and query operations that are reads although their names do not say so."""
+
+STATE_CHANGING_READS: frozenset[str] = frozenset(
+    {
+        "GetId",  # Cognito Identity: makes the identity
+        "TestConnection",  # DMS: makes the connection
+    }
+)
+"""Operations named like reads that change state: recorded like any other state change."""
+
+# JSON-protocol target prefixes whose service is not their lower-cased name (unsigned calls only:
+# a signed call names its service in the credential scope)
+_TARGET_SERVICES: dict[str, str] = {
+    "AWSCognitoIdentityService": "cognito-identity",
+    "AWSCognitoIdentityProviderService": "cognito-idp",
+}
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -175,11 +191,14 @@ def _service(request: Request, target: str | None) -> str:
             return form_service
     if target:
         prefix = target.split(".", 1)[0]
+        named = _TARGET_SERVICES.get(prefix)
+        if named is not None:
+            return named
         return prefix.split("_", 1)[0].removeprefix("Amazon").removeprefix("AWS").lower()
     return "unknown"
 
 
-_FORM_CREDENTIAL = re.compile(rb'name="x-amz-credential"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]*)', re.IGNORECASE)
+_FORM_CREDENTIAL = re.compile(rb'name="x-amz-credential"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)', re.IGNORECASE)
 
 
 def _form_service(body: bytes) -> str | None:
@@ -266,7 +285,7 @@ class DefaultClassifier:
 
     def __init__(self, extra_reads: Iterable[str] = (), extra_mutations: Iterable[str] = ()) -> None:
         self.reads = READ_OPERATIONS | frozenset(extra_reads)
-        self.mutations = frozenset(extra_mutations)
+        self.mutations = STATE_CHANGING_READS | frozenset(extra_mutations)
         self._calls: dict[tuple[str, str], Call] = {}
 
     def is_read(self, operation: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from .entry import Response
+from .redact import conceals
 
 __all__ = ["Change", "changes"]
 
@@ -108,7 +109,11 @@ def _walk_xml(old: ElementTree.Element, new: ElementTree.Element, where: str, ou
         out.append(Change(where, tag, tag, _local(new.tag)))
         return
     old_text, new_text = (old.text or "").strip(), (new.text or "").strip()
-    if old_text != new_text and not _walk_embedded(old_text, new_text, where, tag, out):
+    if (
+        old_text != new_text
+        and not conceals(old_text, new_text)
+        and not _walk_embedded(old_text, new_text, where, tag, out)
+    ):
         out.append(Change(where, tag, old_text, new_text))
     old_children, new_children = list(old), list(new)
     if len(old_children) != len(new_children):

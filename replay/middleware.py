@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from .classify import Call, Classifier, DefaultClassifier
 from .entry import Request, encode_call
 from .locks import MutationGate
-from .redact import redact
+from .redact import redact, redact_answer
 from .seeding import Seeder, waited
 from .wsgi import request_from_environ
 
@@ -239,7 +239,7 @@ class _Recording:
             redact(self.request),
             self.status,
             self.headers,
-            body,
+            redact_answer(body),
             self.seed,
             self.waited,
         )

@@ -15,6 +15,10 @@ Removed before an entry is written:
   fields of a ``multipart/form-data`` body (S3 presigned POST uploads); the
   ``x-amz-credential``/``AWSAccessKeyId`` field is kept, as the credential
   scope of a header is;
+* in answers (:func:`redact_answer`): the ``SessionToken`` and
+  ``SecretAccessKey`` of credentials (STS ``AssumeRole``, IAM
+  ``CreateAccessKey`` ...), replaced by ``redacted:sha256:<digest>``; a replay
+  that regenerates the same secret still compares equal (:func:`conceals`);
 * the per-chunk signatures of S3 streaming uploads
   (``x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]``): the
   body is stored decoded, as a plain upload with ``UNSIGNED-PAYLOAD``, and
@@ -23,11 +27,15 @@ Removed before an entry is written:
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .entry import Request, _lower
 
-__all__ = ["SENSITIVE_HEADERS", "redact", "safe_header"]
+__all__ = ["REDACTED", "SENSITIVE_HEADERS", "conceals", "redact", "redact_answer", "safe_header"]
+
+REDACTED = "redacted:sha256:"
+"""What a secret in a recorded answer is replaced with, followed by the SHA-256 of the secret."""
 
 _SECRET_HEADERS = frozenset({"x-amz-security-token", "proxy-authorization"})
 _SECRET_PARAMS = frozenset({b"x-amz-signature", b"x-amz-security-token", b"signature", b"securitytoken"})
@@ -193,3 +201,27 @@ def redact(request: Request) -> Request:
     if not changed:
         return request
     return Request(request.method, request.path, query, headers, body, safe_headers=True)
+
+
+_SECRET_ANSWER_KEYS = (b"SessionToken", b"SecretAccessKey")
+_SECRET_JSON = re.compile(rb'("(?:SessionToken|SecretAccessKey)"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+_SECRET_XML = re.compile(rb"(<(SessionToken|SecretAccessKey)>)([^<]*)(</\2>)")
+
+
+def _digest(secret: bytes) -> bytes:
+    return REDACTED.encode() + hashlib.sha256(secret).hexdigest().encode()
+
+
+def redact_answer(body: bytes) -> bytes:
+    """``body`` (an answer) with the secrets of credentials replaced by their digests (``body`` itself if none)."""
+    if not any(key in body for key in _SECRET_ANSWER_KEYS):
+        return body
+    body = _SECRET_JSON.sub(lambda found: found.group(1) + _digest(found.group(2)) + found.group(3), body)
+    return _SECRET_XML.sub(lambda found: found.group(1) + _digest(found.group(3)) + found.group(4), body)
+
+
+def conceals(recorded: object, replayed: object) -> bool:
+    """Is ``recorded`` the redacted form of ``replayed`` (the same secret)?"""
+    if not isinstance(recorded, str) or not isinstance(replayed, str) or not recorded.startswith(REDACTED):
+        return False
+    return recorded == _digest(replayed.encode("utf-8")).decode()

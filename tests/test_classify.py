@@ -72,7 +72,10 @@ def test_json_protocol(target: str, service: str, expected: Call) -> None:
         ("DescribeInstances", "ec2", "POST", False),
         ("DescribeInstances", "ec2", "GET", False),
         ("CreateVpc", "ec2", "GET", True),
-        ("AssumeRole", "sts", "POST", False),
+        ("AssumeRole", "sts", "POST", True),  # moto keeps the session: the key maps to the role's account
+        ("AssumeRoleWithWebIdentity", "sts", "POST", True),
+        ("GetCallerIdentity", "sts", "POST", False),
+        ("GetSessionToken", "sts", "POST", False),
     ],
 )
 def test_query_protocol_reads_sent_as_post_are_reads(action: str, service: str, method: str, mutating: bool) -> None:
@@ -151,6 +154,35 @@ def test_control_paths_are_not_recorded_except_moto_reset() -> None:
 def test_target_without_credentials_names_the_service_from_the_prefix() -> None:
     request = Request("POST", "/", "", [("X-Amz-Target", "AmazonSQS.CreateQueue")], b"{}")
     assert classify(request) == Call("sqs", "CreateQueue", True)
+
+
+def test_reads_that_change_state_are_recorded_and_unsigned_cognito_calls_name_their_service() -> None:
+    get_id = Request("POST", "/", "", [("X-Amz-Target", "AWSCognitoIdentityService.GetId")], b"{}")
+    assert classify(get_id) == Call("cognito-identity", "GetId", True)
+    sign_up = Request("POST", "/", "", [("X-Amz-Target", "AWSCognitoIdentityProviderService.SignUp")], b"{}")
+    assert classify(sign_up) == Call("cognito-idp", "SignUp", True)
+    assert classify(json_call("Logs_20140328.StartQuery", "logs")) == Call("logs", "StartQuery", True)
+    assert classify(json_call("AmazonDMSv20160101.TestConnection", "dms")).mutating
+    assert not classify(json_call("Logs_20140328.FilterLogEvents", "logs")).mutating
+
+
+def test_presigned_post_forms_are_s3_uploads() -> None:
+    boundary = "b0und4ry"
+
+    def form(fields: dict[str, str]) -> Request:
+        parts = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in fields.items()
+        )
+        upload = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nx\r\n'
+        body = f"{parts}{upload}--{boundary}--\r\n"
+        headers = [("Content-Type", f"multipart/form-data; boundary={boundary}")]
+        return Request("POST", "/bucket", "", headers, body.encode())
+
+    v4 = form({"key": "k", "x-amz-credential": "AKID/20260101/us-east-1/s3/aws4_request", "x-amz-signature": "f" * 64})
+    assert classify(v4) == Call("s3", "PostObject", True)
+    v2 = form({"key": "k", "AWSAccessKeyId": "AKID", "signature": "c2ln"})
+    assert classify(v2) == Call("s3", "PostObject", True)
 
 
 def test_overrides() -> None:

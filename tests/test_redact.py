@@ -83,3 +83,61 @@ def test_signed_streaming_upload_is_stored_decoded() -> None:
     assert safe.header("Content-Encoding") == "gzip"
     assert safe.header("x-amz-checksum-crc32") == "AAAAAA=="
     assert safe.header("x-amz-decoded-content-length") is None
+
+
+def test_presigned_post_forms_lose_their_policy_signature_and_token_but_keep_the_upload() -> None:
+    boundary = "----b0und4ry"
+    secret_fields = {
+        "policy": "eyJjb25kaXRpb25zIjogW119",
+        "x-amz-signature": "9" * 64,
+        "x-amz-security-token": "FwoGZXIvYXdzSessionToken",
+        "signature": "c2lnbmF0dXJl",
+    }
+    kept_fields = {
+        "key": "up/a.txt",
+        "x-amz-credential": "AKID/20260101/us-east-1/s3/aws4_request",
+        "x-amz-meta-a": "1",
+    }
+    parts = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in {**kept_fields, **secret_fields}.items()
+    )
+    body = (
+        f'{parts}--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\npayload bytes\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = [("Content-Type", f"multipart/form-data; boundary={boundary}"), ("Content-Length", str(len(body)))]
+    safe = redact(Request("POST", "/bucket", "", headers, body))
+    for value in secret_fields.values():
+        assert value.encode() not in safe.body
+    for value in kept_fields.values():
+        assert value.encode() in safe.body
+    assert b"payload bytes" in safe.body and safe.body.endswith(f"--{boundary}--\r\n".encode())
+    assert safe.header("Content-Length") == str(len(safe.body))
+    plain = Request("POST", "/bucket", "", headers, body.replace(b"policy", b"note").replace(b"signature", b"sig"))
+    stripped = redact(plain)
+    assert b"x-amz-security-token" not in stripped.body  # the token field goes whatever else is there
+
+
+def test_secrets_in_answers_are_kept_as_digests_that_still_compare() -> None:
+    from replay.redact import REDACTED, conceals, redact_answer
+
+    token, secret = "IQoJb3JpZ2luX2VjEXAMPLETOKEN", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    xml = (
+        f"<Credentials><AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+        f"<SessionToken>{token}</SessionToken></Credentials>"
+    )
+    json_body = f'{{"AccessKey": {{"AccessKeyId": "AKIA1", "SecretAccessKey": "{secret}"}}}}'
+    for body in (xml.encode(), json_body.encode()):
+        safe = redact_answer(body)
+        assert token.encode() not in safe and secret.encode() not in safe
+        assert b"ASIA1" in safe or b"AKIA1" in safe
+        assert REDACTED.encode() in safe
+    digest = redact_answer(f"<SessionToken>{token}</SessionToken>".encode()).decode()[
+        len("<SessionToken>") : -len("</SessionToken>")
+    ]
+    assert conceals(digest, token)
+    assert not conceals(digest, token + "x")
+    assert not conceals(token, token)
+    plain = b'{"QueueUrl": "http://localhost/123456789012/q"}'
+    assert redact_answer(plain) is plain

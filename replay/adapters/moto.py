@@ -84,6 +84,7 @@ _FAN_OUT: dict[str, tuple[str, ...]] = {
     "s3": ("sqs", "sns", "awslambda"),
     "events": ("sqs", "sns", "awslambda", "logs"),
     "dynamodb": ("dynamodbstreams",),
+    "sts": ("iam",),  # an assumed role's temporary key is kept by IAM too
     "cloudformation": ("*",),  # stacks make resources anywhere
 }
 # modules moto lists next to its services that hold no backends of their own
