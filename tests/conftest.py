@@ -72,6 +72,12 @@ class InProcessServer:
         assert not self.thread.is_alive(), "the in-process server did not stop"
 
 
+@pytest.fixture(scope="session")
+def start_server() -> type[InProcessServer]:
+    """Starts more in-process servers: ``start_server(data_dir)`` (stop each one yourself)."""
+    return InProcessServer
+
+
 @pytest.fixture
 def in_process_server(tmp_path: Path, fresh: Emulator) -> Iterator[InProcessServer]:
     """A recording server in this process over empty moto; stopped (log closed) at the end."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,17 +41,18 @@ def queue_state(server: InProcessServer, url: str) -> dict[str, Any]:
     return {name: attributes[name] for name in keep}
 
 
-def restart(server: InProcessServer, fresh: Emulator) -> InProcessServer:
-    from conftest import InProcessServer
-
+def restart(server: InProcessServer, fresh: Emulator, start_server: type[InProcessServer]) -> InProcessServer:
     server.stop()
     assert fresh.reset is not None
     fresh.reset()
-    return InProcessServer(server.data_dir)
+    return start_server(server.data_dir)
 
 
 def test_an_empty_receive_that_moved_a_message_to_the_dead_letter_queue_is_recorded(
-    in_process_server: InProcessServer, fresh: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    in_process_server: InProcessServer,
+    fresh: Emulator,
+    start_server: type[InProcessServer],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sqs = in_process_server.client("sqs")
     dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
@@ -68,7 +68,7 @@ def test_an_empty_receive_that_moved_a_message_to_the_dead_letter_queue_is_recor
     assert live["dlq"]["ApproximateNumberOfMessages"] == "1"
     assert operations(in_process_server)[-2:] == [("ReceiveMessage", True), ("ReceiveMessage", False)]
 
-    again = restart(in_process_server, fresh)
+    again = restart(in_process_server, fresh, start_server)
     try:
         assert {"jobs": queue_state(again, jobs), "dlq": queue_state(again, dlq)} == live
         [moved] = again.client("sqs").receive_message(QueueUrl=dlq)["Messages"]
@@ -80,7 +80,9 @@ def test_an_empty_receive_that_moved_a_message_to_the_dead_letter_queue_is_recor
     assert (report["failed"], report["diverged"]) == (0, 0), report
 
 
-def test_receive_counts_and_visibility_survive_a_restart(in_process_server: InProcessServer, fresh: Emulator) -> None:
+def test_receive_counts_and_visibility_survive_a_restart(
+    in_process_server: InProcessServer, fresh: Emulator, start_server: type[InProcessServer]
+) -> None:
     sqs = in_process_server.client("sqs")
     url = sqs.create_queue(QueueName="counted", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="m")
@@ -91,7 +93,7 @@ def test_receive_counts_and_visibility_survive_a_restart(in_process_server: InPr
     live = queue_state(in_process_server, url)
     assert live["ApproximateNumberOfMessagesNotVisible"] == "1"
 
-    again = restart(in_process_server, fresh)
+    again = restart(in_process_server, fresh, start_server)
     try:
         assert queue_state(again, url) == live
         again.client("sqs").change_message_visibility(

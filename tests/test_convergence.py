@@ -193,12 +193,12 @@ def record_workload(server: InProcessServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory, emulator: Any) -> list[bytes]:
+def recorded(
+    tmp_path_factory: pytest.TempPathFactory, emulator: Any, start_server: type[InProcessServer]
+) -> list[bytes]:
     """The lines of a log recorded by an in-process ``replay serve`` (module-wide: recording is the slow part)."""
-    from conftest import InProcessServer
-
     emulator.reset()
-    server = InProcessServer(tmp_path_factory.mktemp("recorded") / "volume")
+    server = start_server(tmp_path_factory.mktemp("recorded") / "volume")
     try:
         record_workload(server)
     finally:
