@@ -269,7 +269,10 @@ def _verify(args: argparse.Namespace) -> int:
         emulator = load_emulator(args.app)
         if emulator.reset is not None:
             emulator.reset()
-        report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder).replay_segments(segments)
+        timeout = Config.load({}, os.environ).call_timeout
+        report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder, call_timeout=timeout).replay_segments(
+            segments
+        )
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
     else:

@@ -200,6 +200,7 @@ class Config:
     :ivar scope: what of them is persisted (``--scope`` / ``PERSISTENCE_SCOPE``): ``all``, or
         ``infrastructure`` (resources and configuration, not messages, objects, items ...).
     :ivar archive_key: the key archives are signed and checked with (``--key-file`` / ``REPLAY_ARCHIVE_KEY``).
+    :ivar call_timeout: ``REPLAY_CALL_TIMEOUT``: seconds one replayed call may take before a restore stops.
     """
 
     host: str = "127.0.0.1"
@@ -216,6 +217,7 @@ class Config:
     services: ServiceSelection = dataclasses.field(default_factory=ServiceSelection)
     scope: PersistenceScope = PersistenceScope.ALL
     archive_key: bytes | None = dataclasses.field(default=None, repr=False)
+    call_timeout: float = 60.0
 
     @property
     def log_path(self) -> Path:
@@ -233,7 +235,8 @@ class Config:
         Flag names are the long option names without dashes (``data_dir``);
         environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``,
         ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY``,
-        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CHECKPOINT_PERCENTAGE``, ``REPLAY_CHECKPOINT_MIN_SIZE`` and
+        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CALL_TIMEOUT``, ``REPLAY_CHECKPOINT_PERCENTAGE``,
+        ``REPLAY_CHECKPOINT_MIN_SIZE`` and
         ``REPLAY_ARCHIVE_KEY`` (flag: ``key_file``, a file holding the key).
         Selective persistence: ``PERSISTENCE_SERVICES`` (flag ``services``) and ``PERSISTENCE_SCOPE`` (``scope``).
         """
@@ -267,6 +270,8 @@ class Config:
             values["load_strategy"] = parse_enum(LoadStrategy, found[0], str(found[1]))
         if (found := pick("flush_interval", "SNAPSHOT_FLUSH_INTERVAL")) is not None:
             values["flush_interval"] = _parse_interval(found[0], found[1])
+        if (found := pick("call_timeout", "REPLAY_CALL_TIMEOUT")) is not None:
+            values["call_timeout"] = _parse_interval(found[0], found[1])
         if (found := pick("checkpoint_percentage", "REPLAY_CHECKPOINT_PERCENTAGE")) is not None:
             values["checkpoint_percentage"] = _parse_percentage(found[0], found[1])
         if (found := pick("checkpoint_min_size", "REPLAY_CHECKPOINT_MIN_SIZE")) is not None:

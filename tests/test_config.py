@@ -40,6 +40,11 @@ def test_flag_wins_over_environment() -> None:
     )
 
 
+def test_call_timeout_is_read_from_the_environment() -> None:
+    assert Config().call_timeout == 60.0
+    assert Config.load({}, {"REPLAY_CALL_TIMEOUT": "2.5"}).call_timeout == 2.5
+
+
 def test_unset_flags_and_empty_environment_fall_back() -> None:
     config = Config.load({"fsync": None}, {"REPLAY_FSYNC": ""})
     assert config.fsync is FsyncPolicy.EVERYSEC
@@ -54,6 +59,8 @@ def test_unset_flags_and_empty_environment_fall_back() -> None:
         ({}, {"PERSISTENCE": "maybe"}, "PERSISTENCE: 'maybe' (valid values: 1, true, yes, on, 0, false, no, off)"),
         ({"port": "70000"}, {}, "--port: '70000' (a port number from 0 to 65535)"),
         ({"port": "http"}, {}, "--port: 'http'"),
+        ({}, {"REPLAY_CALL_TIMEOUT": "0"}, "REPLAY_CALL_TIMEOUT: '0' (a number of seconds greater than 0)"),
+        ({}, {"REPLAY_CALL_TIMEOUT": "soon"}, "REPLAY_CALL_TIMEOUT: 'soon'"),
     ],
 )
 def test_invalid_values_are_one_line_errors(flags: dict[str, object], environ: dict[str, str], needle: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +16,7 @@ import responses
 
 from replay.config import FsyncPolicy
 from replay.entry import Entry, Request, Response, encode_entry
-from replay.errors import TransportError
+from replay.errors import ReplayStalledError, TransportError
 from replay.log import CallLog
 from replay.replayer import Progress, Replayer
 from replay.transport import HTTPTransport, WSGITransport
@@ -197,3 +199,39 @@ def test_missing_file_restores_nothing(tmp_path: Path, caplog: pytest.LogCapture
     assert f"Restored 0 API calls from persistent file: {path}" in caplog.messages
     assert [(p.calls, p.position, p.size, p.fraction) for p in seen] == [(0, 0, 0, 1.0)]
     assert not path.exists()
+
+
+class Hanging:
+    """Answers every call at once, except ``/hang``, which waits for ever (a call that can never finish)."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+        self.never = threading.Event()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/hang":
+            self.never.wait()
+        self.answered += 1
+        start_response("200 OK", [])
+        return [b""]
+
+
+def test_a_call_that_never_finishes_stops_the_replay_naming_its_line(tmp_path: Path) -> None:
+    calls = [Request("POST", path, "", [], b"") for path in ("/a", "/hang", "/b")]
+    log = tmp_path / LOG_NAME
+    log.write_bytes(
+        b"".join(
+            encode_entry(Entry(0.0, "svc", path[1:], call, Response(200, [], b"")))
+            for path, call in zip(("/a", "/hang", "/b"), calls, strict=True)
+        )
+    )
+    app = Hanging()
+    started = time.monotonic()
+    with pytest.raises(ReplayStalledError) as caught:
+        Replayer(WSGITransport(app), call_timeout=0.5).replay(log)
+    assert time.monotonic() - started < 5
+    assert str(caught.value).startswith(f"{log}:2: svc.hang did not finish within 0.5 s on replay; the restore stopped")
+    assert "\n" not in str(caught.value)
+    assert caught.value.line == 2
+    assert app.answered == 1  # nothing after the stuck line was replayed
+    app.never.set()

@@ -134,7 +134,17 @@ def create_backend(
         from .record_replay import CheckpointPolicy, RecordReplayBackend
 
         policy = CheckpointPolicy(config.checkpoint_percentage, config.checkpoint_min_size)
-        return RecordReplayBackend(app, config.log_path, config.fsync, classifier, seeder, adapter, policy, reset)
+        return RecordReplayBackend(
+            app,
+            config.log_path,
+            config.fsync,
+            classifier,
+            seeder,
+            adapter,
+            policy,
+            reset,
+            call_timeout=config.call_timeout,
+        )
     if config.backend is BackendKind.SNAPSHOT:
         if adapter is None:
             raise ConfigError("PERSISTENCE_BACKEND", "snapshot", hint="this emulator has no state adapter; use replay")

@@ -41,7 +41,7 @@ from ..errors import CheckpointError, QuiesceTimeoutError
 from ..locks import MutationGate
 from ..log import CallLog
 from ..middleware import RecordingMiddleware
-from ..replayer import Progress, Replayer, ReplayReport
+from ..replayer import CALL_TIMEOUT, Progress, Replayer, ReplayReport
 from ..rewrite import compact_in_place
 from ..seeding import Seeder
 from ..snapshot import load_key
@@ -88,6 +88,7 @@ class RecordReplayBackend:
     :param policy: when checkpoints are taken automatically.
     :param reset: empties the emulator (used when a checkpoint's snapshots fail half-way through loading).
     :param step: passed to the :class:`~replay.checkpoint.Checkpointer` (tests stop the process there).
+    :param call_timeout: seconds one replayed call may take before the restore stops.
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class RecordReplayBackend:
         policy: CheckpointPolicy | None = None,
         reset: Callable[[], None] | None = None,
         step: Callable[[str], None] | None = None,
+        call_timeout: float = CALL_TIMEOUT,
     ) -> None:
         self.app = app
+        self.call_timeout = call_timeout
         self.seeder = seeder
         self.log_path = Path(log_path)
         self.data_dir = self.log_path.parent
@@ -137,6 +140,7 @@ class RecordReplayBackend:
             progress_interval=self.progress_interval,
             seeder=self.seeder,
             report_path=report_path,
+            call_timeout=self.call_timeout,
         )
 
     def restore(self) -> None:

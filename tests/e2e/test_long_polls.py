@@ -92,3 +92,45 @@ def test_a_log_full_of_receives_does_not_make_starts_slow(servers: Servers, aws:
     sqs = aws("sqs", again)
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+HANGING_APP = """
+import threading
+
+NEVER = threading.Event()
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/hang":
+        NEVER.wait()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b"{}"]
+"""
+
+
+def test_a_restore_that_cannot_make_progress_stops_with_one_line_naming_the_log_line(
+    servers: Servers, tmp_path: Path
+) -> None:
+    from replay.entry import Entry, Request, Response, encode_entry
+
+    (tmp_path / "hanging_app.py").write_text(HANGING_APP)
+    data_dir = tmp_path / "volume"
+    data_dir.mkdir()
+    log = data_dir / "recorded_api_calls.json"
+    calls = [("/ok", "Fine"), ("/hang", "Hang"), ("/ok", "Fine")]
+    log.write_bytes(
+        b"".join(
+            encode_entry(Entry(1.0, "svc", name, Request("POST", path, "", [], b"{}"), Response(200, [], b"{}")))
+            for path, name in calls
+        )
+    )
+    before = log.read_bytes()
+    started = time.monotonic()
+    done = servers.run(
+        data_dir, "--app", "hanging_app:app", env={"PYTHONPATH": str(tmp_path), "REPLAY_CALL_TIMEOUT": "1"}
+    )
+    assert time.monotonic() - started < 20
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"replay: error: {log}:2: svc.Hang did not finish within 1 s on replay"), done.stderr
+    assert log.read_bytes() == before  # nothing recorded was touched
