@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .adapters import StateAdapter
-from .adapters.moto import MotoAdapter
+from .adapters.moto import MotoAdapter, keep_signing_keys
 from .errors import ConfigError
-from .seeding import Seeder, moto_seeder
+from .seeding import Seeder, moto_seeder, on_import
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -45,6 +45,7 @@ def moto_emulator() -> Emulator:
         WSGITransport(app).send(Request("POST", "/moto-api/reset", "", [], b""))
 
     adapter = MotoAdapter()
+    on_import("moto.sns.models", keep_signing_keys)  # the key SNS signs with is state: keep it with the subscription
     return Emulator(
         app, lambda: sorted(adapter.services()), moto_seeder(), reset, adapter, reset_path="/moto-api/reset"
     )

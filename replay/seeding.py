@@ -27,8 +27,9 @@ Only values are frozen, never the passage of time: while a seeded call waits
 (``time.sleep``, or a ``threading.Condition``/``Event`` wait), its clock moves
 on by the real time waited (:func:`waited` tells how far), so a loop that waits
 until a deadline still ends.
-What it cannot reach: key pairs made by ``cryptography`` (KMS RSA/ECC keys, EC2
-key pairs) come from OpenSSL's generator.
+Key pairs made by ``cryptography`` (KMS RSA/ECC keys, EC2 key pairs, the key
+moto signs SNS notifications with) are drawn from the call's stream too
+(:mod:`replay.keys`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
-__all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "stable_seed", "waited"]
+from .keys import hook_key_generation
 
-# .seed, .rng, .bytes, .clock, .waited: the current thread's seeded streams and clock, inside seeded()
+__all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "on_import", "stable_seed", "waited"]
+
+# .seed, .rng, .bytes, .keys, .clock, .waited: the current thread's seeded streams and clock, inside seeded()
 _STREAM = threading.local()
 _HOOKED = "_replay_seeded"
 _EXCLUDED: tuple[str, ...] = ()  # modules whose draws always come from the shared sources
@@ -75,7 +78,7 @@ def _excluded() -> bool:
 
 
 def _current(kind: str = "rng") -> random.Random | None:
-    """This thread's seeded stream of ``kind`` (``rng`` or ``bytes``), made on first use; ``None`` outside."""
+    """This thread's seeded stream of ``kind`` (``rng``, ``bytes`` or ``keys``), made on first use; ``None`` outside."""
     seed = getattr(_STREAM, "seed", None)
     if seed is None or (kind == "bytes" and _excluded()):
         return None
@@ -163,14 +166,22 @@ class ThreadSeeder:
             getattr(stream, "bytes", None),
             getattr(stream, "clock", None),
             getattr(stream, "waited", 0.0),
+            getattr(stream, "keys", None),
         )
-        if _CLOCK_MODULES:
+        if _CLOCK_MODULES or _ON_IMPORT:
             _hook_new_modules()
-        stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited = seed, None, None, clock, 0.0
+        stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited, stream.keys = (
+            seed,
+            None,
+            None,
+            clock,
+            0.0,
+            None,
+        )
         try:
             yield
         finally:
-            stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited = previous
+            stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited, stream.keys = previous
 
 
 # clocks
@@ -181,6 +192,7 @@ _REAL_SLEEP = time.sleep
 _REAL_WAIT = threading.Condition.wait
 _CLOCK_MODULES: list[str] = []  # prefixes of modules whose datetime globals read the frozen clock
 _SEEN_MODULES = [0]
+_ON_IMPORT: dict[str, list[Callable[[types.ModuleType], None]]] = {}  # module name -> what to do once it is imported
 
 
 def _frozen() -> float | None:
@@ -266,6 +278,20 @@ def _hook_new_modules() -> None:
             namespace["datetime"] = _CLOCK_DATETIME_MODULE
         elif current is _REAL_DATETIME:
             namespace["datetime"] = _ClockDateTime
+    for name in [name for name in _ON_IMPORT if sys.modules.get(name) is not None]:
+        for action in _ON_IMPORT.pop(name):
+            action(sys.modules[name])
+
+
+def on_import(name: str, action: Callable[[types.ModuleType], None]) -> None:
+    """Run ``action(module)`` once module ``name`` is imported: now if it is, else before the next seeded
+    call that finds it imported (modules an emulator imports on first use are patched before they draw)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        action(module)
+    else:
+        _ON_IMPORT.setdefault(name, []).append(action)
+        _SEEN_MODULES[0] = 0
 
 
 def hook_clock(module_prefixes: Iterable[str]) -> None:
@@ -347,4 +373,5 @@ def moto_seeder() -> ThreadSeeder:
     seeder = ThreadSeeder([mock_random, random._inst], urandom=True, exclude=["moto.core"])
     _seed_moto_backend_creation(seeder)
     hook_clock(["moto."])
+    hook_key_generation(lambda: _current("keys"))
     return seeder

@@ -60,7 +60,7 @@ from .moto_effects import watch_receive
 if TYPE_CHECKING:
     from ..entry import Request
 
-__all__ = ["ASSET_THRESHOLD", "DATA_PLANE_ATTRIBUTES", "NOT_SERVICES", "MotoAdapter", "dumps"]
+__all__ = ["ASSET_THRESHOLD", "DATA_PLANE_ATTRIBUTES", "NOT_SERVICES", "MotoAdapter", "dumps", "keep_signing_keys"]
 
 ASSET_THRESHOLD = 64 * 1024
 """S3 object bodies this large or larger are kept as asset files, not inside the pickle."""
@@ -369,6 +369,31 @@ def dumps(value: Any, assets: Path | None = None, data_plane: bool = True) -> tu
     pickler = _Pickler(buffer, assets, data_plane)
     pickler.dump(value)
     return buffer.getvalue(), pickler.referenced
+
+
+_SIGNING_KEY = "_replay_signing_key"
+
+
+def keep_signing_keys(module: Any) -> None:
+    """Keep the key an SNS subscription signs its notifications with on the subscription itself.
+
+    moto makes it on the first delivery and caches it outside the object (``functools.lru_cache`` on the
+    method), so a snapshot or checkpoint would lose it and the next process would sign with a new key.
+    Kept on the object, it is saved and loaded with the subscription (as DER, like KMS keys).
+    """
+    subscription = module.Subscription
+    if getattr(subscription, _SIGNING_KEY, None) is not None:
+        return
+    make = getattr(subscription.private_key, "__wrapped__", subscription.private_key)
+
+    def private_key(self: Any) -> Any:
+        key = self.__dict__.get(_SIGNING_KEY)
+        if key is None:
+            key = self.__dict__[_SIGNING_KEY] = make(self)
+        return key
+
+    subscription.private_key = private_key
+    setattr(subscription, _SIGNING_KEY, True)
 
 
 class MotoAdapter:

@@ -156,10 +156,6 @@ class EnvelopedDelivery(Scenario):
 
     name = "sns-envelope-sqs"
     service = "sns"
-    xfail_verify = (
-        "moto signs each SNS notification with a fresh RSA key (cryptography, not seeded), so the replayed "
-        "ReceiveMessage of the enveloped message diverges (Signature, hence MD5OfBody)"
-    )
 
     def run(self, ctx: Context) -> Observations:
         sns, sqs = ctx.client("sns"), ctx.client("sqs")
