@@ -35,7 +35,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from .classify import Classifier, DefaultClassifier
 from .entry import Request, Response
-from .wsgi import request_from_environ
+from .wsgi import request_from_environ, run_app
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -185,23 +185,7 @@ class LongPolls:
             attempt["QUERY_STRING"] = request.query
             attempt["RAW_URI"] = attempt["REQUEST_URI"] = request.target
         attempt["replay.request"] = request
-        status = 0
-        headers: list[tuple[str, str]] = []
-        written: list[bytes] = []
-
-        def capture(line: str, response_headers: list[tuple[str, str]], exc_info: object = None) -> object:
-            nonlocal status, headers
-            status, headers = int(line[:3]), response_headers
-            return written.append
-
-        iterable = self.app(attempt, capture)  # type: ignore[arg-type]
-        try:
-            body = b"".join(written) + b"".join(iterable)
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
-        return Response(status, headers, body)
+        return run_app(self.app, attempt)
 
     def _queue_default(self, environ: WSGIEnvironment, request: Request) -> int:
         """The queue's ``ReceiveMessageWaitTimeSeconds``, asked of the app (0 when it cannot tell)."""

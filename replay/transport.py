@@ -15,10 +15,9 @@ import requests
 
 from .entry import Request, Response
 from .errors import TransportError
-from .wsgi import environ_from_request
+from .wsgi import environ_from_request, run_app
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = ["HTTPTransport", "Transport", "WSGITransport"]
@@ -46,27 +45,7 @@ class WSGITransport:
         self.server_port = server_port
 
     def send(self, request: Request) -> Response:
-        environ = environ_from_request(request, self.server_name, self.server_port)
-        status = 0
-        headers: list[tuple[str, str]] = []
-        written: list[bytes] = []
-
-        def start_response(
-            status_line: str, response_headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-        ) -> object:
-            nonlocal status, headers
-            status = int(status_line[:3])
-            headers = response_headers
-            return written.append
-
-        iterable = self.app(environ, start_response)  # type: ignore[arg-type]
-        try:
-            body = b"".join(written) + b"".join(iterable)
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
-        return Response(status, headers, body)
+        return run_app(self.app, environ_from_request(request, self.server_name, self.server_port))
 
 
 class HTTPTransport:

@@ -16,13 +16,14 @@ from urllib.parse import quote, unquote_to_bytes
 
 from werkzeug.wsgi import get_input_stream
 
-from .entry import Request
+from .entry import Request, Response
 from .redact import SENSITIVE_HEADERS, safe_header
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
-__all__ = ["environ_from_request", "request_from_environ"]
+__all__ = ["environ_from_request", "request_from_environ", "run_app"]
 
 _SPECIAL = {"CONTENT_TYPE": ("Content-Type", "content-type"), "CONTENT_LENGTH": ("Content-Length", "content-length")}
 
@@ -155,3 +156,27 @@ def environ_from_request(
     if "HTTP_HOST" not in environ:  # HTTP/1.1 always has one; apps (moto among them) rely on it
         environ["HTTP_HOST"] = server_name if server_port == 80 else f"{server_name}:{server_port}"
     return environ
+
+
+def run_app(app: WSGIApplication, environ: WSGIEnvironment) -> Response:
+    """Call ``app`` with ``environ`` and collect its whole response (its iterable is closed)."""
+    status = 0
+    headers: list[tuple[str, str]] = []
+    written: list[bytes] = []
+
+    def start_response(
+        status_line: str, response_headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> object:
+        nonlocal status, headers
+        status = int(status_line[:3])
+        headers = response_headers
+        return written.append
+
+    iterable = app(environ, start_response)  # type: ignore[arg-type]
+    try:
+        body = b"".join(written) + b"".join(iterable)
+    finally:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+    return Response(status, headers, body)

@@ -192,3 +192,30 @@ def test_large_s3_bodies_are_asset_files_outside_the_snapshot(fresh: Emulator, t
     backend, transport = serve(fresh, tmp_path)
     assert transport.send(s3("GET", "/assets/big.bin")).status == 500
     backend.close()
+
+
+def test_a_receive_that_changed_nothing_saves_nothing_and_one_that_redrove_is_saved(
+    fresh: Emulator, tmp_path: Path
+) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
+    assert transport.send(create_queue("dead")).ok
+    policy = orjson.dumps({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:dead", "maxReceiveCount": 1})
+    created = call(
+        "sqs", "AmazonSQS.CreateQueue", {"QueueName": "jobs", "Attributes": {"RedrivePolicy": policy.decode()}}
+    )
+    assert transport.send(created).ok
+    url = "http://localhost/123456789012/jobs"
+    receive = call("sqs", "AmazonSQS.ReceiveMessage", {"QueueUrl": url, "WaitTimeSeconds": 0, "VisibilityTimeout": 0})
+    saved = backend.path("sqs").stat().st_mtime_ns
+    assert b"Messages" not in transport.send(receive).body
+    assert backend.path("sqs").stat().st_mtime_ns == saved  # an empty receive changed nothing: no save
+    assert transport.send(call("sqs", "AmazonSQS.SendMessage", {"QueueUrl": url, "MessageBody": "poison"})).ok
+    assert b"Messages" in transport.send(receive).body
+    saved = backend.path("sqs").stat().st_mtime_ns
+    time.sleep(0.01)
+    assert b"Messages" not in transport.send(receive).body  # moved the message to the dead-letter queue
+    assert backend.path("sqs").stat().st_mtime_ns != saved
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
+    dead = call("sqs", "AmazonSQS.ReceiveMessage", {"QueueUrl": "http://localhost/123456789012/dead"})
+    assert b"poison" in transport.send(dead).body

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ import orjson
 
 from ..adapters import StateAdapter
 from ..archive import stage_snapshot, stage_snapshot_files
-from ..classify import Classifier, DefaultClassifier
+from ..classify import Call, Classifier, DefaultClassifier
 from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
 from ..locks import ReadWriteLock
@@ -68,6 +68,9 @@ class SnapshotBackend:
         self.load_strategy = load
         self.interval = interval
         self.classifier: Classifier = classifier if classifier is not None else DefaultClassifier()
+        self.recordable: Callable[[Call, int, bytes], bool] = getattr(
+            self.classifier, "recordable", lambda call, status, body: True
+        )
         self.key: bytes | None = None
         self.loaded: set[str] = set()
         self.dirty: set[str] = set()
@@ -238,7 +241,8 @@ class _Persisting:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         backend = self.backend
-        call = backend.classifier(request_from_environ(environ))
+        request = request_from_environ(environ)
+        call = backend.classifier(request)
         if call.service == "moto" and call.operation == "Reset":  # everything becomes empty: save that too
             backend.dirty.update(backend.loaded | set(backend.saved_services()))
         service = backend.adapter.service_for(call.service)
@@ -259,6 +263,7 @@ class _Persisting:
             return start_response(status, headers, exc_info)
 
         with backend.lock(service).read():
+            changed = backend.adapter.watch(call.service, call.operation, request) if call.mutating else None
             iterable = self.app(environ, capture)  # type: ignore[arg-type]
             try:
                 body = list(iterable)  # the call's effect is complete inside the lock
@@ -266,6 +271,11 @@ class _Persisting:
                 close = getattr(iterable, "close", None)
                 if close is not None:
                     close()
-        if call.mutating and statuses and 200 <= statuses[-1] < 300:
+            if call.mutating and statuses and 200 <= statuses[-1] < 300:
+                # an SQS receive that returned nothing and moved nothing changed nothing: no save for it
+                kept = backend.recordable(call, statuses[-1], b"".join(body)) or (changed is not None and changed())
+            else:
+                kept = False
+        if kept:
             backend.touched(service)  # under ON_REQUEST the save happens here, before the answer leaves
         return body
