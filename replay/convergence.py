@@ -7,8 +7,9 @@ replay, :meth:`Judge.explain` gives the reason it is fine, or ``None``:
   call's own window (:class:`replay.timestamps.CallWindow`);
 * ``"mapped"``: both values are generated ids of the same shape
   (:func:`replay.identifiers.id_pairs`; inside ARNs and URLs, every part that
-  differs), consistent with what the mapping already holds; they are learned
-  then, and later requests are rewritten with them (:mod:`replay.mapping`).
+  differs), consistent with what the mapping already holds, and not under a
+  key that holds a digest or a name; they are learned then, and later requests
+  are rewritten with them (:mod:`replay.mapping`).
 
 Nothing else is explained: a status word, an enum, a name, a number, a
 boolean, an attribute value, a digest (ETag, MD5 ...), a date outside the
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from .diff import Change
-from .identifiers import digest_key, id_pairs
+from .identifiers import digest_key, id_pairs, name_key
 from .mapping import IdMapping
 from .timestamps import CallWindow
 
@@ -45,7 +46,9 @@ class Judge:
             return "clock"
         mapping = self.mapping
         old, new = change.recorded, change.replayed
-        if mapping is None or not isinstance(old, str) or not isinstance(new, str) or digest_key(change.key):
+        if mapping is None or not isinstance(old, str) or not isinstance(new, str):
+            return None
+        if digest_key(change.key) or name_key(change.key):
             return None
         pairs = id_pairs(old, new)
         if pairs is None or not mapping.fits(pairs):

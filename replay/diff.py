@@ -139,14 +139,18 @@ def changes(recorded: Response, replayed: Response) -> list[Change]:
     old, new = recorded.body.strip(), replayed.body.strip()
     if old == new:
         return out
-    if old[:1] in (b"{", b"[") and new[:1] in (b"{", b"["):
-        with contextlib.suppress(orjson.JSONDecodeError):
-            _walk_json(orjson.loads(old), orjson.loads(new), "body", "", out)
-            return out
-    elif old[:1] == b"<" and new[:1] == b"<":
-        with contextlib.suppress(ElementTree.ParseError):
-            old_root, new_root = ElementTree.fromstring(old), ElementTree.fromstring(new)
-            _walk_xml(old_root, new_root, f"body/{_local(old_root.tag)}", out)
-            return out
+    walked: list[Change] = []
+    try:
+        if old[:1] in (b"{", b"[") and new[:1] in (b"{", b"["):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                _walk_json(orjson.loads(old), orjson.loads(new), "body", "", walked)
+                return out + walked
+        elif old[:1] == b"<" and new[:1] == b"<":
+            with contextlib.suppress(ElementTree.ParseError):
+                old_root, new_root = ElementTree.fromstring(old), ElementTree.fromstring(new)
+                _walk_xml(old_root, new_root, f"body/{_local(old_root.tag)}", walked)
+                return out + walked
+    except RecursionError:  # nested deeper than can be walked: compared whole
+        pass
     out.append(Change("body", "body", _digest(recorded.body), _digest(replayed.body)))
     return out

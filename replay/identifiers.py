@@ -20,12 +20,15 @@ same identifier shape (:func:`id_shape`):
   between them at least three times (``a1b2c3d4e5``; not ``table001``).
 
 A token that reads like a name is not an identifier: when at least half of its
-letters form pronounceable words of four or more letters (``processing``,
-``Queue``, ``orders``) and its digits come in at most one group
-(``ProcessingQueue2024``, ``integration-test-bucket-7``).  Measured on random
-tokens of moto's alphabets, this turns away under 1.5 % of those with digits and
-under 4 % of letters-only ones; such a token is then reported as a divergence,
-never silently mapped.
+letters form pronounceable words of four or more letters (at least 15 % vowels,
+no more than four consonants in a row: ``processing``, ``Queue``, ``orders``)
+and its digits come in at most one group (``ProcessingQueue2024``,
+``integration-test-bucket-7``).  Measured on random tokens of moto's
+alphabets, this turns away about 2 % of those with digits and up to 13 % of
+letters-only ones of 16 to 31 characters; such a token is then reported as a
+divergence, never silently mapped.  And whatever its shape, a value under a key
+that holds a name or a description (:func:`name_key`: ``TableName``, ``Name``,
+``Key``, ``Description``, ``Value`` ...) is never an identifier.
 
 Content digests look like tokens but are not generated: a different ETag or
 MD5 means different content.  Values under keys that name a digest
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["digest_key", "id_pairs", "id_shape"]
+__all__ = ["digest_key", "id_pairs", "id_shape", "name_key"]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PREFIXED_HEX = re.compile(r"([a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*)-([0-9a-f]{8,40})")
@@ -49,6 +52,7 @@ _HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
 _SHORT = re.compile(r"[A-Za-z0-9]{8,15}")
 _SEPARATORS = re.compile(r"([:/?&=#])")
 _DIGEST_KEY = re.compile(r"etag|md5|sha\d*|checksum|digest|crc|fingerprint", re.IGNORECASE)
+_NAME_KEY = re.compile(r"(name|key|description|value|alias|handler|prefix|path)$", re.IGNORECASE)
 _WORD = re.compile(r"[A-Z]?[a-z]+")
 _CONSONANTS = re.compile(r"[^aeiouy]+")
 _VOWELS = frozenset("aeiouy")
@@ -58,6 +62,11 @@ _LONG = 32
 def digest_key(key: str) -> bool:
     """Does ``key`` (a JSON key, XML element or header name) hold a content digest?"""
     return bool(_DIGEST_KEY.search(key))
+
+
+def name_key(key: str) -> bool:
+    """Does ``key`` (a JSON key, XML element or header name) hold a name a client chose, never an id?"""
+    return bool(_NAME_KEY.search(key))
 
 
 def _case_switches(value: str) -> int:
@@ -87,9 +96,9 @@ def _kind_switches(value: str) -> int:
 def _pronounceable(word: str) -> bool:
     """Could ``word`` (lower-case letters, four or more) be a word of a name rather than random letters?"""
     vowels = sum(char in _VOWELS for char in word)
-    if vowels == len(word) or vowels * 4 < len(word):
+    if vowels == len(word) or vowels * 100 < len(word) * 15:
         return False
-    return max(len(run) for run in _CONSONANTS.findall(word)) <= 3
+    return max(len(run) for run in _CONSONANTS.findall(word)) <= 4
 
 
 def _reads_like_a_name(value: str) -> bool:

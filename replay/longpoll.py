@@ -7,7 +7,9 @@ holds while it runs: the checkpoint's mutation gate, the snapshot backend's
 service lock, the seeded clock.  :class:`LongPolls` keeps the wait outside:
 
 1. the request is passed on with ``WaitTimeSeconds=0`` (an instant attempt,
-   recorded as such when it changed state, see :mod:`replay.middleware`);
+   recorded as such when it changed state, see :mod:`replay.middleware`); a
+   request whose wait is not valid goes on as it was sent, for the emulator to
+   refuse;
 2. if it returned messages, or failed, or the wait is over, that is the answer;
 3. otherwise the layer waits, holding nothing, until another state-changing
    call has finished (a message may have arrived) or a second has passed
@@ -97,7 +99,10 @@ def without_wait(request: Request) -> Request:
 
 
 def requested_wait(request: Request) -> int | None:
-    """The ``WaitTimeSeconds`` a ``ReceiveMessage`` names (capped at :data:`MAX_WAIT`), ``None`` if none."""
+    """The ``WaitTimeSeconds`` a ``ReceiveMessage`` names, ``None`` if none.
+
+    :raises ValueError: it names one that is not a whole number of seconds from 0 to :data:`MAX_WAIT`.
+    """
     raw: object
     if _is_json(request):
         try:
@@ -111,11 +116,10 @@ def requested_wait(request: Request) -> int | None:
             raw = _param(request.body.decode("latin-1"), "WaitTimeSeconds")
     if raw is None:
         return None
-    try:
-        seconds = int(str(raw))
-    except ValueError:
-        return None  # the emulator will answer that one with an error
-    return max(0, min(MAX_WAIT, seconds))
+    seconds = int(str(raw))
+    if not 0 <= seconds <= MAX_WAIT:
+        raise ValueError(f"WaitTimeSeconds {seconds} is not from 0 to {MAX_WAIT}")
+    return seconds
 
 
 def _queue_url(request: Request) -> str | None:
@@ -236,7 +240,10 @@ class LongPolls:
 
     def _receive(self, environ: WSGIEnvironment, start_response: StartResponse, request: Request) -> Iterable[bytes]:
         started = time.monotonic()
-        wait = requested_wait(request)
+        try:
+            wait = requested_wait(request)
+        except ValueError:  # the emulator answers it (with its own error), as it was sent
+            return self.app(environ, start_response)
         instant = without_wait(request)
         while True:
             with self._changed:

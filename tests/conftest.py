@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -12,8 +13,16 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config as BotoConfig
+from hypothesis import settings
 
 from replay.emulators import Emulator, moto_emulator
+
+# Property tests (marker ``fuzz``): a bounded, seeded sample by default (what CI runs); the full run is
+# ``REPLAY_FUZZ_EXAMPLES=500 python -m pytest -m fuzz``, with fresh random examples every time.
+_EXAMPLES = int(os.environ.get("REPLAY_FUZZ_EXAMPLES", "0") or 0)
+settings.register_profile("bounded", max_examples=30, derandomize=True, deadline=None)
+settings.register_profile("full", max_examples=max(_EXAMPLES, 1), deadline=None)
+settings.load_profile("full" if _EXAMPLES else "bounded")
 
 
 @pytest.fixture(scope="module")

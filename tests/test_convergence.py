@@ -112,6 +112,8 @@ UUID_B = "9a8b7c6d-5e4f-4a3b-9c2d-665544332211"
             None,
         ),  # not this call's time
         (Change("body.Id", "Id", UUID_A, "i-0123456789abcdef0"), None),  # ids of different shapes
+        (Change("body.TableName", "TableName", UUID_A, UUID_B), None),  # a name, whatever it looks like
+        (Change("body.Tags[0].Value", "Value", "a1b2c3d4e5f6a7b8c9", "f9e8d7c6b5a4f3e2d1"), None),
         (Change("body.Key", "Key", "a", None), None),  # a missing field
         (Change("status", "status", 200, 404), None),
     ],
@@ -408,7 +410,8 @@ def _other(value: Any) -> st.SearchStrategy[Any]:
     return texts.filter(lambda other: other != value and id_shape(other) is None)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.fuzz
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_perturbed_value_that_is_not_an_id_diverges(
     recorded: list[bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str], data: st.DataObject

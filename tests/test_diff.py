@@ -107,3 +107,12 @@ def test_replayer_reports_divergences_in_its_log_and_report_file(
     assert written["diverged"] == 1
     assert written["divergences"][0]["changes"] == [{"where": "body.Count", "recorded": 5, "replayed": 3}]
     assert stat.S_IMODE(report_path.stat().st_mode) == 0o600
+
+
+def test_bodies_nested_too_deep_to_walk_are_compared_whole() -> None:
+    def nested(depth: int, leaf: str) -> bytes:
+        return ("[" * depth + f'"{leaf}"' + "]" * depth).encode()
+
+    recorded, replayed = Response(200, [], nested(1000, "a")), Response(200, [], nested(1000, "b"))
+    [change] = changes(recorded, replayed)
+    assert change.where == "body" and "sha256" in change.recorded

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 from replay.entry import Request
 from replay.longpoll import requested_wait, without_wait
@@ -131,16 +132,6 @@ def test_stopping_the_server_ends_long_polls_at_once(in_process_server: InProces
             ),
             7,
         ),
-        (
-            Request(
-                "POST",
-                "/",
-                "",
-                [("Content-Type", "application/x-amz-json-1.0")],
-                b'{"QueueUrl": "q", "WaitTimeSeconds": 99}',
-            ),
-            20,
-        ),
         (Request("POST", "/", "", [("Content-Type", "application/x-amz-json-1.0")], b'{"QueueUrl": "q"}'), None),
         (
             Request(
@@ -153,18 +144,27 @@ def test_stopping_the_server_ends_long_polls_at_once(in_process_server: InProces
             3,
         ),
         (Request("GET", "/q", "Action=ReceiveMessage&WaitTimeSeconds=5", [], b""), 5),
-        (
-            Request(
-                "POST",
-                "/",
-                "",
-                [("Content-Type", "application/x-www-form-urlencoded")],
-                b"Action=ReceiveMessage&WaitTimeSeconds=x",
-            ),
-            None,
-        ),
     ],
 )
 def test_the_wait_a_request_names(request_: Request, wait: int | None) -> None:
     assert requested_wait(request_) == wait
     assert requested_wait(without_wait(request_)) == 0
+
+
+@pytest.mark.parametrize("wait", ["99", "-1", "x"])
+def test_a_wait_that_is_not_valid_goes_to_the_emulator_as_sent(wait: str) -> None:
+    request = Request(
+        "POST", "/", "", [("Content-Type", "application/x-www-form-urlencoded")], f"WaitTimeSeconds={wait}".encode()
+    )
+    with pytest.raises(ValueError):
+        requested_wait(request)
+
+
+def test_moto_refuses_a_wait_out_of_range_behind_replay_as_it_does_alone(in_process_server: InProcessServer) -> None:
+    sqs = in_process_server.client("sqs")
+    url = sqs.create_queue(QueueName="strict")["QueueUrl"]
+    with pytest.raises(ClientError) as refused:
+        sqs.receive_message(QueueUrl=url, WaitTimeSeconds=21)
+    assert "WaitTimeSeconds" in str(refused.value)
+    with pytest.raises(ClientError):
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11, WaitTimeSeconds=5)
