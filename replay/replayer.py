@@ -18,28 +18,27 @@ times nor a generated id (:mod:`replay.convergence`).  With ``report_path``
 the whole :class:`ReplayReport` (failures, divergences with what differed) is
 written there as JSON.
 
-Replay never waits on purpose (:mod:`replay.rules`), and every in-process call
-runs under a deadline (``call_timeout``): a call that does not finish in time
-stops the replay with :class:`~replay.errors.ReplayStalledError`, naming its
-log line, rather than hanging the start.
+Replay never waits on purpose (:mod:`replay.rules`), and every call runs under
+a deadline (``call_timeout``): the replay runs on a thread of its own, watched
+by the calling thread, and a call that does not finish in time stops the
+replay with :class:`~replay.errors.ReplayStalledError`, naming its log line,
+rather than hanging the start.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from .convergence import Judge
 from .diff import Change, changes
-from .entry import Entry, Request, Response
+from .entry import Entry
 from .errors import ReplayStalledError, TransportError
 from .files import atomic_write
 from .log import Segment
@@ -54,48 +53,32 @@ __all__ = ["CALL_TIMEOUT", "Divergence", "Failure", "Progress", "ReplayReport", 
 logger = logging.getLogger("replay.replayer")
 
 _LOGGED_DIVERGENCES = 20  # the rest are in the report only
+_WATCH_INTERVAL = 0.25  # seconds between looks at a replay running on its own thread
 
 CALL_TIMEOUT = 60.0
 """Seconds one replayed call may take before the replay stops (``REPLAY_CALL_TIMEOUT``)."""
 
 
-class _Deadline:
-    """Runs calls on a worker thread of its own and gives up on one that takes longer than ``timeout``.
+class _Watch:
+    """What the replay thread is doing, for the thread that waits for it: the call in hand and since when."""
 
-    The replay thread always gets control back: a call stuck inside the app
-    (waiting for something that will never come) is abandoned on its daemon
-    thread, and the replay stops with an error instead of hanging.
-    """
+    __slots__ = ("call", "cancelled", "line", "path", "started")
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._calls: queue.SimpleQueue[Callable[[], Response] | None] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="replay-call", daemon=True)
-        self._thread.start()
+    def __init__(self) -> None:
+        self.started: float | None = None  # time.monotonic() when the call in hand began; None between calls
+        self.path = Path()
+        self.line = 0
+        self.call = ""
+        self.cancelled = False  # the waiting thread gave up: stop before the next call
 
-    def _work(self) -> None:
-        calls, results = self._calls, self._results
-        while (call := calls.get()) is not None:
-            try:
-                results.put((True, call()))
-            except BaseException as exc:  # handed back to the replay thread
-                results.put((False, exc))
+    def begin(self, path: Path, line: int, call: str) -> None:
+        if self.cancelled:
+            raise ReplayStalledError(path, line, call, 0.0)
+        self.path, self.line, self.call = path, line, call
+        self.started = time.monotonic()
 
-    def run(self, call: Callable[[], Response]) -> Response | None:
-        """``call()``'s result (its exception re-raised), or ``None`` when it did not finish in time."""
-        self._calls.put(call)
-        try:
-            done, value = self._results.get(timeout=self.timeout)
-        except queue.Empty:
-            return None
-        if not done:
-            raise value
-        result: Response = value
-        return result
-
-    def close(self) -> None:
-        self._calls.put(None)
+    def end(self) -> None:
+        self.started = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,9 +191,10 @@ class Replayer:
     :param seeder: reissue each entry that kept a ``seed`` inside the random stream
         it was recorded in (in-process transports only; :mod:`replay.seeding`).
     :param report_path: where to write the report (JSON, atomically) when done.
-    :param call_timeout: seconds each call may take (``None``: no deadline, the call runs on the
-        replay thread itself); a call that takes longer stops the replay with
-        :class:`~replay.errors.ReplayStalledError`.
+    :param call_timeout: seconds each call may take (``None``: no deadline); a call that takes longer
+        stops the replay with :class:`~replay.errors.ReplayStalledError`.  With a deadline the replay
+        runs on a thread of its own while the calling thread watches it, so that the caller gets
+        control back even from a call that never returns (which is left behind on its daemon thread).
     """
 
     def __init__(
@@ -231,18 +215,6 @@ class Replayer:
         self.report_path = report_path
         self.call_timeout = call_timeout
 
-    def _sender(self, entry: Entry, request: Request) -> Callable[[], Response]:
-        send, seeder = self.transport.send, self.seeder
-        if seeder is not None and entry.seed is not None:
-            seed, clock = entry.seed, entry.time
-
-            def seeded() -> Response:
-                with seeder.seeded(seed, clock):
-                    return send(request)
-
-            return seeded
-        return lambda: send(request)
-
     def replay(self, path: Path, start: int = 0) -> ReplayReport:
         """Reissue every entry of the log at ``path`` from byte ``start``; a missing file restores nothing."""
         return self.replay_segments([Segment(Path(path), start)])
@@ -254,14 +226,33 @@ class Replayer:
 
         :raises ReplayStalledError: a call did not finish within ``call_timeout``.
         """
-        deadline = _Deadline(self.call_timeout) if self.call_timeout is not None else None
-        try:
-            return self._replay(segments, deadline)
-        finally:
-            if deadline is not None:
-                deadline.close()
+        if self.call_timeout is None:
+            return self._replay(segments, None)
+        watch = _Watch()
+        outcome: list[ReplayReport | BaseException] = []
 
-    def _replay(self, segments: Sequence[Segment], deadline: _Deadline | None) -> ReplayReport:
+        def work() -> None:
+            try:
+                outcome.append(self._replay(segments, watch))
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=work, name="replay", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(_WATCH_INTERVAL)
+                started = watch.started
+                if started is not None and time.monotonic() - started > self.call_timeout:
+                    raise ReplayStalledError(watch.path, watch.line, watch.call, self.call_timeout)
+        finally:
+            watch.cancelled = True  # a replay left behind stops before its next call
+        [result] = outcome
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _replay(self, segments: Sequence[Segment], watch: _Watch | None) -> ReplayReport:
         report = ReplayReport(path=segments[-1].path)
         readers = [segment.reader() for segment in segments]
         total = sum(max(0, reader.size - reader.start) for reader in readers)
@@ -270,28 +261,28 @@ class Replayer:
         next_progress = started + self.progress_interval
         mapping = IdMapping() if self.mapping else None
         judge = Judge(mapping)
+        send, seeder = self.transport.send, self.seeder
         reader = readers[0]
         for reader in readers:
             for line, entry in reader:
                 request = prepare(entry)
                 if mapping is not None:
                     request = mapping.rewrite(request)
-                call = self._sender(entry, request)
+                if watch is not None:
+                    watch.begin(reader.path, line, f"{entry.service}.{entry.operation}")
                 try:
-                    if deadline is None:
-                        response: Response | None = call()
-                    elif (response := deadline.run(call)) is None:
-                        raise ReplayStalledError(
-                            reader.path, line, f"{entry.service}.{entry.operation}", deadline.timeout
-                        )
-                except (TransportError, ReplayStalledError):
+                    if seeder is not None and entry.seed is not None:
+                        with seeder.seeded(entry.seed, entry.time):
+                            response = send(request)
+                    else:
+                        response = send(request)
+                except TransportError:
                     raise
                 except Exception as exc:  # an in-process app blew up: report it, go on
                     self._fail(reader.path, report, line, entry, None, repr(exc))
                     found = [Change("status", "status", entry.response.status, None)]
                     learn = False
                 else:
-                    assert response is not None
                     if response.ok:
                         report.restored += 1
                     else:
@@ -305,6 +296,8 @@ class Replayer:
                         )
                     found = changes(entry.response, response)
                     learn = response.ok and entry.response.ok
+                if watch is not None:
+                    watch.end()
                 unexplained = judge.unexplained(found, CallWindow.of(entry.time, entry.waited), learn)
                 if unexplained:
                     self._diverge(reader.path, report, Divergence(line, entry.service, entry.operation, unexplained))
