@@ -195,6 +195,9 @@ def persist(
 ) -> WSGIApplication:
     """Restore ``app`` from ``data_dir`` and return it wrapped so that new calls are recorded.
 
+    The wrapping is :class:`RecordingMiddleware` behind :class:`LongPolls` (SQS long polls wait
+    outside the app, as instant attempts).
+
     Pass ``seeder`` (e.g. :func:`moto_seeder` for moto) to make replayed calls generate the same ids,
     and ``adapter`` (e.g. ``replay.adapters.moto.MotoAdapter()``) to fold the log into checkpoints
     as ``checkpoints`` says (by default as ``replay serve`` does), so that a start replays only the
