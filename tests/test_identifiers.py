@@ -117,6 +117,7 @@ def test_ids_of_moto_generators_are_recognised() -> None:
 WORDS = ["orders", "queue", "table", "events", "payments", "users", "profile", "invoice", "stream", "archive"]
 
 
+@pytest.mark.fuzz
 @given(
     words=st.lists(st.sampled_from(WORDS), min_size=2, max_size=5),
     style=st.sampled_from(["kebab", "snake", "dotted", "camel", "Pascal"]),
@@ -140,17 +141,20 @@ def test_values_under_keys_that_hold_names_are_never_ids() -> None:
     assert not any(name_key(key) for key in ("KeyId", "MessageId", "ReceiptHandle", "UploadId", "QueueUrl", "TopicArn"))
 
 
+@pytest.mark.fuzz
 @given(st.sampled_from(["ACTIVE", "CREATING", "DELETING", "ENABLED", "PENDING_DELETION", "RUNNING", "SUCCEEDED"]))
 def test_status_words_are_never_ids(word: str) -> None:
     assert id_shape(word) is None
     assert id_shape(word.lower()) is None
 
 
+@pytest.mark.fuzz
 @given(st.uuids())
 def test_every_uuid_is_an_id(value: uuid.UUID) -> None:
     assert id_shape(str(value)) == "uuid"
 
 
+@pytest.mark.fuzz
 @given(
     st.text(alphabet=string.hexdigits[:16], min_size=16, max_size=64).filter(
         lambda v: not v.isdigit() and not v.isalpha()

@@ -59,6 +59,7 @@ def test_a_window_explains_only_the_calls_own_times_in_one_form() -> None:
     assert not window.explains("ACTIVE", "ARCHIVED")
 
 
+@pytest.mark.fuzz
 @given(offset=st.floats(min_value=TOLERANCE + 0.01, max_value=100 * 365 * 86400))
 def test_any_time_moved_past_the_tolerance_is_not_explained(offset: float) -> None:
     window = CallWindow.of(T0)
