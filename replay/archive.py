@@ -36,7 +36,6 @@ archive changes nothing on disk.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import hmac
 import io
@@ -48,7 +47,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import orjson
 
@@ -81,7 +80,8 @@ CALLS_MEMBER = "calls.json"
 KINDS = ("replay", "snapshot")
 _MAX_MANIFEST = 16 << 20
 _CHUNK = 1 << 20
-_MEMBER = re.compile(r"calls\.json|snapshots/[A-Za-z0-9_.-]+\.state|assets/[A-Za-z0-9_.-]+/[0-9a-f]{64}")
+_PART = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"  # a service's name: no "." or ".." (nor any other leading dot)
+_MEMBER = re.compile(rf"calls\.json|snapshots/{_PART}\.state|assets/{_PART}/[0-9a-f]{{64}}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,20 +308,319 @@ def write_archive(
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
+#
+# An archive is read in one pass, with every length checked before it is read: the gzip stream is inflated on
+# demand in bounded steps (_Inflater), and the tar framing is parsed here (_TarReader) rather than by tarfile,
+# which would read an extended header or a GNU long name of any size into memory, end silently at a broken
+# header and follow sparse maps.  Only what replay writes is accepted: ustar headers, at most one small pax
+# extended header per member, regular files.
+
+_BLOCK = 512  # a tar block
+_INPUT_CHUNK = 1 << 16  # compressed bytes read from the file at a time
+_MAX_PAX = 4096  # a member's pax extended header (replay writes one only for a name of over 100 bytes)
+_HEADER_ROOM = 2 * _BLOCK + _MAX_PAX  # the most a member's headers may take
+_MAX_TRAILER = 64 << 10  # zeros after the end-of-archive block (tar writers pad to 10 KiB records)
+_FS_BLOCK = 4096  # what a file costs on disk is counted in blocks of this size
+_MAX_RESERVE = 64 << 20  # an import leaves 1% of the filesystem free, up to this much
+_TYPES = {
+    "1": "hard link",
+    "2": "symbolic link",
+    "3": "character device",
+    "4": "block device",
+    "5": "directory",
+    "6": "FIFO",
+    "7": "contiguous file",
+    "g": "global pax header",
+    "x": "pax header",
+    "K": "GNU long link name",
+    "L": "GNU long name",
+    "S": "GNU sparse file",
+}
 
 
-def _read_exact(stream: IO[bytes], size: int, sink: IO[bytes] | None) -> str:
-    sha = hashlib.sha256()
-    left = size
-    while left > 0:
-        chunk = stream.read(min(_CHUNK, left))
-        if not chunk:
-            raise EOFError("member cut short")
-        sha.update(chunk)
-        if sink is not None:
-            sink.write(chunk)
-        left -= len(chunk)
-    return sha.hexdigest()
+def _padded(size: int) -> int:
+    return -(-size // _BLOCK) * _BLOCK
+
+
+class _Inflater:
+    """The decompressed bytes of a single-member gzip file, produced on demand.
+
+    Each :meth:`read` inflates at most the bytes asked for from at most :data:`_INPUT_CHUNK` compressed bytes
+    read ahead, so memory stays bounded whatever the compression ratio.  zlib checks the stream's CRC-32 and
+    length at its end; anything after that end is refused.
+    """
+
+    def __init__(self, archive: Path, handle: IO[bytes]) -> None:
+        self._archive = archive
+        self._handle = handle
+        self._stream = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only
+        self._input = b""
+        self._drained = False
+        self.produced = 0
+        self.consumed = 0
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` (> 0) decompressed bytes; ``b""`` once the gzip stream has ended.
+
+        :raises EOFError: the file ends before its gzip stream does.
+        :raises zlib.error: the stream is not deflate data, or its CRC-32 or length does not match.
+        :raises ArchiveError: the file cannot be read, or goes on after its gzip stream.
+        """
+        while not self._stream.eof:
+            if not self._input and not self._drained:
+                self._input = self._fill()
+                self._drained = not self._input
+            data = self._stream.decompress(self._input, size)
+            self._input = self._stream.unconsumed_tail
+            if self._stream.eof and (self._stream.unused_data or self._fill(1)):
+                raise ArchiveError(
+                    self._archive, "corrupt", "it goes on after the end of its gzip stream (a damaged or foreign file)"
+                )
+            if data:
+                self.produced += len(data)
+                return data
+            if self._drained and not self._input:
+                raise EOFError("the file ends before its gzip stream does")
+        return b""
+
+    def _fill(self, size: int = _INPUT_CHUNK) -> bytes:
+        try:
+            data = self._handle.read(size)
+        except OSError as exc:
+            raise ArchiveError(self._archive, "corrupt", f"it cannot be read ({exc})") from None
+        self.consumed += len(data)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class _Header:
+    """A tar member's header, its pax extended header applied."""
+
+    name: str
+    size: int
+    type: str  # the typeflag, "0" for a regular file
+    link: str
+    offset: int  # where its first header block starts in the tar stream
+
+    @property
+    def regular(self) -> bool:
+        return self.type == "0"
+
+    def describe(self) -> str:
+        what = _TYPES.get(self.type, f"entry of type {self.type!r}")
+        return f"a {what} (to {self.link[:200]!r})" if self.type in ("1", "2") else f"a {what}"
+
+
+def _number(field: bytes) -> int:
+    """A tar header's numeric field: octal digits, or base-256 for a large value."""
+    if field[:1] == b"\x80":
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    if not re.fullmatch(rb"[0-7]+", text):
+        raise ValueError(f"{text[:20]!r} is not a number")
+    return int(text, 8)
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """The ``length key=value\\n`` records of a pax extended header."""
+    records: dict[str, str] = {}
+    position = 0
+    while position < len(data):
+        space = data.find(b" ", position, position + 20)
+        length = data[position:space]
+        if space < 0 or not length.isdigit():
+            raise ValueError("a record does not start with its length")
+        end = position + int(length)
+        if end > len(data) or end <= space + 1 or data[end - 1] != 0x0A:
+            raise ValueError("a record's length does not fit")
+        key, equals, value = data[space + 1 : end - 1].partition(b"=")
+        if not equals:
+            raise ValueError("a record has no '='")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        position = end
+    return records
+
+
+class _TarReader:
+    """The members of an archive's tar stream, every length checked before it is read.
+
+    The bytes read never go past a budget: before the manifest, a manifest's worth (16 MiB and its headers);
+    after it (:meth:`bound`), the members the manifest lists, each with room for its headers, and the end.
+    """
+
+    def __init__(self, archive: Path, source: _Inflater) -> None:
+        self._archive = archive
+        self._source = source
+        self.offset = 0  # bytes of the tar stream read so far
+        self.end = -1  # where the end-of-archive block starts, once it was read
+        self.limit = _HEADER_ROOM + _padded(_MAX_MANIFEST)
+
+    def bound(self, manifest: ArchiveManifest) -> None:
+        """From here on, read no more than the members ``manifest`` lists, their headers and the end."""
+        members = sum(_padded(size) for size, _digest in manifest.files.values())
+        self.limit = self.offset + members + len(manifest.files) * _HEADER_ROOM + _BLOCK + _MAX_TRAILER
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the tar stream (at least one)."""
+        if self.offset + size > self.limit:
+            raise ArchiveError(
+                self._archive,
+                "oversized",
+                f"it goes on past the {self.limit:,} bytes its manifest accounts for (a damaged or hostile archive)",
+            )
+        data = self._source.read(size)
+        if not data:
+            raise EOFError(f"the tar stream ends at byte {self.offset:,}, inside a member or before its end")
+        self.offset += len(data)
+        return data
+
+    def take(self, size: int) -> bytes:
+        """Exactly ``size`` bytes of the tar stream."""
+        parts = []
+        while size > 0:
+            part = self._read(size)
+            parts.append(part)
+            size -= len(part)
+        return b"".join(parts)
+
+    def content(self, header: _Header) -> bytes:
+        """``header``'s data, read into memory (a small member: the manifest), and its padding."""
+        data = self.take(header.size)
+        self.take(_padded(header.size) - header.size)
+        return data
+
+    def copy(self, header: _Header, sink: IO[bytes] | None) -> str:
+        """Stream ``header``'s data (exactly its size) into ``sink``, if any; its SHA-256."""
+        sha = hashlib.sha256()
+        left = header.size
+        while left > 0:
+            chunk = self._read(min(_CHUNK, left))
+            sha.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+            left -= len(chunk)
+        self.take(_padded(header.size) - header.size)
+        return sha.hexdigest()
+
+    def _broken(self, offset: int, why: str) -> ArchiveError:
+        if offset == 0:
+            return ArchiveError(self._archive, "foreign", f"gzip-compressed, but not a replay archive ({why})")
+        return ArchiveError(
+            self._archive,
+            "corrupt",
+            f"its tar framing is broken at byte {offset:,} ({why}): the member before it is longer than "
+            "its header says, or the file is damaged",
+        )
+
+    def _block(self, block: bytes, offset: int) -> _Header:
+        if block[257:262] != b"ustar":
+            raise self._broken(offset, "no tar header where one should start")
+        try:
+            checksum = _number(block[148:156])
+            size = _number(block[124:136])
+        except ValueError as exc:
+            raise self._broken(offset, f"a header field is not a number: {exc}") from None
+        if checksum != sum(block[:148]) + 8 * 0x20 + sum(block[156:]):
+            raise self._broken(offset, "a tar header's checksum does not match")
+        name, prefix = _text(block[:100]), _text(block[345:500])
+        kind = chr(block[156]) if block[156] else "0"
+        return _Header(f"{prefix}/{name}" if prefix else name, size, kind, _text(block[157:257]), offset)
+
+    def header(self) -> _Header | None:
+        """The next member's header, or ``None`` at the end-of-archive block."""
+        offset = self.offset
+        block = self.take(_BLOCK)
+        if block.count(0) == _BLOCK:
+            self.end = offset
+            return None
+        header = self._block(block, offset)
+        if header.type != "x":
+            return header
+        if header.size > _MAX_PAX:
+            raise ArchiveError(
+                self._archive,
+                "oversized",
+                f"the pax header at byte {offset:,} is {header.size:,} bytes; replay writes at most {_MAX_PAX:,}",
+            )
+        try:
+            records = _pax_records(self.content(header))
+        except ValueError as exc:
+            raise self._broken(offset, f"its pax header is malformed: {exc}") from None
+        block = self.take(_BLOCK)
+        if block.count(0) == _BLOCK:
+            raise self._broken(offset, "a pax header is followed by the end of the archive")
+        header = self._block(block, offset)
+        if header.type in ("x", "g"):
+            raise self._broken(offset, "two pax headers in a row")
+        if any(key.startswith("GNU.sparse") for key in records):
+            return dataclasses.replace(header, type="S")
+        if "size" in records:
+            if not records["size"].isdigit():
+                raise self._broken(offset, f"its pax header has a bad size {records['size'][:20]!r}")
+            header = dataclasses.replace(header, size=int(records["size"]))
+        return dataclasses.replace(
+            header, name=records.get("path", header.name), link=records.get("linkpath", header.link)
+        )
+
+    def finish(self) -> None:
+        """Read on after the end-of-archive block: only a little zero padding, then the gzip stream's end."""
+        while data := self._source.read(min(_CHUNK, self.end + _MAX_TRAILER + 1 - self.offset)):
+            self.offset += len(data)
+            if data.count(0) != len(data):
+                raise ArchiveError(
+                    self._archive, "corrupt", f"it holds data after the end of its tar (byte {self.end:,})"
+                )
+            if self.offset - self.end > _MAX_TRAILER:
+                raise ArchiveError(
+                    self._archive,
+                    "oversized",
+                    f"it goes on after the end of its tar with more than {_MAX_TRAILER:,} bytes of padding "
+                    "(a damaged or hostile archive)",
+                )
+
+
+def _unsafe(name: str) -> bool:
+    return name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in name.split("/"))
+
+
+def _room_needed(manifest: ArchiveManifest) -> int:
+    """What unpacking ``manifest``'s members may take on disk, at most.
+
+    Each member in whole filesystem blocks plus one for its metadata; a snapshot twice, since it is written
+    again with the new data dir's signature while its unpacked copy still exists; a few blocks for directories.
+    """
+    need = 4 * _FS_BLOCK
+    for name, (size, _digest) in manifest.files.items():
+        blocks = -(-size // _FS_BLOCK) + 1
+        need += blocks * _FS_BLOCK * (2 if name.startswith("snapshots/") else 1)
+    return need
+
+
+def _check_space(archive: Path, manifest: ArchiveManifest, into: Path, destination: Path) -> None:
+    """Refuse an archive whose members do not fit on ``into``'s filesystem, leaving 1% of it (up to 64 MiB) free.
+
+    :raises ArchiveError: ``"no space"``.
+    """
+    probe = into
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    need = _room_needed(manifest)
+    reserve = min(_MAX_RESERVE, usage.total // 100)
+    if need + reserve > usage.free:
+        raise ArchiveError(
+            archive,
+            "no space",
+            f"it unpacks to {manifest.size:,} bytes ({need:,} on disk), but the filesystem holding {destination} "
+            f"has {usage.free:,} bytes free, of which {reserve:,} stay free: "
+            "free some space, or import into a data dir on another filesystem",
+        )
 
 
 def _check_trust(where: Path | str, manifest: ArchiveManifest, key: bytes | None, trust: bool) -> None:
@@ -342,13 +641,30 @@ def _check_trust(where: Path | str, manifest: ArchiveManifest, key: bytes | None
 
 
 def read_manifest(
-    archive: Path, into: Path | None = None, key: bytes | None = None, trust: bool = True
+    archive: Path,
+    into: Path | None = None,
+    key: bytes | None = None,
+    trust: bool = True,
+    destination: Path | None = None,
 ) -> ArchiveManifest:
     """Check every member of ``archive`` against its manifest, writing them under ``into`` if given.
 
-    With ``into`` left ``None`` nothing is written (``replay inspect`` of an archive).
+    With ``into`` left ``None`` nothing is written (``replay inspect`` of an archive).  Guarantees, whatever
+    the file holds:
 
-    :raises ArchiveError: the archive is foreign, torn, corrupt, newer, malformed or untrusted.
+    * nothing is written before the manifest is read, checked and trusted, and ``into``'s filesystem was
+      found to have room for every member it lists, leaving 1% of it (up to 64 MiB) free (named as
+      ``destination`` in the error, ``into`` by default);
+    * a member is written only if it is a regular file with a safe name (no absolute path, ``.`` or ``..``)
+      that the manifest lists once, of the size it lists; at most that many bytes are written;
+    * no more than the manifest's members, 5 KiB of headers each and 64 KiB at the end are decompressed
+      (16 MiB before the manifest), in steps of at most 1 MiB: a compression bomb is refused after at most
+      that much reading, with bounded memory.
+
+    On refusal, what was written under ``into`` stays there for the caller to remove.
+
+    :raises ArchiveError: the archive is foreign, torn, corrupt, oversized, newer, malformed or untrusted, or
+        there is no space for it.
     """
     archive = Path(archive)
     try:
@@ -360,67 +676,68 @@ def read_manifest(
             raise ArchiveError(archive, "foreign", "not a replay archive (not gzip-compressed)")
         handle.seek(0)
         try:
-            return _read_members(archive, handle, into, key, trust)
-        except ArchiveError:
-            raise
-        except (EOFError, zlib.error) as exc:
+            return _read_members(archive, _Inflater(archive, handle), into, key, trust, destination or into)
+        except EOFError as exc:
             raise ArchiveError(archive, "torn", f"the file ends before the archive does ({exc})") from None
-        except tarfile.TarError as exc:
-            if "end of data" in str(exc) or "truncated" in str(exc):
-                raise ArchiveError(archive, "torn", f"the file ends before the archive does ({exc})") from None
-            raise ArchiveError(archive, "corrupt", f"its framing is broken ({exc})") from None
-        except OSError as exc:
-            if into is not None and exc.filename is not None:
-                raise  # writing the staging directory failed: a disk error, not the archive's
+        except zlib.error as exc:
             raise ArchiveError(archive, "corrupt", f"it cannot be decompressed ({exc})") from None
 
 
 def _read_members(
-    archive: Path, handle: IO[bytes], into: Path | None, key: bytes | None, trust: bool
+    archive: Path,
+    source: _Inflater,
+    into: Path | None,
+    key: bytes | None,
+    trust: bool,
+    destination: Path | None,
 ) -> ArchiveManifest:
-    stream = gzip.GzipFile(fileobj=handle, mode="rb")
-    manifest = _read_tar(archive, cast(IO[bytes], stream), into, key, trust)
-    while stream.read(_CHUNK):  # to the end of the gzip stream: its length and CRC-32 are checked there
-        pass
-    return manifest
-
-
-def _read_tar(archive: Path, handle: IO[bytes], into: Path | None, key: bytes | None, trust: bool) -> ArchiveManifest:
-    with tarfile.open(fileobj=handle, mode="r|") as tar:
-        first = tar.next()
-        if first is None or first.name != MANIFEST_MEMBER or not first.isreg() or first.size > _MAX_MANIFEST:
-            raise ArchiveError(archive, "foreign", f"a tar file, but its first member is not {MANIFEST_MEMBER}")
-        stream = tar.extractfile(first)
-        assert stream is not None
-        manifest = _parse_manifest(archive, stream.read())
-        _check_trust(archive, manifest, key, trust)
-        seen: set[str] = set()
-        while (member := tar.next()) is not None:
-            expected = manifest.files.get(member.name)
-            if expected is None or member.name in seen:
-                raise ArchiveError(archive, "corrupt", f"member {member.name!r} is not listed in its manifest")
-            if not member.isreg():
-                raise ArchiveError(archive, "corrupt", f"member {member.name!r} is not a regular file")
-            if member.size != expected[0]:
-                raise ArchiveError(
-                    archive, "corrupt", f"{member.name} is {member.size} bytes, its manifest says {expected[0]}"
-                )
-            data = tar.extractfile(member)
-            assert data is not None
-            if into is None:
-                digest = _read_exact(data, member.size, None)
-            else:
-                target = into / member.name
-                ensure_private_dir(target.parent)
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    tar = _TarReader(archive, source)
+    first = tar.header()
+    if first is None or first.name != MANIFEST_MEMBER or not first.regular:
+        raise ArchiveError(archive, "foreign", f"a tar file, but its first member is not {MANIFEST_MEMBER}")
+    if first.size > _MAX_MANIFEST:
+        raise ArchiveError(
+            archive, "oversized", f"its manifest is {first.size:,} bytes; replay reads one of up to {_MAX_MANIFEST:,}"
+        )
+    manifest = _parse_manifest(archive, tar.content(first))
+    _check_trust(archive, manifest, key, trust)
+    tar.bound(manifest)
+    if into is not None:
+        _check_space(archive, manifest, into, destination or into)
+    seen: set[str] = set()
+    while (member := tar.header()) is not None:
+        name = member.name
+        if not member.regular:
+            raise ArchiveError(archive, "corrupt", f"member {name!r} is {member.describe()}, not a regular file")
+        if _unsafe(name):
+            raise ArchiveError(archive, "corrupt", f"member {name!r} has an unsafe path (absolute, or with . or ..)")
+        expected = manifest.files.get(name)
+        if expected is None:
+            raise ArchiveError(archive, "corrupt", f"member {name!r} is not listed in its manifest")
+        if name in seen:
+            raise ArchiveError(archive, "corrupt", f"member {name!r} appears twice")
+        if member.size != expected[0]:
+            raise ArchiveError(archive, "corrupt", f"{name} is {member.size} bytes, its manifest says {expected[0]}")
+        if into is None:
+            digest = tar.copy(member, None)
+        else:
+            target = into / name
+            ensure_private_dir(target.parent)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            try:
                 with os.fdopen(fd, "wb") as sink:
-                    digest = _read_exact(data, member.size, sink)
-            if digest != expected[1]:
-                raise ArchiveError(archive, "corrupt", f"{member.name} does not match its SHA-256")
-            seen.add(member.name)
-        missing = sorted(set(manifest.files) - seen)
-        if missing:
-            raise ArchiveError(archive, "torn", f"{len(missing)} members its manifest lists are missing ({missing[0]})")
+                    digest = tar.copy(member, sink)
+            except OSError as exc:  # writing failed (the disk filled up meanwhile ...): say where
+                if exc.filename is None:
+                    raise OSError(exc.errno, exc.strerror, str(target)) from exc
+                raise
+        if digest != expected[1]:
+            raise ArchiveError(archive, "corrupt", f"{name} does not match its SHA-256")
+        seen.add(name)
+    tar.finish()
+    missing = sorted(set(manifest.files) - seen)
+    if missing:
+        raise ArchiveError(archive, "torn", f"{len(missing)} members its manifest lists are missing ({missing[0]})")
     return manifest
 
 
@@ -514,7 +831,7 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
     ensure_private_dir(data_dir.parent)
     staging = data_dir.parent / f".{data_dir.name}.import-{os.getpid()}.tmp"
     try:
-        manifest = read_manifest(archive, staging / "raw", key, trust)
+        manifest = read_manifest(archive, staging / "raw", key, trust, destination=data_dir)
         _lay_out(staging / "raw", staging / "data", manifest)
         require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
         if data_dir.exists():

@@ -11,7 +11,10 @@ One entry is one line of ``recorded_api_calls.json``, an orjson-encoded object::
                   "encoding": "utf-8"}}
 
 ``path`` is the raw, still percent-encoded path; ``query`` the raw query string
-without ``?``.  ``seed``, present when the emulator's randomness is seeded per
+without ``?``.  ``seq``, written by the log (:meth:`replay.log.CallLog.append`),
+numbers the entries of a data dir in the order they were appended, so that a
+duplicated or reordered entry is refused rather than replayed twice; logs
+written before it read as before.  ``seed``, present when the emulator's randomness is seeded per
 call (:mod:`replay.seeding`), is the seed the call ran with; ``waited``, present
 when such a call spent time waiting (sleeps, condition waits), is how many
 seconds its clock moved on while it waited.  A body is stored
@@ -30,7 +33,16 @@ import orjson
 
 from .errors import EntryVersionError
 
-__all__ = ["FORMAT_VERSION", "Entry", "Request", "Response", "decode_entry", "encode_call", "encode_entry"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Entry",
+    "Request",
+    "Response",
+    "decode_entry",
+    "encode_call",
+    "encode_entry",
+    "numbered",
+]
 
 FORMAT_VERSION = 1
 
@@ -182,7 +194,7 @@ class Response:
 class Entry:
     """One recorded, successful, state-mutating API call."""
 
-    __slots__ = ("operation", "request", "response", "seed", "service", "time", "waited")
+    __slots__ = ("operation", "request", "response", "seed", "seq", "service", "time", "waited")
 
     def __init__(
         self,
@@ -193,8 +205,10 @@ class Entry:
         response: Response,
         seed: int | None = None,
         waited: float = 0.0,
+        seq: int | None = None,
     ) -> None:
         self.time = time
+        self.seq = seq
         self.service = service
         self.operation = operation
         self.request = request
@@ -203,9 +217,12 @@ class Entry:
         self.waited = waited
 
     def to_dict(self) -> dict[str, Any]:
-        return _document(
+        document = _document(
             self.time, self.service, self.operation, self.request, self.response.to_dict(), self.seed, self.waited
         )
+        if self.seq is not None:
+            document = {"v": document.pop("v"), "seq": self.seq, **document}
+        return document
 
     @classmethod
     def from_dict(cls, data: Any) -> Entry:
@@ -220,6 +237,9 @@ class Entry:
         waited = data.get("waited", 0.0)
         if not isinstance(waited, (int, float)) or isinstance(waited, bool) or not 0 <= waited < 1e6:
             raise ValueError("waited must be a number of seconds")
+        seq = data.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
+            raise ValueError("seq must be a positive integer")
         return cls(
             time=float(time),
             service=_str(data, "service", ""),
@@ -228,6 +248,7 @@ class Entry:
             response=Response.from_dict(data.get("response")),
             seed=seed,
             waited=float(waited),
+            seq=seq,
         )
 
     def __repr__(self) -> str:
@@ -289,6 +310,18 @@ def encode_call(
 ) -> bytes:
     """The log line :func:`encode_entry` would make, without building the objects first (the recording hot path)."""
     document = _document(time, service, operation, request, _response_document(status, headers, body), seed, waited)
+    return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
+
+
+_PREFIX = b'{"v":' + str(FORMAT_VERSION).encode() + b","
+
+
+def numbered(line: bytes, seq: int) -> bytes:
+    """``line`` (an encoded entry without a sequence number) with ``"seq": seq`` after its version."""
+    if line.startswith(_PREFIX):
+        return _PREFIX + b'"seq":' + str(seq).encode() + b"," + line[len(_PREFIX) :]
+    document = orjson.loads(line)  # laid out by someone else: the slow, sure way
+    document = {"v": document.pop("v", FORMAT_VERSION), "seq": seq, **document}
     return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -11,9 +11,13 @@ Writing (:class:`CallLog`):
   ``appendfsync``: ``always`` syncs before :meth:`CallLog.append` returns,
   ``everysec`` syncs from a background thread once a second, ``no`` leaves it
   to the OS; :meth:`CallLog.close` always syncs;
-* on open, a torn last line left by a crash is moved to
-  ``recorded_api_calls.json.torn-<time>`` (never deleted) so the next append
-  starts on a fresh line;
+* each entry gets the next sequence number of the file (``"seq"``, assigned
+  under the locks, so file order and number order agree; another process's
+  appends are noticed by the file's size and counted on);
+* on open, a torn last line left by a crash (an *unterminated* one) is moved
+  to ``recorded_api_calls.json.torn-<time>`` (never deleted) so the next
+  append starts on a fresh line; a complete last line that is not an entry is
+  corruption, refused like any other;
 * :meth:`CallLog.rewrite` replaces the file with a header and the calls from a
   given offset (what a checkpoint leaves of the log) while appenders go on:
   the bulk is copied without blocking them, the rest under the locks, then the
@@ -21,14 +25,18 @@ Writing (:class:`CallLog`):
   the replaced file under ``flock`` and reopen it.
 
 A log that continues a checkpoint (:mod:`replay.checkpoint`) starts with a
-header line that names it, ``{"v": 1, "checkpoint": "000004"}``; a log without
-one holds the whole history.
+header line that names it, ``{"v": 1, "checkpoint": "000004", "seq": 812}``
+(``seq``: the last sequence number given out when it was written); a log
+without one holds the whole history.
 
 Reading (:class:`LogReader`) streams line by line, from the start or from a
-byte offset, and reports the header.  An undecodable *last* line
-is a torn tail: it is dropped with a warning and the start goes on.  An
-undecodable line anywhere else raises :class:`~replay.errors.LogCorruptError`
-naming the file and line; nothing is changed on disk.
+byte offset, and reports the header.  Only an undecodable last line that is
+not terminated by a newline is a torn tail (Redis's ``aof-load-truncated``): it
+is dropped with a warning and the start goes on.  An undecodable line anywhere
+else, the last one included when it is complete, and an entry whose sequence
+number is not above the one before it (a duplicated or reordered entry) raise
+:class:`~replay.errors.LogCorruptError` naming the file and line; nothing is
+changed on disk.
 """
 
 from __future__ import annotations
@@ -47,8 +55,8 @@ from typing import BinaryIO
 import orjson
 
 from .config import FsyncPolicy
-from .entry import Entry, decode_entry
-from .errors import EntryVersionError, LogCorruptError, LogVersionError, LogWriteError
+from .entry import Entry, decode_entry, numbered
+from .errors import EntryVersionError, LogCorruptError, LogError, LogVersionError, LogWriteError
 from .files import FILE_MODE, ensure_private_dir, fsync_dir
 
 __all__ = ["CallLog", "LogReader", "Segment", "encode_header", "read_header"]
@@ -61,9 +69,19 @@ _TAIL_CHUNK = 1 << 16
 _COPY_CHUNK = 1 << 20
 
 
-def encode_header(checkpoint: str) -> bytes:
-    """The first line of a log that continues ``checkpoint``."""
-    return b'{"v":1,"checkpoint":' + orjson.dumps(checkpoint) + b"}\n"
+def encode_header(checkpoint: str, seq: int = 0) -> bytes:
+    """The first line of a log that continues ``checkpoint``, after sequence number ``seq``."""
+    tail = b',"seq":' + str(seq).encode() if seq else b""
+    return b'{"v":1,"checkpoint":' + orjson.dumps(checkpoint) + tail + b"}\n"
+
+
+def _header_seq(line: bytes) -> int:
+    """The sequence number a header line carries (0 when it carries none)."""
+    try:
+        seq = orjson.loads(line).get("seq", 0)
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else 0
 
 
 def _decode_header(line: bytes) -> str | None:
@@ -156,6 +174,8 @@ class CallLog:
         self._retired: list[int] = []
         self._written = 0  # entries appended by this object
         self._synced = 0  # of those, how many are known to be on disk
+        self._seq = 0  # the last sequence number in the file
+        self._end = -1  # the file's size after the last append seen: another size means another writer
         self._dirty = False
         self._closed = False
         self._stop = threading.Event()
@@ -167,7 +187,10 @@ class CallLog:
                 if header is not None and os.fstat(self._fd).st_size == 0:
                     os.write(self._fd, encode_header(header))
                     os.fsync(self._fd)
-                self.header = _decode_header(_first_line(self._fd)[0])
+                first = _first_line(self._fd)[0]
+                self.header = _decode_header(first)
+                self._seq = max(self._seq, _header_seq(first) if self.header is not None else 0)
+                self._end = os.fstat(self._fd).st_size
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         if fsync is FsyncPolicy.EVERYSEC:
@@ -182,16 +205,16 @@ class CallLog:
             fsync_dir(self.path.parent)
         return fd
 
-    def _lock_current(self) -> int:
-        """``flock`` the file now at :attr:`path` (reopening it if another process replaced it); its fd."""
+    def _lock_current(self) -> tuple[int, int]:
+        """``flock`` the file now at :attr:`path` (reopening it if another process replaced it); its fd and size."""
         fd = self._fd
         _flock(fd, _LOCK_EX)
-        while _fstat(fd).st_nlink == 0:  # rewritten by another process: append to the new file
+        while (status := _fstat(fd)).st_nlink == 0:  # rewritten by another process: append to the new file
             _flock(fd, _LOCK_UN)
             self._retired.append(fd)  # closed with the log: a sync may still hold its number
             self._fd = fd = self._open()
             _flock(fd, _LOCK_EX)
-        return fd
+        return fd, status.st_size
 
     def _repair_tail(self) -> None:
         """Make the file end with a complete line, moving a torn last line aside."""
@@ -203,10 +226,13 @@ class CallLog:
         last = os.pread(self._fd, end - start, start)
         try:
             if start > 0 or _decode_header(last) is None:
-                decode_entry(last)
+                self._seq = decode_entry(last).seq or 0
         except EntryVersionError:
             pass  # a newer writer's complete entry: not ours to judge, and not torn
-        except ValueError:
+        except ValueError as exc:
+            if b"\n" in os.pread(self._fd, size - end, end):  # complete: damage, not a crash's leftover
+                number = _count_lines(self._fd, start) + 1
+                raise LogCorruptError(self.path, number, str(exc)) from None
             aside = self.path.with_name(f"{self.path.name}.torn-{int(time.time() * 1000)}")
             fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
             try:
@@ -239,15 +265,20 @@ class CallLog:
         with self._lock:
             if self._closed:
                 raise LogWriteError(self.path, f"{self.path}: the log is closed")
-            fd = self._lock_current()
+            fd, size = self._lock_current()
             try:
+                if size != self._end:  # another process appended: count on from its last entry
+                    self._seq = max(self._seq, _last_seq(fd, size))
+                line = numbered(line, self._seq + 1)
                 try:
                     written = _write(fd, line)
                 except OSError as exc:
-                    raise LogWriteError(self.path, f"{self.path}: cannot append an entry: {exc}") from exc
+                    raise LogWriteError(self.path, f"{self.path}: cannot append an entry: {_os_reason(exc)}") from exc
                 if written != len(line):
                     self._truncate_back(written)
                     raise LogWriteError(self.path, f"{self.path}: short write ({written} of {len(line)} bytes)")
+                self._seq += 1
+                self._end = size + written
             finally:
                 _flock(fd, _LOCK_UN)
             self._written += 1
@@ -262,7 +293,7 @@ class CallLog:
             try:
                 os.fdatasync(self._fd)
             except OSError as exc:
-                raise LogWriteError(self.path, f"{self.path}: fsync failed: {exc}") from exc
+                raise LogWriteError(self.path, f"{self.path}: fsync failed: {_os_reason(exc)}") from exc
             self._synced = covered
 
     def _truncate_back(self, written: int) -> None:
@@ -298,7 +329,7 @@ class CallLog:
         out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
         try:
             if header is not None:
-                _write_all(out, encode_header(header))
+                _write_all(out, encode_header(header, self._seq))
             if prefix is not None:
                 with open(prefix, "rb") as lines:
                     while chunk := lines.read(_COPY_CHUNK):
@@ -307,7 +338,7 @@ class CallLog:
             with self._sync_lock, self._lock:
                 if self._closed:
                     raise LogWriteError(self.path, f"{self.path}: the log is closed")
-                fd = self._lock_current()
+                fd, _size = self._lock_current()
                 try:
                     if os.fstat(fd).st_ino != inode:
                         raise LogWriteError(
@@ -323,7 +354,8 @@ class CallLog:
                     self._synced = self._written
                     self._dirty = False
                     fsync_dir(self.path.parent)
-                    return os.fstat(self._fd).st_size
+                    self._end = os.fstat(self._fd).st_size
+                    return self._end
                 finally:
                     _flock(fd, _LOCK_UN)
                     if self._fd != fd:
@@ -398,6 +430,38 @@ def _remove_leftovers(path: Path) -> None:
             pass  # alive, another user's
 
 
+def _count_lines(fd: int, end: int) -> int:
+    """How many newlines the file holds before byte ``end``."""
+    count, offset = 0, 0
+    while offset < end:
+        chunk = os.pread(fd, min(_COPY_CHUNK, end - offset), offset)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        offset += len(chunk)
+    return count
+
+
+def _last_seq(fd: int, size: int) -> int:
+    """The sequence number of the file's last entry (or its header's), 0 when there is none."""
+    end = _content_end(fd, size)
+    if end == 0:
+        return 0
+    start = _line_start(fd, end)
+    last = os.pread(fd, end - start, start)
+    if start == 0 and _decode_header(last) is not None:
+        return _header_seq(last)
+    try:
+        return decode_entry(last).seq or 0
+    except ValueError:
+        return 0
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OS error in words (``No space left on device``), without the errno and path around it."""
+    return exc.strerror or str(exc)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -431,6 +495,7 @@ class LogReader:
         self.position = start
         self.torn_line: int | None = None
         self.checkpoint: str | None = None
+        self.last_seq = 0  # the sequence number of the last entry read (set it to chain readers)
 
     def _decode(self, line: bytes, number: int) -> Entry | None:
         """The entry on line ``number``; ``None`` leaves it out (a subclass reading another format may).
@@ -475,12 +540,30 @@ class LogReader:
                     continue
             yield number, line
 
+    def _ordered(self, entry: Entry, number: int) -> Entry:
+        """``entry``, once its sequence number is known to come after the last one's."""
+        seq = entry.seq
+        if seq is not None:
+            if seq <= self.last_seq:
+                raise LogCorruptError(
+                    self.path,
+                    number,
+                    f"entry number {seq} comes after number {self.last_seq}: a duplicated or reordered entry "
+                    "(replaying it would apply a call twice or out of order)",
+                )
+            self.last_seq = seq
+        return entry
+
     def records(self) -> Iterator[tuple[int, bytes, Entry]]:
         """``(line number, raw line, entry)`` for every entry, in order."""
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
         except FileNotFoundError:
             return
+        except IsADirectoryError:
+            raise LogError(self.path, f"{self.path}: is a directory, not a call log") from None
+        except OSError as exc:
+            raise LogError(self.path, f"{self.path}: cannot be read: {_os_reason(exc)}") from None
         try:
             pending: bytes | None = None
             pending_number = 0
@@ -492,7 +575,7 @@ class LogReader:
                         raise LogCorruptError(self.path, pending_number, _reason(pending, exc)) from None
                     self.position += len(pending)
                     if entry is not None:
-                        yield pending_number, pending, entry
+                        yield pending_number, pending, self._ordered(entry, pending_number)
                 pending, pending_number = line, number
             if pending is not None:
                 try:
@@ -500,7 +583,7 @@ class LogReader:
                 except LogVersionError:
                     raise
                 except ValueError as exc:
-                    if _legacy(pending):  # whole, but LocalStack's: not a crash's leftover
+                    if _legacy(pending) or pending.endswith(b"\n"):  # whole: damaged, not a crash's leftover
                         raise LogCorruptError(self.path, pending_number, _reason(pending, exc)) from None
                     self.torn_line = pending_number
                     logger.warning(
@@ -513,7 +596,7 @@ class LogReader:
                 finally:
                     self.position += len(pending)
                 if entry is not None:
-                    yield pending_number, pending, entry
+                    yield pending_number, pending, self._ordered(entry, pending_number)
         finally:
             handle.close()
 

@@ -263,7 +263,9 @@ class Replayer:
         judge = Judge(mapping)
         send, seeder = self.transport.send, self.seeder
         reader = readers[0]
+        last_seq = 0
         for reader in readers:
+            reader.last_seq = last_seq  # one history: numbers go on rising from one segment to the next
             for line, entry in reader:
                 request = prepare(entry)
                 if mapping is not None:
@@ -306,6 +308,7 @@ class Replayer:
                     position = done + reader.position - reader.start
                     self.progress(Progress(report.total, position, total, now - started))
             done += max(0, reader.position - reader.start)
+            last_seq = reader.last_seq
         report.torn_line = reader.torn_line
         report.mapped = len(mapping) if mapping is not None else 0
         report.duration = time.perf_counter() - started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from replay.config import FsyncPolicy
 from replay.entry import Entry, Request, Response, decode_entry, encode_entry
-from replay.errors import LogCorruptError, LogVersionError, LogWriteError
+from replay.errors import LogCorruptError, LogError, LogVersionError, LogWriteError
 from replay.log import CallLog, LogReader, encode_header, read_header
 
 LOG_NAME = "recorded_api_calls.json"
@@ -250,17 +251,24 @@ def test_reader_drops_a_torn_last_line_with_a_warning(tmp_path: Path, caplog: py
     assert reader.position == reader.size
 
 
-def test_reader_treats_a_garbage_last_line_ending_in_newline_as_torn(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.parametrize(
+    "last",
+    [b'{"v": 1, "time": 12, "serv\n', b"not json at all\n", b'{"foreign": "json"}\n', b"[1, 2]\n", b"\x00\x01\n"],
+    ids=["cut-json", "text", "foreign-json", "array", "binary"],
+)
+def test_a_complete_last_line_that_is_not_an_entry_is_corruption_not_a_torn_tail(tmp_path: Path, last: bytes) -> None:
+    """Redis's aof-load-truncated: only an unterminated last line is a crash's leftover."""
     path = tmp_path / LOG_NAME
-    path.write_bytes(line(1) + b'{"v": 1, "time": 12, "serv\n')
-    reader = LogReader(path)
-    with caplog.at_level(logging.WARNING, logger="replay.log"):
-        pairs = list(reader)
-    assert names(pairs) == ["queue-1"]
-    assert reader.torn_line == 2
-    assert any(r.name == "replay.log" and f"{path}:2" in r.getMessage() for r in caplog.records)
+    content = line(1) + last
+    path.write_bytes(content)
+    with pytest.raises(LogCorruptError) as caught:
+        list(LogReader(path))
+    assert caught.value.line == 2 and f"{path}:2:" in str(caught.value)
+    with pytest.raises(LogCorruptError) as opened:
+        CallLog(path, FsyncPolicy.NO)
+    assert opened.value.line == 2
+    assert path.read_bytes() == content  # nothing moved aside, nothing truncated
+    assert torn_files(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -292,6 +300,11 @@ def test_blank_lines_are_skipped_and_numbers_stay_real(tmp_path: Path) -> None:
     assert names(pairs) == ["queue-1", "queue-2"]
     assert reader.torn_line is None
     assert reader.position == reader.size
+
+
+def plain(data: bytes) -> bytes:
+    """``data`` without the sequence numbers the log writes (entries' ``"seq"``, headers' ``,"seq"``)."""
+    return re.sub(rb',"seq":\d+\}', b"}", re.sub(rb'"seq":\d+,', b"", data))
 
 
 def future_line() -> bytes:
@@ -344,17 +357,6 @@ def test_open_moves_a_torn_tail_aside_and_next_append_starts_fresh(
     assert reader.torn_line is None
 
 
-def test_open_moves_a_garbage_last_line_with_newline_aside(tmp_path: Path) -> None:
-    path = tmp_path / LOG_NAME
-    garbage = b'{"v": 1, "time": 1.0, "servi\n'
-    path.write_bytes(line(1) + garbage)
-    with CallLog(path, FsyncPolicy.NO) as log:
-        log.append(line(2))
-    [aside] = torn_files(tmp_path)
-    assert aside.read_bytes() == garbage
-    assert names(read_all(path)) == ["queue-1", "queue-2"]
-
-
 def test_open_on_a_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / LOG_NAME
     path.write_bytes(b'{"v": 1, "ti')
@@ -393,7 +395,7 @@ def test_open_terminates_a_newer_version_last_line_lacking_its_newline(tmp_path:
     path.write_bytes(line(1) + future.rstrip(b"\n"))
     with CallLog(path, FsyncPolicy.NO) as log:
         log.append(line(3))
-    assert path.read_bytes() == line(1) + future + line(3)  # the new entry starts on a fresh line
+    assert plain(path.read_bytes()) == line(1) + future + line(3)  # the new entry starts on a fresh line
 
 
 def test_open_repairs_a_torn_tail_longer_than_the_scan_chunk(tmp_path: Path) -> None:
@@ -531,19 +533,67 @@ def test_two_processes_appending_at_once_never_interleave(tmp_path: Path) -> Non
     assert path.read_bytes().count(b"\n") == 2 * count
 
 
-def test_torn_line_followed_by_blank_lines_is_still_a_torn_tail(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_cut_line_followed_by_newlines_is_complete_and_so_corruption(tmp_path: Path) -> None:
     path = tmp_path / LOG_NAME
-    path.write_bytes(line(1) + line(2)[:25] + b"\n\n \n")
-    with caplog.at_level(logging.WARNING, logger="replay.log"):
-        assert names(read_all(path)) == ["queue-1"]
-    assert "torn" in caplog.text
+    content = line(1) + line(2)[:25] + b"\n\n \n"
+    path.write_bytes(content)
+    with pytest.raises(LogCorruptError) as caught:
+        read_all(path)
+    assert caught.value.line == 2
+    assert path.read_bytes() == content
+
+
+def test_entries_are_numbered_in_order_and_a_duplicate_or_reordered_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        for number in range(1, 4):
+            log.append(line(number))
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert [orjson.loads(entry)["seq"] for entry in lines] == [1, 2, 3]
+    with CallLog(path, FsyncPolicy.NO) as log:  # a new writer counts on
+        log.append(line(4))
+    assert orjson.loads(path.read_bytes().splitlines()[-1])["seq"] == 4
+    lines = path.read_bytes().splitlines(keepends=True)
+    for damaged, bad_line in (
+        ([*lines[:3], lines[1], *lines[3:]], 4),  # entry 2 again
+        ([lines[0], lines[2], lines[1], lines[3]], 3),  # 3 before 2
+    ):
+        path.write_bytes(b"".join(damaged))
+        with pytest.raises(LogCorruptError) as caught:
+            read_all(path)
+        assert caught.value.line == bad_line
+        assert "duplicated or reordered" in str(caught.value)
+
+
+def test_logs_without_numbers_still_read_and_numbering_starts_after_them(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1) + line(2))  # written before entries were numbered
+    assert names(read_all(path)) == ["queue-1", "queue-2"]
     with CallLog(path, FsyncPolicy.NO) as log:
         log.append(line(3))
-    assert names(read_all(path)) == ["queue-1", "queue-3"]
-    [aside] = torn_files(tmp_path)
-    assert aside.read_bytes().startswith(line(2)[:25])
+    assert orjson.loads(path.read_bytes().splitlines()[-1])["seq"] == 1
+    assert names(read_all(path)) == ["queue-1", "queue-2", "queue-3"]
+
+
+def test_another_process_appending_is_counted_on(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    first, second = CallLog(path, FsyncPolicy.NO), CallLog(path, FsyncPolicy.NO)
+    try:
+        first.append(line(1))
+        second.append(line(2))
+        first.append(line(3))
+    finally:
+        first.close()
+        second.close()
+    assert [orjson.loads(entry)["seq"] for entry in path.read_bytes().splitlines()] == [1, 2, 3]
+
+
+def test_a_directory_in_place_of_the_log_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.mkdir()
+    with pytest.raises(LogError) as caught:
+        read_all(path)
+    assert str(caught.value) == f"{path}: is a directory, not a call log"
 
 
 # --- headers, stretches and rewrites (what checkpoints need) ---------------------------------
@@ -554,7 +604,7 @@ def test_a_new_log_starts_with_the_header_it_is_given(tmp_path: Path) -> None:
     with CallLog(path, FsyncPolicy.NO, header="000007") as log:
         assert log.header == "000007"
         log.append(line(1))
-    assert path.read_bytes() == encode_header("000007") + line(1)
+    assert plain(path.read_bytes()) == encode_header("000007") + line(1)
     assert read_header(path) == ("000007", len(encode_header("000007")))
     reader = LogReader(path)
     assert names(list(reader)) == ["queue-1"]  # the header is not an entry
@@ -577,7 +627,7 @@ def test_a_header_alone_is_an_empty_log_and_its_lost_newline_is_restored(tmp_pat
     path.write_bytes(encode_header("000003").rstrip(b"\n"))
     with CallLog(path, FsyncPolicy.NO) as log:
         log.append(line(1))
-    assert path.read_bytes() == encode_header("000003") + line(1)
+    assert plain(path.read_bytes()) == encode_header("000003") + line(1)
     assert torn_files(tmp_path) == []
 
 
@@ -597,13 +647,17 @@ def test_reader_reads_a_stretch_between_offsets_with_real_line_numbers(tmp_path:
 def test_rewrite_keeps_what_follows_the_offset_after_a_new_header(tmp_path: Path) -> None:
     path = tmp_path / LOG_NAME
     with CallLog(path, FsyncPolicy.NO) as log:
+        sizes = []
         for number in range(1, 5):
             log.append(line(number))
-        size = log.rewrite(len(line(1)) + len(line(2)), "000001")
+            sizes.append(log.size())
+        size = log.rewrite(sizes[1], "000001")
         assert log.header == "000001"
         log.append(line(5))  # goes to the new file
-        assert size == len(encode_header("000001") + line(3) + line(4))
-    assert path.read_bytes() == encode_header("000001") + line(3) + line(4) + line(5)
+        assert size == len(path.read_bytes()) - len(path.read_bytes().splitlines(keepends=True)[-1])
+    assert plain(path.read_bytes()) == encode_header("000001") + line(3) + line(4) + line(5)
+    assert path.read_bytes().startswith(encode_header("000001", 4))  # the header carries the last number
+    assert [entry.seq for _, entry in LogReader(path)] == [3, 4, 5]
     assert mode(path) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == [LOG_NAME]  # no temporary file left
 
@@ -614,10 +668,11 @@ def test_rewrite_with_a_prefix_file(tmp_path: Path) -> None:
     prefix.write_bytes(line(9))
     with CallLog(path, FsyncPolicy.NO) as log:
         log.append(line(1))
+        first = log.size()
         log.append(line(2))
-        log.rewrite(len(line(1)), None, prefix=prefix)
+        log.rewrite(first, None, prefix=prefix)
         assert log.header is None
-    assert path.read_bytes() == line(9) + line(2)
+    assert plain(path.read_bytes()) == line(9) + line(2)
 
 
 def test_appends_during_a_rewrite_are_neither_lost_nor_doubled(tmp_path: Path) -> None:
@@ -679,7 +734,8 @@ def test_an_appender_in_another_process_follows_a_rewrite(tmp_path: Path) -> Non
         )
         assert other.returncode == 0
         first.append(line(2))  # notices the file it holds was replaced, and appends to the new one
-    assert path.read_bytes() == encode_header("000001") + line(2)
+    assert plain(path.read_bytes()) == encode_header("000001") + line(2)
+    assert [entry.seq for _, entry in LogReader(path)] == [2]  # counted on from the other process's header
 
 
 def test_opening_removes_what_dead_rewriters_left_and_nothing_else(tmp_path: Path) -> None:
@@ -702,15 +758,18 @@ def test_a_rewrite_refuses_a_file_another_process_replaced_meanwhile(tmp_path: P
     path = tmp_path / LOG_NAME
     with CallLog(path, FsyncPolicy.NO) as first, CallLog(path, FsyncPolicy.NO) as second:
         first.append(line(1))
+        cut = first.size()
         first.append(line(2))
         offset = second.size()  # an offset in the file as it is now
-        first.rewrite(len(line(1)), "000001")
+        first.rewrite(cut, "000001")
         after = path.read_bytes()
         with pytest.raises(LogWriteError, match="replaced by another process during the rewrite"):
             second.rewrite(offset, "000002")
-        assert path.read_bytes() == after == encode_header("000001") + line(2)
+        assert path.read_bytes() == after
+        assert plain(after) == encode_header("000001") + line(2)
         second.append(line(3))  # and it appends to the file that is there now
-    assert path.read_bytes() == encode_header("000001") + line(2) + line(3)
+    assert plain(path.read_bytes()) == encode_header("000001") + line(2) + line(3)
+    assert [entry.seq for _, entry in LogReader(path)] == [2, 3]
 
 
 def test_a_localstack_log_is_named_as_such_and_never_taken_for_a_torn_tail(tmp_path: Path) -> None:
