@@ -280,6 +280,27 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if report.failures or report.divergences else 0
 
 
+def _warn_about_snapshot_settings(config: Config, args: argparse.Namespace) -> None:
+    """LocalStack users often set only ``SNAPSHOT_SAVE_STRATEGY``: say it does nothing without the snapshot backend."""
+    if config.backend is BackendKind.SNAPSHOT or not config.persistence:
+        return
+    given = [
+        name
+        for name, flag in (
+            ("SNAPSHOT_SAVE_STRATEGY", args.save_strategy),
+            ("SNAPSHOT_LOAD_STRATEGY", args.load_strategy),
+        )
+        if flag is not None or os.environ.get(name, "")
+    ]
+    if given:
+        logger.warning(
+            "%s set, but SNAPSHOT_SAVE_STRATEGY and SNAPSHOT_LOAD_STRATEGY apply to the snapshot backend only, "
+            "and this server uses PERSISTENCE_BACKEND=%s: set PERSISTENCE_BACKEND=snapshot to use them",
+            " and ".join(given),
+            config.backend.value,
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .emulators import load_emulator
     from .server import Server
@@ -302,6 +323,7 @@ def _serve(args: argparse.Namespace) -> int:
         },
         os.environ,
     )
+    _warn_about_snapshot_settings(config, args)
     server = Server(config, load_emulator(args.app))
     logger.info(
         "replay %s serving %s on %s (data dir %s, persistence %s, backend %s, fsync %s)",

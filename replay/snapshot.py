@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ from .files import FILE_MODE, atomic_write, ensure_private_dir, fsync_dir
 
 __all__ = ["FORMAT", "MAGIC", "load_key", "read_snapshot", "write_snapshot"]
 
+logger = logging.getLogger("replay.snapshot")
+
 MAGIC = b"REPLAY-SNAPSHOT\n"
 FORMAT = 1
 KEY_FILE_NAME = "snapshot.key"
@@ -44,9 +47,14 @@ _MAX_HEADER = 1 << 16
 
 
 def load_key(state_dir: Path, create: bool = True) -> bytes:
-    """This data dir's signing key, made (0600, atomically, once) if there is none yet and ``create``.
+    """This data dir's signing key, made (0600, atomically and durably, once) if there is none yet and ``create``.
 
-    :raises SnapshotError: there is none and not ``create``, or it is malformed.
+    The key is written to a temporary file, fsynced, and linked into place (``link(2)`` fails if
+    another process made one first), then the directory is fsynced: a crash leaves no key or a whole
+    one.  A malformed key (as an older version could leave, cut short by a crash while it was first
+    written) is made again when nothing can depend on it yet: no snapshot and no checkpoint exists.
+
+    :raises SnapshotError: there is none and not ``create``, or it is malformed and signs something.
     """
     path = Path(state_dir) / KEY_FILE_NAME
     try:
@@ -54,22 +62,43 @@ def load_key(state_dir: Path, create: bool = True) -> bytes:
     except FileNotFoundError:
         if not create:
             raise SnapshotError(path, "malformed", "the data dir has snapshots but no key to check them with") from None
-        ensure_private_dir(path.parent)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        except FileExistsError:  # another process made it first
-            return load_key(state_dir)
-        try:
-            key = os.urandom(_KEY_BYTES)
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(path.parent)
-        return key
+        return _make_key(path)
     if len(key) != _KEY_BYTES:
+        if create and not _signed_anything(Path(state_dir).parent):
+            logger.warning(
+                "%s: malformed (%d bytes) and nothing is signed with it yet: making a new key", path, len(key)
+            )
+            path.unlink()
+            return _make_key(path)
         raise SnapshotError(path, "malformed", f"a snapshot key must be {_KEY_BYTES} bytes, found {len(key)}")
     return key
+
+
+def _make_key(path: Path) -> bytes:
+    ensure_private_dir(path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    key = os.urandom(_KEY_BYTES)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:  # another process made it first: use theirs
+        return load_key(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+    return key
+
+
+def _signed_anything(data_dir: Path) -> bool:
+    """Whether a snapshot or a checkpoint of ``data_dir`` may have been signed with its key."""
+    return any((data_dir / "state" / "api_states").glob("*/*.state")) or any(
+        (data_dir / "checkpoints").glob("*/state/*.state")
+    )
 
 
 def _signature(key: bytes, header: dict[str, Any]) -> str:

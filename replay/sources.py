@@ -44,6 +44,7 @@ __all__ = [
     "Loaded",
     "Source",
     "SourceKind",
+    "check_backend",
     "identify",
     "snapshot_path",
     "snapshot_services",
@@ -152,6 +153,46 @@ def snapshot_services(data_dir: Path) -> list[str]:
 def _replay_dir(path: Path) -> bool:
     log = path / LOG_FILE_NAME
     return (log.is_file() and log.stat().st_size > 0) or (path / CHECKPOINTS_DIR / MANIFEST_NAME).is_file()
+
+
+def _evidence(path: Path, kind: SourceKind) -> str:
+    """What of ``path`` shows state of the ``kind`` backend, in words."""
+    if kind is SourceKind.SNAPSHOT:
+        return f"snapshots of {', '.join(snapshot_services(path))} under {path / 'state' / 'api_states'}"
+    manifest = path / CHECKPOINTS_DIR / MANIFEST_NAME
+    log = path / LOG_FILE_NAME
+    found = [f"a call log ({log}, {log.stat().st_size:,} bytes)"] if log.is_file() and log.stat().st_size else []
+    if manifest.is_file():
+        found.append(f"checkpoints ({manifest})")
+    return " and ".join(found)
+
+
+def check_backend(data_dir: Path, kind: SourceKind) -> None:
+    """Refuse to start the ``kind`` backend (``replay`` or ``snapshot``) on a data dir whose state the other
+    one wrote: it would start empty, and its own first save could bury the state that is there.
+
+    :raises SourceError: the data dir holds the other backend's state (and none of ``kind``'s).
+    """
+    path = Path(data_dir)
+    if not path.is_dir():
+        return
+    replay, snapshot = _replay_dir(path), bool(snapshot_services(path))
+    mine, theirs = (replay, snapshot) if kind is SourceKind.REPLAY else (snapshot, replay)
+    if not theirs:
+        return
+    other = SourceKind.SNAPSHOT if kind is SourceKind.REPLAY else SourceKind.REPLAY
+    if mine:
+        raise SourceError(
+            path,
+            f"{path} holds state of both backends ({_evidence(path, kind)}; {_evidence(path, other)}): "
+            "move the one you no longer use out of the data dir, then start again",
+        )
+    raise SourceError(
+        path,
+        f"{path} holds state the {other.value} backend wrote ({_evidence(path, other)}), and this server uses "
+        f"the {kind.value} backend: start it with PERSISTENCE_BACKEND={other.value} (--backend {other.value}), "
+        "or move that state aside to start empty",
+    )
 
 
 def _identify_dir(path: Path, expected: SourceKind | None) -> Source:

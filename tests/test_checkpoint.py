@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -431,3 +432,38 @@ def test_without_an_adapter_the_log_is_compacted_in_place_when_it_grows(fresh: E
     backend = restart(fresh, data, backend)
     assert list(sqs(fresh.app, "ListQueues")["QueueUrls"]) == [QUEUE]
     backend.close()
+
+
+def tree(data: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(data)): path.read_bytes() for path in sorted(data.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("damage", ["checkpoint directory missing", "snapshot torn and calls missing"])
+def test_a_data_dir_whose_checkpoint_is_gone_refuses_to_start_and_keeps_the_evidence(
+    fresh: Emulator, tmp_path: Path, damage: str
+) -> None:
+    data = tmp_path / "data"
+    backend, app = with_queue(fresh, data)
+    sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody="kept")
+    backend.checkpoint()
+    sqs(app, "SendMessage", QueueUrl=QUEUE, MessageBody="since")
+    backend.close()
+    written = read_manifest(data)
+    assert written is not None
+    checkpoint = Checkpoint(data, written.checkpoint)
+    if damage == "checkpoint directory missing":
+        shutil.rmtree(checkpoint.directory)
+    else:
+        state = checkpoint.state("sqs")
+        state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 2])
+        checkpoint.base_log.unlink()
+    before = tree(data)
+    assert fresh.reset is not None
+    fresh.reset()
+    with pytest.raises(CheckpointError) as refused:
+        persisted(fresh, data)
+    message = str(refused.value)
+    assert str(checkpoint.directory) in message and "restore that directory from a backup" in message
+    assert "\n" not in message
+    assert tree(data) == before  # nothing moved, nothing replaced, no later checkpoint over the evidence
+    assert bodies(fresh) == []  # and nothing was served from half a state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import stat
 from pathlib import Path
@@ -82,3 +83,35 @@ def test_a_refused_file_executes_nothing(tmp_path: Path) -> None:
     write_snapshot(path, "sqs", evil, load_key(tmp_path / "someone-else"))
     refused(path, load_key(tmp_path / "ours"))
     assert not marker.exists()
+
+
+def test_the_key_is_made_once_whole_and_private(tmp_path: Path) -> None:
+    state = tmp_path / "data" / "state"
+    key = load_key(state)
+    assert len(key) == 32 and load_key(state) == key
+    assert stat.S_IMODE((state / "snapshot.key").stat().st_mode) == 0o600
+    assert [p.name for p in state.iterdir()] == ["snapshot.key"]  # no temporary file left
+
+
+@pytest.mark.parametrize("torn", [b"", b"\x01" * 7])
+def test_a_torn_key_is_made_again_while_nothing_depends_on_it(
+    tmp_path: Path, torn: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "data" / "state"
+    state.mkdir(parents=True)
+    (state / "snapshot.key").write_bytes(torn)  # a crash while an older version first wrote it
+    with caplog.at_level(logging.WARNING, logger="replay.snapshot"):
+        key = load_key(state)
+    assert len(key) == 32 and (state / "snapshot.key").read_bytes() == key
+    assert "making a new key" in caplog.text
+
+
+def test_a_malformed_key_that_signed_something_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    key = load_key(data / "state")
+    snapshot = data / "state" / "api_states" / "sqs" / "backend.state"
+    write_snapshot(snapshot, "sqs", pickle.dumps({"q": 1}), key)
+    (data / "state" / "snapshot.key").write_bytes(b"short")
+    with pytest.raises(SnapshotError, match="must be 32 bytes"):
+        load_key(data / "state")
+    assert (data / "state" / "snapshot.key").read_bytes() == b"short"  # the evidence is kept

@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 from ..adapters import StateAdapter
 from ..archive import stage_calls
 from ..checkpoint import (
+    MANIFEST_NAME,
     Checkpoint,
     Checkpointer,
     CheckpointResult,
     Manifest,
+    checkpoints_dir,
     finish_interrupted,
     history,
     load_snapshots,
@@ -45,6 +47,7 @@ from ..replayer import CALL_TIMEOUT, Progress, Replayer, ReplayReport
 from ..rewrite import compact_in_place
 from ..seeding import Seeder
 from ..snapshot import load_key
+from ..sources import SourceKind, check_backend
 from ..transport import WSGITransport
 
 logger = logging.getLogger("replay.replayer")
@@ -147,6 +150,7 @@ class RecordReplayBackend:
         """Load the checkpoint if there is one, replay the calls since (raising before anything
         is changed on a corrupt log or a log that does not fit the checkpoint), then open the log."""
         started = time.perf_counter()
+        check_backend(self.data_dir, SourceKind.REPLAY)
         manifest = read_manifest(self.data_dir)
         start = tail_start(manifest, self.log_path)
         if manifest is not None:
@@ -183,6 +187,13 @@ class RecordReplayBackend:
 
     def _load_checkpoint(self, manifest: Manifest) -> None:
         checkpoint = Checkpoint(self.data_dir, manifest.checkpoint)
+        if not checkpoint.directory.is_dir():  # the calls folded into it are nowhere else: never start without them
+            raise CheckpointError(
+                checkpoint.directory,
+                f"checkpoint {manifest.checkpoint}, named by {checkpoints_dir(self.data_dir) / MANIFEST_NAME}, "
+                "is missing, and with it the history folded into it: restore that directory from a backup "
+                "(nothing was changed or started)",
+            )
         started = time.perf_counter()
         how = "snapshots"
         try:
@@ -193,6 +204,13 @@ class RecordReplayBackend:
             if self.reset is not None:
                 self.reset()  # some services may be loaded already: start from empty again
             how = "calls"
+            if not checkpoint.base_log.is_file():
+                raise CheckpointError(
+                    checkpoint.directory,
+                    f"checkpoint {manifest.checkpoint} cannot be loaded ({exc}) and its calls "
+                    f"({checkpoint.base_log.name}) are missing: restore that directory from a backup "
+                    "(nothing was changed or started)",
+                ) from None
             logger.warning(
                 "checkpoint %s: %s; replaying its %d calls from %s instead",
                 manifest.checkpoint,

@@ -32,7 +32,7 @@ from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
 from ..locks import ReadWriteLock
 from ..snapshot import load_key, read_snapshot, write_snapshot
-from ..sources import snapshot_path, snapshot_services
+from ..sources import SourceKind, check_backend, snapshot_path, snapshot_services
 from ..wsgi import request_from_environ
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class SnapshotBackend:
         return "initialized" if self.key is not None else "initializing"
 
     def restore(self) -> None:
+        check_backend(self.state_dir.parent, SourceKind.SNAPSHOT)
         self.key = load_key(self.state_dir)
         if self.load_strategy is LoadStrategy.ON_STARTUP:
             for service in self.saved_services():
