@@ -29,7 +29,15 @@ from .archive import read_manifest as read_archive_manifest
 from .checkpoint import finish_interrupted, read_manifest, tail_start
 from .config import BackendKind, Config, FsyncPolicy
 from .datadir import DataDirLock, owner
-from .display import describe_archive, format_archive, format_compaction, format_report, format_summary, size
+from .display import (
+    describe_archive,
+    format_archive,
+    format_compaction,
+    format_report,
+    format_snapshots,
+    format_summary,
+    size,
+)
 from .endpoints import COMPACT_PATH
 from .errors import ConfigError, ReplayError, SourceError, TransportError
 from .log import CallLog
@@ -403,7 +411,7 @@ def _since(value: str | None) -> float | None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .summary import calls, summarise
+    from .summary import calls, describe_snapshots, summarise
 
     since = _since(args.since)
     source = _source(args.path)
@@ -411,6 +419,10 @@ def _inspect(args: argparse.Namespace) -> int:
         archived = read_archive_manifest(source.path)  # every member checked; nothing written
         document = {"archive": str(source.path), **archived.to_dict()}
         sys.stdout.write(orjson.dumps(document).decode() + "\n" if args.json else format_archive(document))
+        return 0
+    if source.kind is SourceKind.SNAPSHOT and not args.calls:
+        described = describe_snapshots(source.path)
+        sys.stdout.write(orjson.dumps(described).decode() + "\n" if args.json else format_snapshots(described))
         return 0
     segments = source.segments()
     log_path = source.log_path

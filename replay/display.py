@@ -65,10 +65,21 @@ def when(seconds: float | None) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def format_snapshots(described: dict[str, Any]) -> str:
+    """``replay inspect`` of a ``snapshot`` data dir, for people."""
+    services: dict[str, dict[str, Any]] = described["services"]
+    lines = [f"{described['data_dir']}: snapshot backend, {len(services)} services with a snapshot"]
+    if not described["key"]:
+        lines.append("no snapshot.key: the snapshots cannot be checked, and will be refused")
+    for name, about in sorted(services.items()):
+        lines.append(f"  {name:<24} {about['bytes']:>12,} bytes  saved {when(about['saved'])}")
+    return "\n".join(lines) + "\n"
+
+
 def format_summary(summary: Summary) -> str:
     """``replay inspect`` for people."""
     lines = [
-        f"{' + '.join(summary.files)}: {summary.calls:,} calls, {summary.bytes:,} bytes, "
+        f"{' + '.join(summary.files)}: {summary.backend} backend, {summary.calls:,} calls, {summary.bytes:,} bytes, "
         f"{when(summary.first)} .. {when(summary.last)}"
     ]
     if summary.checkpoint is not None:

@@ -5,8 +5,10 @@ compacted calls, then the log's calls since: :func:`replay.checkpoint.history`)
 or one log file, as a stream, and counts them by service and operation, with
 their time range and size; the last restore's report
 (``replay_report.json``), when there is one, adds its counts and failures.
-:func:`calls` yields one :class:`CallLine` a call, filtered.  Nothing here
-writes to the data dir.
+:func:`calls` yields one :class:`CallLine` a call, filtered.
+:func:`describe_snapshots` says what a ``snapshot`` data dir holds (its
+services, their files' sizes and times, whether its key is there).  Nothing
+here writes to the data dir.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import orjson
 from .config import REPORT_FILE_NAME
 from .entry import Entry
 from .log import Segment
+from .sources import snapshot_path, snapshot_services
 
-__all__ = ["CallLine", "Summary", "calls", "resource_of", "summarise"]
+__all__ = ["CallLine", "Summary", "calls", "describe_snapshots", "resource_of", "summarise"]
 
 
 def resource_of(entry: Entry) -> str:
@@ -100,6 +103,7 @@ class Summary:
     """Counts of a history, and the last restore's report."""
 
     files: list[str]
+    backend: str = "replay"
     calls: int = 0
     bytes: int = 0
     first: float | None = None
@@ -114,6 +118,7 @@ class Summary:
         for (service, operation), count in sorted(self.by_operation.items()):
             services.setdefault(service, {})[operation] = count
         return {
+            "backend": self.backend,
             "files": self.files,
             "calls": self.calls,
             "bytes": self.bytes,
@@ -157,3 +162,18 @@ def summarise(segments: Sequence[Segment], checkpoint: dict[str, object] | None 
         summary.torn_line = reader.torn_line
     summary.last_restore = _report(segments[-1].path.parent)
     return summary
+
+
+def describe_snapshots(data_dir: Path) -> dict[str, Any]:
+    """What a ``snapshot`` data dir holds: per service, its snapshot file's size and time; the key's presence."""
+    services = {}
+    for service in snapshot_services(data_dir):
+        status = snapshot_path(data_dir, service).stat()
+        services[service] = {"bytes": status.st_size, "saved": status.st_mtime}
+    return {
+        "backend": "snapshot",
+        "data_dir": str(data_dir),
+        "services": services,
+        "key": (Path(data_dir) / "state" / "snapshot.key").is_file(),
+        "last_restore": _report(Path(data_dir)),
+    }

@@ -481,7 +481,7 @@ def test_inspect_summarises_lists_and_filters_without_writing(
 
     assert main(["inspect", str(data)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{log}: 2 calls, {log.stat().st_size:,} bytes, 2023-11-14 22:13:20 UTC .. ")
+    assert out.startswith(f"{log}: replay backend, 2 calls, {log.stat().st_size:,} bytes, 2023-11-14 22:13:20 UTC .. ")
     assert "notes    AddNote        1" in out and "notes    EditNote       1" in out
     assert "last restore: none recorded" in out
 
@@ -665,3 +665,28 @@ def test_verify_json_prints_exactly_one_document_whatever_the_emulator_prints(tm
     assert done.stdout.count("\n") == 1
     assert done.stderr.count("the emulator talks on stdout") == 2
     assert "and writes to the descriptor too" in done.stderr
+
+
+def test_inspect_names_the_backend_and_describes_a_snapshot_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pickle
+
+    from replay.snapshot import load_key, write_snapshot
+    from replay.sources import snapshot_path
+
+    data = tmp_path / "volume"
+    key = load_key(data / "state")
+    write_snapshot(snapshot_path(data, "sqs"), "sqs", pickle.dumps({"queues": {}}), key)
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    assert main(["inspect", str(data), "--json"]) == 0
+    described = orjson.loads(capsys.readouterr().out)
+    assert described["backend"] == "snapshot" and list(described["services"]) == ["sqs"] and described["key"]
+    assert main(["inspect", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{data}: snapshot backend, 1 services with a snapshot") and "sqs" in out
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+    log_dir = tmp_path / "replayed"
+    write_log(log_dir, [entry("/notes", "AddNote", b"a")])
+    assert main(["inspect", str(log_dir), "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["backend"] == "replay"
