@@ -31,6 +31,20 @@ lists, each with its size and SHA-256 (*corrupt*), and who vouches for it:
 An import goes into a fresh data dir (missing or empty) through a staging
 directory next to it, moved into place only when everything checked out: a bad
 archive changes nothing on disk.
+
+A hostile archive (a compression bomb, a manifest that lies) cannot fill the disk
+or the memory: the archive is read in one streaming pass, in steps of at most
+1 MiB, and
+
+* nothing is unpacked until the manifest is read and the filesystem has room for
+  every member it lists, with 1% of it (up to 64 MiB) to spare (*no space*);
+* a member is unpacked only if it is a regular file (no link, device or
+  directory) with a safe name (no absolute path, ``.`` or ``..``) that the
+  manifest lists once, and only as many bytes as the manifest declares (*corrupt*);
+* no more is decompressed than the manifest's members, 5 KiB of headers each and
+  64 KiB of padding at the end (16 MiB before the manifest); anything beyond,
+  a header announcing more, or data after the tar or the gzip stream, is refused
+  as soon as it is met (*oversized* or *corrupt*).
 """
 
 from __future__ import annotations
@@ -322,6 +336,7 @@ _HEADER_ROOM = 2 * _BLOCK + _MAX_PAX  # the most a member's headers may take
 _MAX_TRAILER = 64 << 10  # zeros after the end-of-archive block (tar writers pad to 10 KiB records)
 _FS_BLOCK = 4096  # what a file costs on disk is counted in blocks of this size
 _MAX_RESERVE = 64 << 20  # an import leaves 1% of the filesystem free, up to this much
+_HOSTILE = "a damaged or hostile archive: export it again from its source"
 _TYPES = {
     "1": "hard link",
     "2": "symbolic link",
@@ -331,7 +346,6 @@ _TYPES = {
     "6": "FIFO",
     "7": "contiguous file",
     "g": "global pax header",
-    "x": "pax header",
     "K": "GNU long link name",
     "L": "GNU long name",
     "S": "GNU sparse file",
@@ -356,8 +370,6 @@ class _Inflater:
         self._stream = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only
         self._input = b""
         self._drained = False
-        self.produced = 0
-        self.consumed = 0
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` (> 0) decompressed bytes; ``b""`` once the gzip stream has ended.
@@ -366,6 +378,8 @@ class _Inflater:
         :raises zlib.error: the stream is not deflate data, or its CRC-32 or length does not match.
         :raises ArchiveError: the file cannot be read, or goes on after its gzip stream.
         """
+        if size < 1:
+            raise ValueError("read at least one byte")  # zlib would take 0 as "no limit"
         while not self._stream.eof:
             if not self._input and not self._drained:
                 self._input = self._fill()
@@ -374,10 +388,9 @@ class _Inflater:
             self._input = self._stream.unconsumed_tail
             if self._stream.eof and (self._stream.unused_data or self._fill(1)):
                 raise ArchiveError(
-                    self._archive, "corrupt", "it goes on after the end of its gzip stream (a damaged or foreign file)"
+                    self._archive, "corrupt", f"it goes on after the end of its gzip stream ({_HOSTILE})"
                 )
             if data:
-                self.produced += len(data)
                 return data
             if self._drained and not self._input:
                 raise EOFError("the file ends before its gzip stream does")
@@ -388,7 +401,6 @@ class _Inflater:
             data = self._handle.read(size)
         except OSError as exc:
             raise ArchiveError(self._archive, "corrupt", f"it cannot be read ({exc})") from None
-        self.consumed += len(data)
         return data
 
 
@@ -400,7 +412,6 @@ class _Header:
     size: int
     type: str  # the typeflag, "0" for a regular file
     link: str
-    offset: int  # where its first header block starts in the tar stream
 
     @property
     def regular(self) -> bool:
@@ -472,7 +483,7 @@ class _TarReader:
             raise ArchiveError(
                 self._archive,
                 "oversized",
-                f"it goes on past the {self.limit:,} bytes its manifest accounts for (a damaged or hostile archive)",
+                f"it goes on past the {self.limit:,} bytes its manifest accounts for ({_HOSTILE})",
             )
         data = self._source.read(size)
         if not data:
@@ -515,7 +526,7 @@ class _TarReader:
             self._archive,
             "corrupt",
             f"its tar framing is broken at byte {offset:,} ({why}): the member before it is longer than "
-            "its header says, or the file is damaged",
+            f"its header says, or the file is damaged ({_HOSTILE})",
         )
 
     def _block(self, block: bytes, offset: int) -> _Header:
@@ -530,7 +541,7 @@ class _TarReader:
             raise self._broken(offset, "a tar header's checksum does not match")
         name, prefix = _text(block[:100]), _text(block[345:500])
         kind = chr(block[156]) if block[156] else "0"
-        return _Header(f"{prefix}/{name}" if prefix else name, size, kind, _text(block[157:257]), offset)
+        return _Header(f"{prefix}/{name}" if prefix else name, size, kind, _text(block[157:257]))
 
     def header(self) -> _Header | None:
         """The next member's header, or ``None`` at the end-of-archive block."""
@@ -546,7 +557,8 @@ class _TarReader:
             raise ArchiveError(
                 self._archive,
                 "oversized",
-                f"the pax header at byte {offset:,} is {header.size:,} bytes; replay writes at most {_MAX_PAX:,}",
+                f"the pax header at byte {offset:,} is {header.size:,} bytes, replay writes at most {_MAX_PAX:,} "
+                f"({_HOSTILE})",
             )
         try:
             records = _pax_records(self.content(header))
@@ -561,7 +573,7 @@ class _TarReader:
         if any(key.startswith("GNU.sparse") for key in records):
             return dataclasses.replace(header, type="S")
         if "size" in records:
-            if not records["size"].isdigit():
+            if not re.fullmatch(r"[0-9]{1,20}", records["size"]):
                 raise self._broken(offset, f"its pax header has a bad size {records['size'][:20]!r}")
             header = dataclasses.replace(header, size=int(records["size"]))
         return dataclasses.replace(
@@ -574,14 +586,16 @@ class _TarReader:
             self.offset += len(data)
             if data.count(0) != len(data):
                 raise ArchiveError(
-                    self._archive, "corrupt", f"it holds data after the end of its tar (byte {self.end:,})"
+                    self._archive,
+                    "corrupt",
+                    f"it holds data after the end of its tar at byte {self.end:,} ({_HOSTILE})",
                 )
             if self.offset - self.end > _MAX_TRAILER:
                 raise ArchiveError(
                     self._archive,
                     "oversized",
                     f"it goes on after the end of its tar with more than {_MAX_TRAILER:,} bytes of padding "
-                    "(a damaged or hostile archive)",
+                    f"({_HOSTILE})",
                 )
 
 
@@ -602,25 +616,33 @@ def _room_needed(manifest: ArchiveManifest) -> int:
     return need
 
 
-def _check_space(archive: Path, manifest: ArchiveManifest, into: Path, destination: Path) -> None:
-    """Refuse an archive whose members do not fit on ``into``'s filesystem, leaving 1% of it (up to 64 MiB) free.
+def _check_space(archive: Path, manifest: ArchiveManifest, places: Sequence[Path]) -> None:
+    """Refuse an archive whose members do not fit on the filesystem of each of ``places`` (the data dir, and the
+    staging directory next to it: a data dir that is a mount point is on another one), leaving 1% of it (up
+    to 64 MiB) free.
 
-    :raises ArchiveError: ``"no space"``.
+    :raises ArchiveError: ``"no space"``, naming the place and the sizes.
     """
-    probe = into
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    usage = shutil.disk_usage(probe)
     need = _room_needed(manifest)
-    reserve = min(_MAX_RESERVE, usage.total // 100)
-    if need + reserve > usage.free:
-        raise ArchiveError(
-            archive,
-            "no space",
-            f"it unpacks to {manifest.size:,} bytes ({need:,} on disk), but the filesystem holding {destination} "
-            f"has {usage.free:,} bytes free, of which {reserve:,} stay free: "
-            "free some space, or import into a data dir on another filesystem",
-        )
+    checked: set[int] = set()
+    for place in places:
+        probe = place
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        device = probe.stat().st_dev
+        if device in checked:
+            continue
+        checked.add(device)
+        usage = shutil.disk_usage(probe)
+        reserve = min(_MAX_RESERVE, usage.total // 100)
+        if need + reserve > usage.free:
+            raise ArchiveError(
+                archive,
+                "no space",
+                f"it unpacks to {manifest.size:,} bytes ({need:,} on disk), but the filesystem holding {place} "
+                f"has {usage.free:,} bytes free, of which {reserve:,} stay free: "
+                "free some space, or import into a data dir on another filesystem",
+            )
 
 
 def _check_trust(where: Path | str, manifest: ArchiveManifest, key: bytes | None, trust: bool) -> None:
@@ -676,7 +698,7 @@ def read_manifest(
             raise ArchiveError(archive, "foreign", "not a replay archive (not gzip-compressed)")
         handle.seek(0)
         try:
-            return _read_members(archive, _Inflater(archive, handle), into, key, trust, destination or into)
+            return _read_members(archive, _Inflater(archive, handle), into, key, trust, destination)
         except EOFError as exc:
             raise ArchiveError(archive, "torn", f"the file ends before the archive does ({exc})") from None
         except zlib.error as exc:
@@ -697,20 +719,24 @@ def _read_members(
         raise ArchiveError(archive, "foreign", f"a tar file, but its first member is not {MANIFEST_MEMBER}")
     if first.size > _MAX_MANIFEST:
         raise ArchiveError(
-            archive, "oversized", f"its manifest is {first.size:,} bytes; replay reads one of up to {_MAX_MANIFEST:,}"
+            archive,
+            "oversized",
+            f"its manifest is {first.size:,} bytes, replay reads at most {_MAX_MANIFEST:,} ({_HOSTILE})",
         )
     manifest = _parse_manifest(archive, tar.content(first))
     _check_trust(archive, manifest, key, trust)
     tar.bound(manifest)
     if into is not None:
-        _check_space(archive, manifest, into, destination or into)
+        _check_space(archive, manifest, [destination or into, into])
     seen: set[str] = set()
     while (member := tar.header()) is not None:
         name = member.name
         if not member.regular:
-            raise ArchiveError(archive, "corrupt", f"member {name!r} is {member.describe()}, not a regular file")
+            what = f"member {name!r} is {member.describe()}, not a regular file"
+            raise ArchiveError(archive, "corrupt", f"{what} ({_HOSTILE})")
         if _unsafe(name):
-            raise ArchiveError(archive, "corrupt", f"member {name!r} has an unsafe path (absolute, or with . or ..)")
+            what = f"member {name!r} has an unsafe path, absolute or with . or .."
+            raise ArchiveError(archive, "corrupt", f"{what} ({_HOSTILE})")
         expected = manifest.files.get(name)
         if expected is None:
             raise ArchiveError(archive, "corrupt", f"member {name!r} is not listed in its manifest")
@@ -817,7 +843,12 @@ def _lay_out(raw: Path, layout: Path, manifest: ArchiveManifest) -> None:
 def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trust: bool = False) -> ImportReport:
     """Unpack ``archive`` into the fresh (missing or empty) ``data_dir``, after checking all of it.
 
-    :raises ArchiveError: the archive is foreign, torn, corrupt, newer, malformed or untrusted.
+    The members are unpacked into a staging directory next to ``data_dir`` (see :func:`read_manifest` for
+    what is checked before and while they are); on any failure it is removed, with the parents of
+    ``data_dir`` this call created, and ``data_dir`` is left as it was.
+
+    :raises ArchiveError: the archive is foreign, torn, corrupt, oversized, newer, malformed or untrusted, or
+        its members do not fit on ``data_dir``'s filesystem (``"no space"``).
     :raises SourceError: ``data_dir`` is not empty, or the archive is missing.
     """
     started = time.perf_counter()

@@ -214,8 +214,10 @@ class ArchiveError(ReplayError, ValueError):
 
     :ivar path: the archive.
     :ivar reason: ``"foreign"`` (not an archive), ``"torn"`` (cut short), ``"corrupt"`` (a checksum
-        failed), ``"newer"`` (a format this replay does not read), ``"untrusted"`` (it holds snapshots
-        and no key vouches for it), or ``"malformed"``.
+        failed, or a member is not a regular file its manifest lists), ``"oversized"`` (it decompresses
+        to more than its manifest declares: a compression bomb), ``"no space"`` (its members do not fit
+        on the data dir's filesystem), ``"newer"`` (a format this replay does not read), ``"untrusted"``
+        (it holds snapshots and no key vouches for it), or ``"malformed"``.
     """
 
     def __init__(self, path: Path | str, reason: str, detail: str) -> None:

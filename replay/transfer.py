@@ -45,7 +45,7 @@ from .checkpoint import read_manifest as read_checkpoint_manifest
 from .config import LOG_FILE_NAME
 from .datadir import DataDirLock, owner
 from .endpoints import EXPORT_PATH
-from .errors import ReplayError, SourceError, TransportError
+from .errors import ArchiveError, ReplayError, SourceError, TransportError
 from .files import atomic_writer
 from .remote import download, is_remote, parse_location, upload
 from .sources import SourceKind, identify
@@ -196,7 +196,8 @@ def import_state(
 ) -> ImportReport:
     """Unpack ``archive`` (a path or ``s3://``) into the fresh ``data_dir``.
 
-    :raises ArchiveError: the archive is foreign, torn, corrupt, newer or untrusted.
+    :raises ArchiveError: the archive is foreign, torn, corrupt, oversized, newer or untrusted, or there is no
+        space for it (an ``s3://`` archive is named as such, not as the temporary file it was fetched to).
     :raises SourceError: the archive is missing, or ``data_dir`` is not empty.
     """
     if not is_remote(archive):
@@ -208,7 +209,12 @@ def import_state(
     with _workspace() as workspace:
         local = workspace / "download.replay"
         download(archive, local, endpoint_url)
-        report = import_archive(local, data_dir, key, trust)
+        try:
+            report = import_archive(local, data_dir, key, trust)
+        except ArchiveError as exc:  # name the archive as it was given, not the temporary download
+            prefix = f"{exc.path}: not imported ({exc.reason}): "
+            detail = str(exc).removeprefix(prefix)
+            raise ArchiveError(archive, exc.reason, detail) from None
     return dataclasses.replace(report, archive=archive)
 
 

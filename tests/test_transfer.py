@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,7 @@ from replay.config import Config, FsyncPolicy
 from replay.datadir import DataDirLock
 from replay.emulators import Emulator, moto_emulator
 from replay.entry import Entry, Request, Response, encode_entry
-from replay.errors import ConfigError, ReplayError, SourceError, TransportError
+from replay.errors import ArchiveError, ConfigError, ReplayError, SourceError, TransportError
 from replay.log import CallLog, LogReader
 from replay.server import Server
 from replay.transfer import export_state, import_state
@@ -114,6 +116,20 @@ def test_s3_failures_are_one_line_errors_and_change_nothing(tmp_path: Path, s3: 
     with pytest.raises(SourceError, match="is not empty"):  # said before anything is downloaded
         import_state("s3://team-state/missing.replay", used, endpoint_url=s3_endpoint)
     assert bodies(used / LOG_NAME) == [b"old"]
+
+
+def test_a_hostile_archive_from_s3_is_refused_under_its_own_name(tmp_path: Path, s3: Any, s3_endpoint: str) -> None:
+    source = data_dir_with(tmp_path / "mine", "x")
+    export_state(str(tmp_path / "good.replay"), source)
+    honest = gzip.decompress((tmp_path / "good.replay").read_bytes())
+    padded = zlib.compressobj(9, zlib.DEFLATED, 31)  # the honest tar, then 64 MiB more of zero blocks
+    body = padded.compress(honest) + b"".join(padded.compress(bytes(1 << 20)) for _ in range(64)) + padded.flush()
+    s3.put_object(Bucket="team-state", Key="bomb.replay", Body=body)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ArchiveError, match=r"^s3://team-state/bomb\.replay: not imported \(oversized\): it goes on"):
+        import_state("s3://team-state/bomb.replay", fresh, endpoint_url=s3_endpoint)
+    assert not fresh.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 class Notes:
