@@ -48,7 +48,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -157,14 +157,23 @@ class CallLog:
     :param fsync: when appends are forced to disk.
     :param header: the checkpoint this log continues: written as the first line
         when the file is new or empty (an existing header is left as it is).
+    :param on_failure: told, in one line, when the once-a-second sync of ``everysec`` fails
+        (appends themselves raise :class:`~replay.errors.LogWriteError`).
 
     :attr:`header` is the checkpoint the file's header names (``None``: no header).
     """
 
-    def __init__(self, path: Path, fsync: FsyncPolicy = FsyncPolicy.EVERYSEC, header: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fsync: FsyncPolicy = FsyncPolicy.EVERYSEC,
+        header: str | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.header = header
+        self.on_failure = on_failure  # told (one line) when a background sync fails
         self._always = fsync is FsyncPolicy.ALWAYS
         ensure_private_dir(self.path.parent)
         self._fd = self._open()
@@ -187,10 +196,9 @@ class CallLog:
                 if header is not None and os.fstat(self._fd).st_size == 0:
                     os.write(self._fd, encode_header(header))
                     os.fsync(self._fd)
-                first = _first_line(self._fd)[0]
-                self.header = _decode_header(first)
-                self._seq = max(self._seq, _header_seq(first) if self.header is not None else 0)
+                self.header = _decode_header(_first_line(self._fd)[0])
                 self._end = os.fstat(self._fd).st_size
+                self._seq = _last_seq(self._fd, self._end)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         if fsync is FsyncPolicy.EVERYSEC:
@@ -226,7 +234,7 @@ class CallLog:
         last = os.pread(self._fd, end - start, start)
         try:
             if start > 0 or _decode_header(last) is None:
-                self._seq = decode_entry(last).seq or 0
+                decode_entry(last)
         except EntryVersionError:
             pass  # a newer writer's complete entry: not ours to judge, and not torn
         except ValueError as exc:
@@ -270,13 +278,18 @@ class CallLog:
                 if size != self._end:  # another process appended: count on from its last entry
                     self._seq = max(self._seq, _last_seq(fd, size))
                 line = numbered(line, self._seq + 1)
+                written = 0
                 try:
                     written = _write(fd, line)
+                    while written < len(line):  # a short write: go on, or learn why it cannot
+                        more = _write(fd, line[written:])
+                        if not more:
+                            raise OSError(0, f"short write ({written} of {len(line)} bytes)")
+                        written += more
                 except OSError as exc:
+                    if written:
+                        self._truncate_back(written)
                     raise LogWriteError(self.path, f"{self.path}: cannot append an entry: {_os_reason(exc)}") from exc
-                if written != len(line):
-                    self._truncate_back(written)
-                    raise LogWriteError(self.path, f"{self.path}: short write ({written} of {len(line)} bytes)")
                 self._seq += 1
                 self._end = size + written
             finally:
@@ -382,8 +395,29 @@ class CallLog:
             if self._dirty:
                 try:
                     self.sync()
-                except OSError:
-                    logger.exception("%s: background fsync failed", self.path)
+                except OSError as exc:
+                    cause = f"{self.path}: background fsync failed: {_os_reason(exc)}"
+                    if self.on_failure is not None:
+                        self.on_failure(cause)
+                    else:
+                        logger.error("%s", cause)
+
+    def probe(self, size: int = 1 << 20) -> None:
+        """Show that an entry of ``size`` bytes can be written and synced next to the log now, and sync the log.
+
+        :raises OSError: it cannot (the disk is still full, read-only, failing ...).
+        """
+        path = self.path.with_name(f".{self.path.name}.{os.getpid()}.probe")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        try:
+            _write_all(fd, b"\0" * max(size, 4096))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+        with self._sync_lock:
+            if not self._closed:
+                os.fdatasync(self._fd)
 
     def close(self) -> None:
         """Sync and close; later appends raise :class:`LogWriteError`."""

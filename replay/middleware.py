@@ -15,6 +15,13 @@ are not recorded, nor are calls whose app raised while answering.  If the client
 goes away before the end, the rest of the response is still drained and the
 call recorded, because its effect happened.
 
+With a :class:`~replay.writeguard.WriteGuard`, an entry that cannot be written
+closes the guard and the call is answered 503 ``ServiceUnavailable`` (when no
+byte of its answer has left yet; otherwise the response is broken off), and
+while the guard is closed every state-changing call is answered so before it
+reaches the app.  Without one, the :class:`~replay.errors.LogWriteError` is
+raised to the server.
+
 A successful call the classifier would not keep (``recordable``: an SQS receive
 that returned nothing) is still recorded when ``watch`` says it changed state
 (a message moved to a dead-letter queue): what decides is the effect, not the
@@ -31,9 +38,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from .classify import Call, Classifier, DefaultClassifier
 from .entry import Request, encode_call
+from .errors import LogWriteError
 from .locks import MutationGate
 from .redact import redact, redact_answer
 from .seeding import Seeder, waited
+from .writeguard import WriteGuard, refusal
 from .wsgi import request_from_environ
 
 if TYPE_CHECKING:
@@ -71,6 +80,7 @@ class RecordingMiddleware:
     :param watch: if given, asked before each mutating call for a check that tells,
         after it, whether the call changed state (``StateAdapter.watch``); a call the
         classifier would not record is recorded when it did.
+    :param guard: refuses state-changing calls while the log cannot be written (see the module docstring).
     """
 
     def __init__(
@@ -81,6 +91,7 @@ class RecordingMiddleware:
         seeder: Seeder | None = None,
         gate: MutationGate | None = None,
         watch: Callable[[str, str, Request], Callable[[], bool] | None] | None = None,
+        guard: WriteGuard | None = None,
     ) -> None:
         self.app = app
         self.log = log
@@ -88,6 +99,7 @@ class RecordingMiddleware:
         self.seeder = seeder
         self.gate = gate
         self.watch = watch
+        self.guard = guard
         self.recordable: Callable[[Call, int, bytes], bool] = getattr(self.classifier, "recordable", _always_recordable)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -95,7 +107,12 @@ class RecordingMiddleware:
         call = self.classifier(request)
         if not call.mutating:
             return self.app(environ, start_response)
-        recording = _Recording(self.log, request, call, start_response, self.recordable)
+        guard = self.guard
+        if guard is not None and not guard.ok:
+            status, headers, body = refusal(guard, call, "x-amz-target" in request.index)
+            start_response(status, headers)
+            return [body]
+        recording = _Recording(self.log, request, call, start_response, self.recordable, guard)
         if self.gate is not None:
             self.gate.enter()
             recording.gate = self.gate
@@ -115,7 +132,13 @@ class RecordingMiddleware:
         if type(iterable) is list and recording.status:
             # a complete body in hand: record now, before any byte of it can leave
             recording.body.extend(iterable)
-            recording.finish()
+            try:
+                recording.finish()
+            except LogWriteError:
+                if guard is None:
+                    raise
+                return [recording.refuse()]
+            recording.begin()
             return iterable
         recording.iterable = iterable
         return recording
@@ -134,10 +157,12 @@ class _Recording:
         "changed",
         "done",
         "gate",
+        "guard",
         "headers",
         "iterable",
         "iterator",
         "log",
+        "pending",
         "recordable",
         "request",
         "seed",
@@ -155,8 +180,10 @@ class _Recording:
         call: Call,
         upstream: StartResponse,
         recordable: Callable[[Call, int, bytes], bool],
+        guard: WriteGuard | None = None,
     ) -> None:
         self.log = log
+        self.guard = guard
         self.recordable = recordable
         self.request = request
         self.call = call
@@ -168,6 +195,7 @@ class _Recording:
         self.iterable: Iterable[bytes] = ()
         self.iterator: Iterator[bytes] | None = None
         self.write_upstream: Callable[[bytes], object] | None = None
+        self.pending: tuple[str, list[tuple[str, str]]] | None = None  # status and headers not passed on yet
         self.seed: int | None = None
         self.waited = 0.0
         self.done = False
@@ -184,14 +212,28 @@ class _Recording:
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> Callable[[bytes], object]:
+        """Kept until the first byte of the answer leaves (:meth:`begin`), so that a call whose entry
+        cannot be written can still be answered 503 instead; an app's error answer goes through at once."""
         self.status = int(status[:3])
         self.headers = headers
-        self.write_upstream = self.upstream(status, headers, exc_info)
+        if exc_info is not None:
+            self.pending = None
+            self.write_upstream = self.upstream(status, headers, exc_info)
+        else:
+            self.pending = (status, headers)
         return self.write
+
+    def begin(self) -> None:
+        """Pass the kept status and headers on (once): the answer starts leaving."""
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            self.write_upstream = self.upstream(*pending)
 
     def write(self, data: bytes) -> object:
         """The legacy ``write()`` callable: passed through, and kept for the entry."""
         self.body.append(data)
+        self.begin()
         assert self.write_upstream is not None
         return self.write_upstream(data)
 
@@ -199,21 +241,39 @@ class _Recording:
         self.iterator = iterator = iter(self.iterable)
         body = self.body
         held: bytes | None = None
+        sent = False
         try:
             for chunk in iterator:
                 if not chunk:
                     continue
                 body.append(chunk)
                 if held is not None:
+                    sent = True
+                    self.begin()
                     yield held
                 held = chunk
         except Exception:
             self.done = True  # the app failed mid-response: the client is not told it succeeded
             self.release()
             raise
-        self.finish()
+        try:
+            self.finish()
+        except LogWriteError:
+            if self.guard is None or sent:  # part of the answer has left: only breaking it off is honest
+                raise
+            yield self.refuse()
+            return
+        self.begin()
         if held is not None:
             yield held
+
+    def refuse(self) -> bytes:
+        """Answer 503 as the guard says instead of the app's answer (none of it has left); the body."""
+        assert self.guard is not None
+        status, headers, body = refusal(self.guard, self.call, "x-amz-target" in self.request.index)
+        self.pending = None
+        self.upstream(status, headers)
+        return body
 
     def finish(self) -> None:
         """Append the entry (once) if the call succeeded."""
@@ -245,8 +305,15 @@ class _Recording:
         )
         try:
             self.log.append(line)
-        except Exception:
-            logger.exception("could not record %s.%s; the call is not acknowledged", call.service, call.operation)
+        except LogWriteError as exc:
+            if self.guard is None:
+                logger.error(
+                    "could not record %s.%s; the call is not acknowledged: %s", call.service, call.operation, exc
+                )
+            else:
+                probe = getattr(self.log, "probe", None)
+                size = len(line)
+                self.guard.failed(str(exc), retry=(lambda: probe(size)) if probe is not None else (lambda: None))
             raise
 
     def close(self) -> None:

@@ -780,3 +780,14 @@ def test_a_localstack_log_is_named_as_such_and_never_taken_for_a_torn_tail(tmp_p
         with pytest.raises(LogCorruptError, match=r":1: malformed entry \(a LocalStack record, not a replay entry"):
             list(LogReader(path))
         assert path.read_bytes() == lines
+
+
+def test_numbering_goes_on_after_a_torn_tail_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(1))
+        log.append(line(2))
+    path.write_bytes(path.read_bytes() + line(3)[:20])  # a crash in the middle of the third
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(4))
+    assert [entry.seq for _, entry in LogReader(path)] == [1, 2, 3]

@@ -49,6 +49,7 @@ from ..seeding import Seeder
 from ..snapshot import load_key
 from ..sources import SourceKind, check_backend
 from ..transport import WSGITransport
+from ..writeguard import WriteGuard
 
 logger = logging.getLogger("replay.replayer")
 
@@ -131,9 +132,12 @@ class RecordReplayBackend:
         self._trigger: threading.Thread | None = None
         self._compacted_size = 0  # without an adapter: the log's size after its last compaction
         self._folding = threading.RLock()  # one checkpoint, compaction or export at a time
+        self.guard = WriteGuard(self.data_dir)  # closed while the log or a checkpoint cannot be written
 
     @property
     def persistence(self) -> str:
+        if not self.guard.ok:
+            return "error"
         return "initialized" if self.report is not None else "initializing"
 
     def _replayer(self, report_path: Path | None) -> Replayer:
@@ -164,7 +168,12 @@ class RecordReplayBackend:
             report.total / report.duration if report.duration > 0 else 0.0,
         )
         self.report = report
-        self.log = CallLog(self.log_path, self.fsync, header=manifest.checkpoint if manifest is not None else None)
+        self.log = CallLog(
+            self.log_path,
+            self.fsync,
+            header=manifest.checkpoint if manifest is not None else None,
+            on_failure=self._log_failed,
+        )
         start = finish_interrupted(self.log, manifest, start)
         removed = remove_stale(self.data_dir, manifest)
         if removed:
@@ -318,15 +327,24 @@ class RecordReplayBackend:
                 self.compact()
             except QuiesceTimeoutError as exc:
                 logger.warning("checkpoint postponed: %s", exc)
-            except Exception:
-                logger.exception("compaction failed; the log still holds every call, trying again later")
+            except Exception as exc:  # a full or failing disk: refuse state changes until a checkpoint works
+                self._checkpoint_failed(exc)
                 self._stop.wait(30.0)
 
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
         if self.log is None:
             raise RuntimeError("restore() must run before wrap()")
         watch = self.adapter.watch if self.adapter is not None else None
-        return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate, watch)
+        return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate, watch, self.guard)
+
+    def _log_failed(self, cause: str) -> None:
+        log = self.log
+        self.guard.failed(cause, retry=log.probe if log is not None else lambda: None)
+
+    def _checkpoint_failed(self, exc: Exception) -> None:
+        """A checkpoint (or compaction) could not be written: refuse state changes until one is (Redis's MISCONF)."""
+        cause = f"checkpoint failed: {' '.join(str(exc).split())}"
+        self.guard.failed(cause, retry=self.compact, backoff=2.0)
 
     def status(self) -> dict[str, object]:
         if self.report is None:
@@ -341,6 +359,7 @@ class RecordReplayBackend:
             return restoring
         status: dict[str, object] = {
             "backend": "replay",
+            "data_dir": str(self.data_dir),
             "log": str(self.log_path),
             "restored": self.report.restored,
             "failed": self.report.failed,
@@ -357,6 +376,9 @@ class RecordReplayBackend:
                 "next_at_bytes": self.policy.threshold(manifest) if self.policy.percentage > 0 else None,
                 "last": self.last_checkpoint.to_dict() if self.last_checkpoint is not None else None,
             }
+        error = self.guard.status()
+        if error is not None:
+            status["error"] = error
         return status
 
     def save(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
@@ -365,7 +387,8 @@ class RecordReplayBackend:
             try:
                 result = self.checkpoint()
             except Exception as exc:
-                logger.exception("checkpoint failed")
+                if not isinstance(exc, QuiesceTimeoutError):
+                    self._checkpoint_failed(exc)
                 for service in services or ["*"]:
                     yield {"service": service, "status": "error", "message": f"checkpoint failed: {exc}"}
                 return
@@ -396,7 +419,8 @@ class RecordReplayBackend:
         if checkpoint and checkpointer is not None and self.policy.percentage > 0 and checkpointer.tail_bytes > 0:
             try:
                 self.checkpoint()
-            except Exception:
-                logger.exception("could not take a checkpoint at shutdown; the log holds every call")
+            except Exception as exc:
+                logger.warning("could not take a checkpoint at shutdown (the log holds every call): %s", exc)
+        self.guard.stop()
         if self.log is not None:
             self.log.close()

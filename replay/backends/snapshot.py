@@ -18,6 +18,7 @@ scheduled save writes the dirty services only.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..errors import ReplayError, SnapshotError
 from ..locks import ReadWriteLock
 from ..snapshot import load_key, read_snapshot, write_snapshot
 from ..sources import SourceKind, check_backend, snapshot_path, snapshot_services
+from ..writeguard import WriteGuard, refusal
 from ..wsgi import request_from_environ
 
 if TYPE_CHECKING:
@@ -78,11 +80,14 @@ class SnapshotBackend:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self.guard = WriteGuard(Path(data_dir))  # closed while a snapshot cannot be written
 
     # the Backend contract
 
     @property
     def persistence(self) -> str:
+        if not self.guard.ok:
+            return "error"
         return "initialized" if self.key is not None else "initializing"
 
     def restore(self) -> None:
@@ -99,22 +104,27 @@ class SnapshotBackend:
         return _Persisting(self, app)
 
     def status(self) -> dict[str, object]:
-        return {
+        status: dict[str, object] = {
             "backend": "snapshot",
+            "data_dir": str(self.state_dir.parent),
             "save_strategy": self.save_strategy.value,
             "load_strategy": self.load_strategy.value,
             "loaded": sorted(self.loaded),
             "dirty": sorted(self.dirty),
         }
+        error = self.guard.status()
+        if error is not None:
+            status["error"] = error
+        return status
 
     def close(self) -> None:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.join()
+        self.guard.stop()
         if self.key is not None and self.save_strategy in (SaveStrategy.ON_SHUTDOWN, SaveStrategy.SCHEDULED):
-            for result in self.save(sorted(self.dirty)):
-                if result["status"] != "ok":
-                    logger.error("%s", result["message"])
+            for _result in self.save(sorted(self.dirty)):
+                pass  # a failure was logged, in one line
 
     # saving and loading
 
@@ -177,8 +187,11 @@ class SnapshotBackend:
                 else:
                     self.load_service(service)
             except Exception as exc:
-                logger.exception("could not %s %s", action, service)
-                yield {"service": service, "status": "error", "message": f"could not {action} {service}: {exc}"}
+                message = f"could not {action} {service}: {' '.join(str(exc).split())}"
+                logger.error("%s", message)
+                if action == "save":
+                    self.guard.failed(message, retry=self.save_dirty)
+                yield {"service": service, "status": "error", "message": message}
             else:
                 yield {"service": service, "status": "ok"}
 
@@ -220,17 +233,31 @@ class SnapshotBackend:
 
     def _save_periodically(self) -> None:
         while not self._stop.wait(self.interval):
-            for result in self.save(sorted(self.dirty)):
-                if result["status"] != "ok":
-                    logger.error("%s", result["message"])
+            for _result in self.save(sorted(self.dirty)):
+                pass  # a failure closed the guard and was logged
+
+    def save_dirty(self) -> None:
+        """Save every service changed since its last save.
+
+        :raises Exception: one of them could not be saved (the rest may have been).
+        """
+        for service in sorted(self.dirty):
+            self.save_service(service)
 
     def touched(self, service: str) -> None:
-        """A state-changing call to ``service`` succeeded."""
+        """A state-changing call to ``service`` succeeded.
+
+        :raises Exception: under ``ON_REQUEST``, its snapshot could not be written (the guard is closed).
+        """
         affected = self.adapter.affected(service)
         self.dirty.update(affected)
         if self.save_strategy is SaveStrategy.ON_REQUEST:
-            for name in sorted(affected & self.dirty):
-                self.save_service(name)
+            try:
+                for name in sorted(affected & self.dirty):
+                    self.save_service(name)
+            except Exception as exc:
+                self.guard.failed(f"could not save {service}: {' '.join(str(exc).split())}", retry=self.save_dirty)
+                raise
 
 
 class _Persisting:
@@ -244,6 +271,10 @@ class _Persisting:
         backend = self.backend
         request = request_from_environ(environ)
         call = backend.classifier(request)
+        if call.mutating and not backend.guard.ok and backend.adapter.service_for(call.service) is not None:
+            status, headers, refused = refusal(backend.guard, call, "x-amz-target" in request.index)
+            start_response(status, headers)
+            return [refused]
         if call.service == "moto" and call.operation == "Reset":  # everything becomes empty: save that too
             backend.dirty.update(backend.loaded | set(backend.saved_services()))
         service = backend.adapter.service_for(call.service)
@@ -254,9 +285,9 @@ class _Persisting:
                 backend.load_service(service)
             except SnapshotError as exc:  # never serve a service from empty state as if it were restored
                 logger.error("%s", exc)
-                refusal = orjson.dumps({"error": "snapshot refused", "message": str(exc)})
+                refused_load = orjson.dumps({"error": "snapshot refused", "message": str(exc)})
                 start_response("500 Internal Server Error", [("Content-Type", "application/json")])
-                return [refusal]
+                return [refused_load]
         statuses: list[int] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> object:
@@ -278,5 +309,10 @@ class _Persisting:
             else:
                 kept = False
         if kept:
-            backend.touched(service)  # under ON_REQUEST the save happens here, before the answer leaves
+            try:
+                backend.touched(service)  # under ON_REQUEST the save happens here, before the answer leaves
+            except Exception:  # not saved: the client is told so, never that it succeeded
+                status, headers, refused = refusal(backend.guard, call, "x-amz-target" in request.index)
+                start_response(status, headers, sys.exc_info())
+                return [refused]
         return body
