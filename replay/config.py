@@ -114,6 +114,11 @@ def _parse_port(name: str, value: str | int) -> int:
     return port
 
 
+def _parse_list(value: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks left out."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def _parse_interval(name: str, value: object) -> float:
     try:
         seconds = float(str(value))
@@ -201,6 +206,9 @@ class Config:
         ``infrastructure`` (resources and configuration, not messages, objects, items ...).
     :ivar archive_key: the key archives are signed and checked with (``--key-file`` / ``REPLAY_ARCHIVE_KEY``).
     :ivar call_timeout: ``REPLAY_CALL_TIMEOUT``: seconds one replayed call may take before a restore stops.
+    :ivar allowed_hosts: ``REPLAY_ALLOWED_HOSTS``: more ``Host`` names control endpoints answer (comma-separated).
+    :ivar extra_origins: ``EXTRA_CORS_ALLOWED_ORIGINS``: more origins allowed to call control endpoints.
+    :ivar cors_checks: ``False`` when ``DISABLE_CORS_CHECKS`` is set: any ``Origin`` may call control endpoints.
     """
 
     host: str = "127.0.0.1"
@@ -218,6 +226,9 @@ class Config:
     scope: PersistenceScope = PersistenceScope.ALL
     archive_key: bytes | None = dataclasses.field(default=None, repr=False)
     call_timeout: float = 60.0
+    allowed_hosts: tuple[str, ...] = ()
+    extra_origins: tuple[str, ...] = ()
+    cors_checks: bool = True
 
     @property
     def log_path(self) -> Path:
@@ -235,7 +246,8 @@ class Config:
         Flag names are the long option names without dashes (``data_dir``);
         environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``,
         ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY``,
-        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CALL_TIMEOUT``, ``REPLAY_CHECKPOINT_PERCENTAGE``,
+        ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CALL_TIMEOUT``, ``REPLAY_ALLOWED_HOSTS``,
+        ``EXTRA_CORS_ALLOWED_ORIGINS``, ``DISABLE_CORS_CHECKS``, ``REPLAY_CHECKPOINT_PERCENTAGE``,
         ``REPLAY_CHECKPOINT_MIN_SIZE`` and
         ``REPLAY_ARCHIVE_KEY`` (flag: ``key_file``, a file holding the key).
         Selective persistence: ``PERSISTENCE_SERVICES`` (flag ``services``) and ``PERSISTENCE_SCOPE`` (``scope``).
@@ -272,6 +284,13 @@ class Config:
             values["flush_interval"] = _parse_interval(found[0], found[1])
         if (found := pick("call_timeout", "REPLAY_CALL_TIMEOUT")) is not None:
             values["call_timeout"] = _parse_interval(found[0], found[1])
+        if (found := pick("allowed_hosts", "REPLAY_ALLOWED_HOSTS")) is not None:
+            values["allowed_hosts"] = _parse_list(str(found[1]))
+        if (found := pick("extra_origins", "EXTRA_CORS_ALLOWED_ORIGINS")) is not None:
+            values["extra_origins"] = _parse_list(str(found[1]))
+        if (found := pick("disable_cors_checks", "DISABLE_CORS_CHECKS")) is not None:
+            name, raw = found
+            values["cors_checks"] = not (raw if isinstance(raw, bool) else parse_bool(name, str(raw)))
         if (found := pick("checkpoint_percentage", "REPLAY_CHECKPOINT_PERCENTAGE")) is not None:
             values["checkpoint_percentage"] = _parse_percentage(found[0], found[1])
         if (found := pick("checkpoint_min_size", "REPLAY_CHECKPOINT_MIN_SIZE")) is not None:

@@ -38,6 +38,7 @@ import orjson
 
 from .archive import write_archive
 from .backends import Backend
+from .crosssite import ControlAccess
 from .entry import Request
 from .errors import ReplayError
 from .transport import WSGITransport
@@ -64,6 +65,7 @@ class ControlEndpoints:
     :param version: reported as ``"version"``.
     :param known: whether a service name in a state path is one the emulator has (else 404).
     :param reset_path: the emulator's own reset, sent through the persisted app by ``/_localstack/state/reset``.
+    :param access: refuses control requests from other sites and foreign hosts (403); none: no check.
     """
 
     def __init__(
@@ -73,7 +75,9 @@ class ControlEndpoints:
         version: str = "",
         known: Callable[[str], bool] | None = None,
         reset_path: str | None = None,
+        access: ControlAccess | None = None,
     ) -> None:
+        self.access = access
         self.backend = backend
         self.services = services
         self.version = version
@@ -179,6 +183,11 @@ class ControlEndpoints:
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return self._health(environ, start_response)
+        if self.access is not None:
+            reason = self.access.refusal(path, environ.get("HTTP_HOST"), environ.get("HTTP_ORIGIN"))
+            if reason is not None:
+                logger.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), path, reason)
+                return _json(start_response, "403 Forbidden", {"error": "forbidden", "message": reason})
         self._ready.wait()
         if path.startswith(STATE_PREFIX):
             return self._state(environ, start_response)

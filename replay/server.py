@@ -20,6 +20,7 @@ from . import __version__
 from .backends import Backend, create_backend
 from .classify import Classifier
 from .config import Config
+from .crosssite import ControlAccess
 from .datadir import DataDirLock
 from .emulators import Emulator
 from .endpoints import ControlEndpoints
@@ -62,6 +63,7 @@ class Server:
                 __version__,
                 known=(lambda name: adapter.service_for(name) is not None) if adapter is not None else None,
                 reset_path=emulator.reset_path,
+                access=ControlAccess(config.host, config.allowed_hosts, config.extra_origins, config.cors_checks),
             )
             self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
         except BaseException:
