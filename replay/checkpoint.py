@@ -502,3 +502,4 @@ def _link_assets(previous: Checkpoint, new: Checkpoint, services: Iterable[str])
                     os.link(asset, destination)
                 except OSError:  # a filesystem without hard links: the dump writes it again
                     continue
+        fsync_dir(target)  # the links are durable before the manifest that names this checkpoint

@@ -21,7 +21,12 @@ DIR_MODE = 0o700
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` and any missing parents as 0700; existing directories are left as they are."""
+    """Create ``path`` and any missing parents as 0700, durably; existing directories are left as they are.
+
+    Each new directory's entry is fsynced in its parent before the next is made (and before this
+    returns), so a file that later names the new directory (a manifest, a rename into it) can never
+    survive a power loss that the directory itself did not.
+    """
     missing = []
     while not path.exists():
         missing.append(path)
@@ -29,7 +34,11 @@ def ensure_private_dir(path: Path) -> None:
             break
         path = path.parent
     for directory in reversed(missing):
-        directory.mkdir(mode=DIR_MODE, exist_ok=True)
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        fsync_dir(directory.parent)
 
 
 def fsync_dir(path: Path) -> None:
