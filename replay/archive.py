@@ -840,6 +840,22 @@ def _lay_out(raw: Path, layout: Path, manifest: ArchiveManifest) -> None:
             os.replace(service_dir, state / service_dir.name)
 
 
+def _make_durable(root: Path) -> None:
+    """fsync every file under ``root``, then every directory, deepest first (``root`` included)."""
+    directories = [root]
+    for path in sorted(root.rglob("*")):
+        if path.is_dir():
+            directories.append(path)
+        elif path.is_file():
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for directory in sorted(directories, key=lambda path: len(path.parts), reverse=True):
+        fsync_dir(directory)
+
+
 def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trust: bool = False) -> ImportReport:
     """Unpack ``archive`` into the fresh (missing or empty) ``data_dir``, after checking all of it.
 
@@ -864,6 +880,7 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
     try:
         manifest = read_manifest(archive, staging / "raw", key, trust, destination=data_dir)
         _lay_out(staging / "raw", staging / "data", manifest)
+        _make_durable(staging / "data")  # every file and entry on disk before the rename that publishes them
         require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
         if data_dir.exists():
             for child in (staging / "data").iterdir():

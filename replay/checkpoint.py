@@ -434,6 +434,7 @@ class Checkpointer:
             meta, key = self.adapter.meta(), self.key()
             for service, payload in payloads.items():
                 write_snapshot(new.state(service), service, payload, key, meta)
+                self.adapter.prune_assets(new.assets(service))
             size = sum(len(payload) for payload in payloads.values()) + _bytes_under(new.directory / "assets")
             del payloads
             mark = self._done("snapshots", timings, mark)

@@ -359,6 +359,9 @@ class SelectiveAdapter:
     def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
         return self.adapter.watch(service, operation, request)
 
+    def prune_assets(self, assets: Path) -> None:
+        self.adapter.prune_assets(assets)
+
 
 def narrow(
     selection: ServiceSelection,

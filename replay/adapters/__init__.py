@@ -37,6 +37,11 @@ class StateAdapter(Protocol):
         """
         ...
 
+    def prune_assets(self, assets: Path) -> None:
+        """Remove what the last :meth:`dump` into ``assets`` no longer refers to; called once that dump is
+        durably written (never before: the snapshot on disk may still name those files)."""
+        ...
+
     def load(self, service: str, data: bytes, assets: Path | None = None) -> None:
         """Replace the live state of ``service`` with ``data`` (from :meth:`dump`), in place."""
         ...

@@ -401,6 +401,7 @@ class MotoAdapter:
 
     def __init__(self) -> None:
         self._services: frozenset[str] | None = None
+        self._referenced: dict[str, set[str]] = {}  # assets dir -> digests its last dump referred to
 
     def services(self) -> Iterable[str]:
         from moto.backends import list_of_moto_modules
@@ -431,11 +432,22 @@ class MotoAdapter:
             "attributes": {k: v for k, v in vars(backend_dict).items() if k not in _DICT_ATTRIBUTES_SKIPPED},
         }
         data, referenced = dumps(state, assets, data_plane)
-        if assets is not None and assets.exists():  # bodies no longer referenced by this snapshot
-            for stale in assets.iterdir():
-                if stale.name not in referenced and len(stale.name) == 64:
-                    stale.unlink(missing_ok=True)
+        if assets is not None:
+            self._referenced[str(assets)] = referenced
         return data
+
+    def prune_assets(self, assets: Path) -> None:
+        """Remove the asset files in ``assets`` that the last dump into it does not refer to.
+
+        Called once that dump's snapshot is durable: until then, the snapshot on disk may still
+        name them (removing them first would leave it pointing at files that are gone).
+        """
+        referenced = self._referenced.pop(str(assets), None)
+        if referenced is None or not assets.is_dir():
+            return
+        for stale in assets.iterdir():
+            if stale.name not in referenced and len(stale.name) == 64:
+                stale.unlink(missing_ok=True)
 
     def load(self, service: str, data: bytes, assets: Path | None = None) -> None:
         _ASSETS.directory = assets

@@ -154,6 +154,7 @@ class SnapshotBackend:
             try:
                 data = self.adapter.dump(service, self.assets(service))
                 write_snapshot(self.path(service), service, data, self._key(), self.adapter.meta())
+                self.adapter.prune_assets(self.assets(service))  # the old snapshot is gone only now
             except BaseException:
                 self.dirty.add(service)
                 raise
