@@ -110,6 +110,8 @@ _TARGET_SERVICES: dict[str, str] = {
 }
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CONTROL_PREFIXES = ("/_localstack/", "/_replay/", "/moto-api/")
+_CONTROL_PATHS = frozenset({"/_localstack", "/_replay", "/moto-api"})
 
 _S3_SUBRESOURCES: dict[str, str] = {
     "tagging": "Tagging",
@@ -317,7 +319,7 @@ class DefaultClassifier:
 
     def __call__(self, request: Request) -> Call:
         path = request.path
-        if path.startswith(("/_localstack/", "/moto-api/")) or path == "/moto-api":
+        if path.startswith(_CONTROL_PREFIXES) or path in _CONTROL_PATHS:
             if request.method == "POST" and path == "/moto-api/reset":
                 return Call("moto", "Reset", True)
             return Call("control", path, False)

@@ -209,6 +209,7 @@ class Config:
     :ivar allowed_hosts: ``REPLAY_ALLOWED_HOSTS``: more ``Host`` names control endpoints answer (comma-separated).
     :ivar extra_origins: ``EXTRA_CORS_ALLOWED_ORIGINS``: more origins allowed to call control endpoints.
     :ivar cors_checks: ``False`` when ``DISABLE_CORS_CHECKS`` is set: any ``Origin`` may call control endpoints.
+    :ivar max_body_size: ``REPLAY_MAX_BODY_SIZE``: the largest request body taken (larger: 413).
     """
 
     host: str = "127.0.0.1"
@@ -229,6 +230,7 @@ class Config:
     allowed_hosts: tuple[str, ...] = ()
     extra_origins: tuple[str, ...] = ()
     cors_checks: bool = True
+    max_body_size: int = 5 * 1024**3
 
     @property
     def log_path(self) -> Path:
@@ -247,7 +249,8 @@ class Config:
         environment names are ``DATA_DIR``, ``PERSISTENCE``, ``PERSISTENCE_BACKEND``,
         ``REPLAY_FSYNC``, ``SNAPSHOT_SAVE_STRATEGY``, ``SNAPSHOT_LOAD_STRATEGY``,
         ``SNAPSHOT_FLUSH_INTERVAL``, ``REPLAY_CALL_TIMEOUT``, ``REPLAY_ALLOWED_HOSTS``,
-        ``EXTRA_CORS_ALLOWED_ORIGINS``, ``DISABLE_CORS_CHECKS``, ``REPLAY_CHECKPOINT_PERCENTAGE``,
+        ``EXTRA_CORS_ALLOWED_ORIGINS``, ``DISABLE_CORS_CHECKS``, ``REPLAY_MAX_BODY_SIZE``,
+        ``REPLAY_CHECKPOINT_PERCENTAGE``,
         ``REPLAY_CHECKPOINT_MIN_SIZE`` and
         ``REPLAY_ARCHIVE_KEY`` (flag: ``key_file``, a file holding the key).
         Selective persistence: ``PERSISTENCE_SERVICES`` (flag ``services``) and ``PERSISTENCE_SCOPE`` (``scope``).
@@ -284,6 +287,8 @@ class Config:
             values["flush_interval"] = _parse_interval(found[0], found[1])
         if (found := pick("call_timeout", "REPLAY_CALL_TIMEOUT")) is not None:
             values["call_timeout"] = _parse_interval(found[0], found[1])
+        if (found := pick("max_body_size", "REPLAY_MAX_BODY_SIZE")) is not None:
+            values["max_body_size"] = parse_size(found[0], found[1])
         if (found := pick("allowed_hosts", "REPLAY_ALLOWED_HOSTS")) is not None:
             values["allowed_hosts"] = _parse_list(str(found[1]))
         if (found := pick("extra_origins", "EXTRA_CORS_ALLOWED_ORIGINS")) is not None:

@@ -40,8 +40,9 @@ from .archive import write_archive
 from .backends import Backend
 from .crosssite import ControlAccess
 from .entry import Request
-from .errors import ReplayError
+from .errors import ReplayError, RequestError
 from .transport import WSGITransport
+from .wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, content_length
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -53,6 +54,8 @@ STATE_PREFIX = "/_localstack/state/"
 COMPACT_PATH = "/_replay/compact"
 EXPORT_PATH = "/_replay/export"
 _EXPORT_CHUNK = 1 << 20
+_RESERVED = ("/_localstack", "/_replay")
+_RESERVED_PREFIXES = ("/_localstack/", "/_replay/")
 
 logger = logging.getLogger("replay.endpoints")
 
@@ -66,6 +69,7 @@ class ControlEndpoints:
     :param known: whether a service name in a state path is one the emulator has (else 404).
     :param reset_path: the emulator's own reset, sent through the persisted app by ``/_localstack/state/reset``.
     :param access: refuses control requests from other sites and foreign hosts (403); none: no check.
+    :param max_body: the largest request body taken (``REPLAY_MAX_BODY_SIZE``); a larger one is answered 413.
     """
 
     def __init__(
@@ -76,8 +80,10 @@ class ControlEndpoints:
         known: Callable[[str], bool] | None = None,
         reset_path: str | None = None,
         access: ControlAccess | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.access = access
+        self.max_body = max_body
         self.backend = backend
         self.services = services
         self.version = version
@@ -181,6 +187,14 @@ class ControlEndpoints:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        try:
+            length = content_length(environ)
+        except RequestError as exc:
+            return _json(start_response, exc.status, {"error": "bad request", "message": str(exc)})
+        if length is not None and length > self.max_body:
+            message = f"the request body ({length:,} bytes) is larger than {self.max_body:,} (REPLAY_MAX_BODY_SIZE)"
+            return _json(start_response, "413 Content Too Large", {"error": "too large", "message": message})
+        environ[MAX_BODY_KEY] = self.max_body
         if path == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return self._health(environ, start_response)
         if self.access is not None:
@@ -188,6 +202,8 @@ class ControlEndpoints:
             if reason is not None:
                 logger.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), path, reason)
                 return _json(start_response, "403 Forbidden", {"error": "forbidden", "message": reason})
+        if path == HEALTH_PATH:
+            return _json(start_response, "405 Method Not Allowed", {"error": "use GET or HEAD"})
         self._ready.wait()
         if path.startswith(STATE_PREFIX):
             return self._state(environ, start_response)
@@ -195,11 +211,17 @@ class ControlEndpoints:
             return self._compact(environ, start_response)
         if path == EXPORT_PATH:
             return self._export(environ, start_response)
+        if path in _RESERVED or path.startswith(_RESERVED_PREFIXES):  # ours: never an emulator's bucket or path
+            message = f"no control endpoint at {path}"
+            return _json(start_response, "404 Not Found", {"error": "not found", "message": message})
         assert self.app is not None
         with self._idle:
             self._active += 1
         try:
             iterable = self.app(environ, start_response)
+        except RequestError as exc:  # the body could not be read as framed: nothing reached the emulator
+            self._done()
+            return _json(start_response, exc.status, {"error": "bad request", "message": str(exc)})
         except BaseException:
             self._done()
             raise

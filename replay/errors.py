@@ -16,6 +16,7 @@
      ├── DataDirInUseError                 another replay process owns the data dir
      ├── SourceError                       a path is missing, or holds nothing replay reads
      ├── ArchiveError (ValueError)         an archive cannot be imported (torn, corrupt, newer, untrusted)
+     ├── RequestError (ValueError)         an HTTP request cannot be framed (bad length, bad chunks, too large)
      └── TransportError (ConnectionError)  a replay target could not be reached
 
 Each message names the file, line or value at fault and says what to do.
@@ -38,6 +39,7 @@ __all__ = [
     "QuiesceTimeoutError",
     "ReplayError",
     "ReplayStalledError",
+    "RequestError",
     "SnapshotError",
     "SourceError",
     "TransportError",
@@ -224,6 +226,17 @@ class ArchiveError(ReplayError, ValueError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: not imported ({reason}): {detail}")
+
+
+class RequestError(ReplayError, ValueError):
+    """An HTTP request whose body cannot be read as framed: answered with :attr:`status`, never passed on.
+
+    :ivar status: ``"400 Bad Request"`` or ``"413 Content Too Large"``.
+    """
+
+    def __init__(self, status: str, message: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class TransportError(ReplayError, ConnectionError):

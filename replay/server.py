@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import __version__
 from .backends import Backend, create_backend
@@ -29,6 +29,44 @@ from .longpoll import LongPolls
 __all__ = ["Server"]
 
 logger = logging.getLogger("replay.server")
+
+_IDLE_TIMEOUT = 120.0  # seconds a connection may stay silent (mid-request or between requests) before it is closed
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """werkzeug's handler, stricter about framing: requests it cannot frame without guessing are refused.
+
+    Refused with 400 before anything reaches the emulator: an HTTP/0.9 request line (no version: the
+    standard library would wait for headers that never come), several ``Content-Length`` headers that
+    disagree, ``Content-Length`` together with ``Transfer-Encoding`` (the way request smuggling works),
+    and a ``Transfer-Encoding`` other than ``chunked``.  A connection silent for two minutes is closed,
+    so a client that never sends the body it announced cannot hold a thread for ever.
+    """
+
+    timeout = _IDLE_TIMEOUT
+
+    def parse_request(self) -> bool:
+        words = self.raw_requestline.split()
+        if len(words) == 2:  # "GET /": HTTP/0.9
+            self.close_connection = True
+            self.send_error(400, "HTTP/0.9 is not served: send an HTTP/1.x request line")
+            return False
+        if not super().parse_request():
+            return False
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        encoding = (self.headers.get("Transfer-Encoding") or "").strip().lower()
+        problem = None
+        if len(lengths) > 1:
+            problem = "Content-Length headers that disagree"
+        elif encoding and lengths:
+            problem = "both Content-Length and Transfer-Encoding"
+        elif encoding and encoding != "chunked":
+            problem = f"Transfer-Encoding {encoding!r} (only chunked is served)"
+        if problem is not None:
+            self.close_connection = True
+            self.send_error(400, f"Bad request framing: {problem}")
+            return False
+        return True
 
 
 class Server:
@@ -64,8 +102,11 @@ class Server:
                 known=(lambda name: adapter.service_for(name) is not None) if adapter is not None else None,
                 reset_path=emulator.reset_path,
                 access=ControlAccess(config.host, config.allowed_hosts, config.extra_origins, config.cors_checks),
+                max_body=config.max_body_size,
             )
-            self._http = make_server(config.host, config.port, self.endpoints, threaded=True)
+            self._http = make_server(
+                config.host, config.port, self.endpoints, threaded=True, request_handler=_RequestHandler
+            )
         except BaseException:
             if self._owner is not None:
                 self._owner.release()

@@ -17,13 +17,24 @@ from urllib.parse import quote, unquote_to_bytes
 from werkzeug.wsgi import get_input_stream
 
 from .entry import Request, Response
+from .errors import RequestError
 from .redact import SENSITIVE_HEADERS, safe_header
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
-__all__ = ["environ_from_request", "request_from_environ", "run_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "MAX_BODY_KEY",
+    "content_length",
+    "environ_from_request",
+    "request_from_environ",
+    "run_app",
+]
+
+DEFAULT_MAX_BODY = 5 * 1024**3
+"""S3's largest single upload: the default of ``REPLAY_MAX_BODY_SIZE``."""
 
 _SPECIAL = {"CONTENT_TYPE": ("Content-Type", "content-type"), "CONTENT_LENGTH": ("Content-Length", "content-length")}
 
@@ -55,26 +66,64 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
     return plan
 
 
-def _read_body(environ: WSGIEnvironment, length: str) -> bytes:
+MAX_BODY_KEY = "replay.max_body"
+"""The environ key a server sets to the largest body it takes (``REPLAY_MAX_BODY_SIZE``)."""
+
+_READ_CHUNK = 1 << 20
+
+
+def content_length(environ: WSGIEnvironment) -> int | None:
+    """The request's ``Content-Length``: ``None`` when it names none.
+
+    :raises RequestError: it is not a plain number of bytes (``+5``, ``-1``, ``5.0``, ``0x5`` ...).
+    """
+    raw = environ.get("CONTENT_LENGTH")
+    if raw in (None, ""):
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise RequestError("400 Bad Request", f"invalid Content-Length {raw!r}: it must be a number of bytes")
+    return int(raw)
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(
+        "413 Content Too Large", f"the request body is larger than {limit:,} bytes (REPLAY_MAX_BODY_SIZE)"
+    )
+
+
+def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> bytes:
+    """Read the body, in bounded chunks: ``wanted`` bytes, or to its end when chunked (``None``).
+
+    :raises RequestError: more than ``limit`` bytes, or framing the server could not decode (bad chunks).
+    """
+    if wanted is not None and wanted > limit:
+        raise _too_large(limit)
+    stream = get_input_stream(environ, safe_fallback=True) if wanted is None else environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
     try:
-        wanted = int(length)
-    except ValueError:
-        return get_input_stream(environ, safe_fallback=True).read()
-    stream = environ["wsgi.input"]
-    body: bytes = stream.read(wanted)
-    while 0 < len(body) < wanted:
-        more = stream.read(wanted - len(body))
-        if not more:
-            break
-        body += more
-    return body
+        while wanted is None or size < wanted:
+            step = _READ_CHUNK if wanted is None else min(_READ_CHUNK, wanted - size)
+            chunk = stream.read(step)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+    except OSError as exc:  # werkzeug's chunked decoding: a malformed chunk
+        raise RequestError("400 Bad Request", f"the request body cannot be read: {exc}") from None
+    return b"".join(parts)
 
 
 _CACHED = "replay.request"
 
 
 def request_from_environ(environ: WSGIEnvironment) -> Request:
-    """The request in ``environ``; its body is read and put back as ``BytesIO``.
+    """The request in ``environ``; its body is read (in bounded chunks) and put back as ``BytesIO``.
+
+    :raises RequestError: its framing cannot be read (a bad ``Content-Length``, a malformed chunk) or its
+        body is larger than the environ's ``replay.max_body`` (default :data:`DEFAULT_MAX_BODY`).
 
     The request is kept in ``environ`` (key ``replay.request``), so that the layers a
     request passes through read it once.
@@ -110,14 +159,15 @@ def _read_request(environ: WSGIEnvironment) -> Request:
             continue
         headers.append((name, value))
         index[lower] = value
-    length = environ.get("CONTENT_LENGTH")
+    limit = environ.get(MAX_BODY_KEY, DEFAULT_MAX_BODY)
+    length = content_length(environ)
     if environ.get("wsgi.input_terminated"):
-        body = get_input_stream(environ, safe_fallback=True).read()
+        body = _read_body(environ, None, limit)
         environ["wsgi.input"] = io.BytesIO(body)
-    elif length in (None, "", "0"):
+    elif not length:
         body = b""
     else:
-        body = _read_body(environ, length)
+        body = _read_body(environ, length, limit)
         environ["wsgi.input"] = io.BytesIO(body)
     return Request(method, path, environ.get("QUERY_STRING", ""), headers, body, index, safe_headers=True)
 

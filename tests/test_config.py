@@ -94,3 +94,8 @@ def test_checkpoint_triggers_read_sizes_and_percentages() -> None:
 def test_bad_checkpoint_triggers_are_one_line_errors(environ: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(needle)):
         Config.load({}, environ)
+
+
+def test_the_largest_body_is_read_from_the_environment() -> None:
+    assert Config().max_body_size == 5 * 1024**3
+    assert Config.load({}, {"REPLAY_MAX_BODY_SIZE": "64mb"}).max_body_size == 64 * 1024**2
