@@ -59,6 +59,7 @@ from .errors import LogWriteError as LogWriteError
 from .errors import QuiesceTimeoutError as QuiesceTimeoutError
 from .errors import ReplayError as ReplayError
 from .errors import ReplayStalledError as ReplayStalledError
+from .errors import RequestError as RequestError
 from .errors import SourceError as SourceError
 from .errors import TransportError as TransportError
 from .localstack import ConversionReport as ConversionReport
@@ -150,6 +151,7 @@ __all__ = [
     "ReplayError",
     "ReplayReport",
     "ReplayStalledError",
+    "RequestError",
     "Replayer",
     "Request",
     "Response",
