@@ -516,8 +516,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        sys.stderr.write(f"replay: error: {exc}\n")
+        sys.stderr.write(f"replay: error: {describe_os_error(exc)}\n")
         return 1
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OS error as one line naming its path(s), without the errno: ``/x/volume: Permission denied``."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return " ".join(reason.split())
 
 
 def run() -> None:

@@ -690,3 +690,23 @@ def test_inspect_names_the_backend_and_describes_a_snapshot_data_dir(
     write_log(log_dir, [entry("/notes", "AddNote", b"a")])
     assert main(["inspect", str(log_dir), "--json"]) == 0
     assert orjson.loads(capsys.readouterr().out)["backend"] == "replay"
+
+
+def test_os_errors_are_one_line_naming_the_path_without_an_errno() -> None:
+    from replay.cli import describe_os_error
+
+    assert describe_os_error(PermissionError(13, "Permission denied", "/x/volume")) == "/x/volume: Permission denied"
+    assert describe_os_error(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == (
+        "/a -> /b: Invalid cross-device link"
+    )
+    assert describe_os_error(OSError(28, "No space left on device")) == "No space left on device"
+
+
+def test_a_data_dir_that_is_a_directory_of_the_wrong_kind_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "volume"
+    (data / "recorded_api_calls.json").mkdir(parents=True)  # a directory where the log should be
+    assert main(["verify", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[Errno" not in err and str(data) in err, err
