@@ -45,7 +45,15 @@ from urllib.parse import unquote_plus
 
 from .entry import Request
 
-__all__ = ["READ_OPERATIONS", "READ_PREFIXES", "STATE_CHANGING_READS", "Call", "Classifier", "DefaultClassifier"]
+__all__ = [
+    "READ_OPERATIONS",
+    "READ_PREFIXES",
+    "STATE_CHANGING_READS",
+    "Call",
+    "Classifier",
+    "DefaultClassifier",
+    "query_param",
+]
 
 READ_PREFIXES: tuple[str, ...] = (
     "List",
@@ -215,8 +223,8 @@ def _form_service(body: bytes) -> str | None:
     return None
 
 
-def _param(raw: str, name: str) -> str | None:
-    """The value of ``name`` in a ``k=v&k=v`` string, or ``None``."""
+def query_param(raw: str, name: str) -> str | None:
+    """The (decoded) value of ``name`` in a ``k=v&k=v`` string, or ``None``."""
     key = name + "="
     for part in raw.split("&"):
         if part.startswith(key):
@@ -329,11 +337,11 @@ class DefaultClassifier:
         if target:
             return self._named(service, target.rsplit(".", 1)[-1])
 
-        action = _param(request.query, "Action") if "Action=" in request.query else None
+        action = query_param(request.query, "Action") if "Action=" in request.query else None
         if action is None and (request.body[:7] == b"Action=" or b"&Action=" in request.body):
             content_type = request.header("Content-Type", "") or ""
             if content_type.startswith("application/x-www-form-urlencoded"):
-                action = _param(request.body.decode("latin-1"), "Action")
+                action = query_param(request.body.decode("latin-1"), "Action")
         if action:
             return self._named(service, action)
 

@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote_plus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 from werkzeug.wsgi import ClosingIterator
 
-from .classify import Classifier, DefaultClassifier
+from .classify import Classifier, DefaultClassifier, query_param
 from .entry import Request, Response
 from .wsgi import request_from_environ, run_app
 
@@ -63,26 +63,33 @@ def _pairs_without_wait(pairs: str) -> str:
     return "&".join(parts)
 
 
-def _param(pairs: str, name: str) -> str | None:
-    key = name + "="
-    for part in pairs.split("&"):
-        if part.startswith(key):
-            return unquote_plus(part[len(key) :])
-    return None
-
-
 def _is_json(request: Request) -> bool:
     return "json" in (request.header("Content-Type") or "").lower()
+
+
+def _json_body(request: Request) -> dict[str, Any] | None:
+    """The JSON object a JSON-protocol request carries; ``None`` when it carries none."""
+    try:
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _parameter(request: Request, name: str) -> object:
+    """Parameter ``name`` of a ``ReceiveMessage``, from its JSON body, query string or form body."""
+    if _is_json(request):
+        data = _json_body(request)
+        return data.get(name) if data is not None else None
+    found = query_param(request.query, name)
+    return found if found is not None else query_param(request.body.decode("latin-1"), name)
 
 
 def without_wait(request: Request) -> Request:
     """``request`` (an SQS ``ReceiveMessage``) asking for no wait at all; ``request`` itself if it already does."""
     if _is_json(request):
-        try:
-            data = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            return request
-        if not isinstance(data, dict) or data.get("WaitTimeSeconds") == 0:
+        data = _json_body(request)
+        if data is None or data.get("WaitTimeSeconds") == 0:
             return request
         data["WaitTimeSeconds"] = 0
         body = orjson.dumps(data)
@@ -103,17 +110,7 @@ def requested_wait(request: Request) -> int | None:
 
     :raises ValueError: it names one that is not a whole number of seconds from 0 to :data:`MAX_WAIT`.
     """
-    raw: object
-    if _is_json(request):
-        try:
-            data = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            return None
-        raw = data.get("WaitTimeSeconds") if isinstance(data, dict) else None
-    else:
-        raw = _param(request.query, "WaitTimeSeconds")
-        if raw is None:
-            raw = _param(request.body.decode("latin-1"), "WaitTimeSeconds")
+    raw = _parameter(request, "WaitTimeSeconds")
     if raw is None:
         return None
     seconds = int(str(raw))
@@ -123,14 +120,8 @@ def requested_wait(request: Request) -> int | None:
 
 
 def _queue_url(request: Request) -> str | None:
-    if _is_json(request):
-        try:
-            data = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            return None
-        url = data.get("QueueUrl") if isinstance(data, dict) else None
-        return url if isinstance(url, str) else None
-    return _param(request.query, "QueueUrl") or _param(request.body.decode("latin-1"), "QueueUrl")
+    url = _parameter(request, "QueueUrl")
+    return url if isinstance(url, str) and url else None
 
 
 def _has_messages(response: Response) -> bool:
