@@ -42,7 +42,7 @@ from .crosssite import ControlAccess
 from .entry import Request
 from .errors import ReplayError, RequestError
 from .transport import WSGITransport
-from .wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, content_length
+from .wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, content_length, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -215,13 +215,14 @@ class ControlEndpoints:
             message = f"no control endpoint at {path}"
             return _json(start_response, "404 Not Found", {"error": "not found", "message": message})
         assert self.app is not None
+        try:
+            request_from_environ(environ)  # the whole body first: a request still arriving is not in flight
+        except RequestError as exc:  # the body could not be read as framed: nothing reached the emulator
+            return _json(start_response, exc.status, {"error": "bad request", "message": str(exc)})
         with self._idle:
             self._active += 1
         try:
             iterable = self.app(environ, start_response)
-        except RequestError as exc:  # the body could not be read as framed: nothing reached the emulator
-            self._done()
-            return _json(start_response, exc.status, {"error": "bad request", "message": str(exc)})
         except BaseException:
             self._done()
             raise

@@ -691,13 +691,6 @@ def test_malformed_json_is_a_4xx(shared_front: Front, target: bytes) -> None:
     assert answer.status is not None and 400 <= answer.status < 500, answer.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request whose body never comes holds up SIGTERM for the whole drain timeout (10 s): "
-    "replay/endpoints.py ControlEndpoints.__call__ counts it in flight (_active) before the body is read, "
-    "replay/server.py Server._shutdown waits for it in wait_idle(drain_timeout), and the handler thread "
-    "blocks in the body read with no socket timeout (werkzeug's WSGIRequestHandler sets none)",
-)
 def test_sigterm_does_not_wait_for_a_body_that_never_comes(servers: Servers, tmp_path: Path) -> None:
     server = servers.start(tmp_path / "data")
     method, target, headers = read_request()
