@@ -4,6 +4,7 @@ An archive is a gzip-compressed POSIX tar whose members come in this order::
 
     replay-archive.json          the manifest: format, kind, versions, and every other member's size and SHA-256
     calls.json                   kind "replay": the calls that rebuild the state from empty, compacted (a v1 call log)
+    bodies/<sha256>              kind "replay": the large request bodies those calls name (:mod:`replay.bodies`)
     snapshots/<service>.state    kind "snapshot": each service's serialised state (a snapshot's payload)
     assets/<service>/<sha256>    the large data those refer to (S3 object bodies), named by their SHA-256
 
@@ -66,6 +67,7 @@ from typing import IO, Any
 import orjson
 
 from . import __version__
+from .bodies import BODIES_DIR
 from .config import LOG_FILE_NAME
 from .errors import ArchiveError, SourceError
 from .files import FILE_MODE, atomic_writer, ensure_private_dir, fsync_dir
@@ -95,7 +97,7 @@ KINDS = ("replay", "snapshot")
 _MAX_MANIFEST = 16 << 20
 _CHUNK = 1 << 20
 _PART = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"  # a service's name: no "." or ".." (nor any other leading dot)
-_MEMBER = re.compile(rf"calls\.json|snapshots/{_PART}\.state|assets/{_PART}/[0-9a-f]{{64}}")
+_MEMBER = re.compile(rf"calls\.json|bodies/[0-9a-f]{{64}}|snapshots/{_PART}\.state|assets/{_PART}/[0-9a-f]{{64}}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +261,8 @@ def _digest(path: Path) -> tuple[int, str]:
 
 def _members(staging: Path) -> list[str]:
     names = [p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()]
-    order = {"calls.json": 0, "snapshots": 1, "assets": 2}
-    return sorted(names, key=lambda name: (order.get(name.split("/", 1)[0], 3), name))
+    order = {"calls.json": 0, "bodies": 1, "snapshots": 2, "assets": 3}
+    return sorted(names, key=lambda name: (order.get(name.split("/", 1)[0], 4), name))
 
 
 def _tarinfo(name: str, size: int, created: float) -> tarfile.TarInfo:
@@ -825,6 +827,8 @@ def _lay_out(raw: Path, layout: Path, manifest: ArchiveManifest) -> None:
             os.replace(source, layout / LOG_FILE_NAME)
         else:
             (layout / LOG_FILE_NAME).touch(mode=FILE_MODE)
+        if (raw / BODIES_DIR).is_dir():
+            os.replace(raw / BODIES_DIR, layout / BODIES_DIR)
         return
     state = layout / "state"
     key = load_key(state)  # the new data dir's own key: its snapshots are signed with it

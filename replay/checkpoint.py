@@ -7,6 +7,8 @@ Layout under the data dir::
     checkpoints/000004/state/<service>.state each service's state at the checkpoint (signed, :mod:`replay.snapshot`)
     checkpoints/000004/assets/<service>/     its large data (S3 bodies), by SHA-256
     checkpoints/000004/calls.json            every call up to the checkpoint, compacted (:mod:`replay.rewrite`)
+    checkpoints/000004/bodies/<sha256>       the large request bodies its calls name (links, :mod:`replay.bodies`)
+    bodies/<sha256>                          those the calls since the checkpoint name
 
 ``calls.json`` is the checkpoint in a form that does not depend on the
 emulator's classes: when the snapshots cannot be used (written by another moto
@@ -28,7 +30,9 @@ full state if the process dies after any of them, or inside any:
 5. ``log``: rewrite the log as a header naming the new checkpoint followed by
    the calls after the captured offset (:meth:`~replay.log.CallLog.rewrite`;
    appends go on meanwhile).
-6. ``cleaned``: remove the previous checkpoint directories.
+6. ``cleaned``: remove the previous checkpoint directories, and the data dir's
+   body files (:mod:`replay.bodies`) that no call after the checkpoint names
+   (the checkpoint's ``calls.json`` has its own links to those it names).
 
 Before step 4 the manifest still names the previous checkpoint and the log
 still holds every call since it; a directory the manifest does not name is
@@ -53,6 +57,7 @@ from typing import Any
 import orjson
 
 from .adapters import StateAdapter
+from .bodies import named_in
 from .errors import CheckpointError, SnapshotError
 from .files import atomic_write, ensure_private_dir, fsync_dir
 from .locks import MutationGate
@@ -363,6 +368,7 @@ class Checkpointer:
         self.key = key
         self.manifest = manifest
         self.tail = tail
+        self._bodies_mark = 0.0  # when the last capture began: bodies kept since are never pruned
         self.quiesce_timeout = quiesce_timeout
         self.step = step
         self._lock = threading.Lock()
@@ -400,6 +406,7 @@ class Checkpointer:
         """With no state-changing call in flight: the log's end, its header, every active service's state."""
         with self.gate.quiesced(self.quiesce_timeout):
             paused = time.perf_counter()
+            self._bodies_mark = self.log.bodies.mark()
             offset = self.log.size()
             header, _ = read_header(self.log.path)
             # asked here, not before: a call that finished meanwhile may have made a service's first state
@@ -469,6 +476,8 @@ class Checkpointer:
         self.tail = read_header(self.log.path)[1]
         mark = self._done("log", timings, mark)
         remove_stale(self.data_dir, manifest)
+        # bodies only calls folded into the checkpoint named are in its own bodies folder now
+        self.log.bodies.prune(named_in(self.log.path, self.tail), self._bodies_mark)
         self._done("cleaned", timings, mark)
         result = CheckpointResult(new.name, services, offset, base, size, pause, timings)
         logger.info(

@@ -196,7 +196,7 @@ def _service(request: Request, target: str | None) -> str:
     if (auth and auth.startswith("AWS ")) or "AWSAccessKeyId=" in request.query:
         return "s3"  # SigV2 (header or presigned URL): only S3 still accepts it
     if request.method == "POST" and (request.index.get("content-type") or "")[:19].lower() == "multipart/form-data":
-        form_service = _form_service(request.body)
+        form_service = _form_service(request.head(_HEAD))
         if form_service is not None:
             return form_service
     if target:
@@ -207,6 +207,8 @@ def _service(request: Request, target: str | None) -> str:
         return prefix.split("_", 1)[0].removeprefix("Amazon").removeprefix("AWS").lower()
     return "unknown"
 
+
+_HEAD = 1 << 16  # how much of a body held in a file is looked at to classify its call
 
 _FORM_CREDENTIAL = re.compile(rb'name="x-amz-credential"\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)', re.IGNORECASE)
 
@@ -338,10 +340,11 @@ class DefaultClassifier:
             return self._named(service, target.rsplit(".", 1)[-1])
 
         action = query_param(request.query, "Action") if "Action=" in request.query else None
-        if action is None and (request.body[:7] == b"Action=" or b"&Action=" in request.body):
+        body = request.body if request.file is None else request.head(_HEAD)  # SDKs send Action first
+        if action is None and (body[:7] == b"Action=" or b"&Action=" in body):
             content_type = request.header("Content-Type", "") or ""
             if content_type.startswith("application/x-www-form-urlencoded"):
-                action = query_param(request.body.decode("latin-1"), "Action")
+                action = query_param(body.decode("latin-1"), "Action")
         if action:
             return self._named(service, action)
 

@@ -26,6 +26,7 @@ refused) and the health endpoint answers 503 with ``"persistence":
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -38,11 +39,13 @@ import orjson
 
 from .archive import write_archive
 from .backends import Backend
+from .bodies import BodyFile
 from .crosssite import ControlAccess
 from .entry import Request
 from .errors import ReplayError, RequestError
 from .transport import WSGITransport
-from .wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, content_length, request_from_environ
+from .writeguard import unavailable
+from .wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, SPOOL_DIR_KEY, content_length, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -70,6 +73,8 @@ class ControlEndpoints:
     :param reset_path: the emulator's own reset, sent through the persisted app by ``/_localstack/state/reset``.
     :param access: refuses control requests from other sites and foreign hosts (403); none: no check.
     :param max_body: the largest request body taken (``REPLAY_MAX_BODY_SIZE``); a larger one is answered 413.
+    :param spool_dir: where bodies too large for memory are held while a request is handled
+        (:mod:`replay.bodies`; the system's temporary folder when ``None``).
     """
 
     def __init__(
@@ -81,8 +86,10 @@ class ControlEndpoints:
         reset_path: str | None = None,
         access: ControlAccess | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        spool_dir: Path | None = None,
     ) -> None:
         self.access = access
+        self.spool_dir = spool_dir
         self.max_body = max_body
         self.backend = backend
         self.services = services
@@ -195,6 +202,8 @@ class ControlEndpoints:
             message = f"the request body ({length:,} bytes) is larger than {self.max_body:,} (REPLAY_MAX_BODY_SIZE)"
             return _json(start_response, "413 Content Too Large", {"error": "too large", "message": message})
         environ[MAX_BODY_KEY] = self.max_body
+        if self.spool_dir is not None:
+            environ[SPOOL_DIR_KEY] = self.spool_dir
         if path == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return self._health(environ, start_response)
         if self.access is not None:
@@ -216,19 +225,28 @@ class ControlEndpoints:
             return _json(start_response, "404 Not Found", {"error": "not found", "message": message})
         assert self.app is not None
         try:
-            request_from_environ(environ)  # the whole body first: a request still arriving is not in flight
+            request = request_from_environ(environ)  # the whole body first: a request still arriving is not in flight
         except RequestError as exc:  # the body could not be read as framed: nothing reached the emulator
+            if exc.status.startswith("503"):  # no room to hold it: an AWS-style answer that SDKs retry
+                logger.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), path, exc)
+                json_protocol = "HTTP_X_AMZ_TARGET" in environ
+                status, headers, body = unavailable(str(exc), "other" if json_protocol else "s3", json_protocol)
+                start_response(status, headers)
+                return [body]
             return _json(start_response, exc.status, {"error": "bad request", "message": str(exc)})
         with self._idle:
             self._active += 1
+        done = self._done if request.file is None else functools.partial(self._done, request.file)
         try:
             iterable = self.app(environ, start_response)
         except BaseException:
-            self._done()
+            done()
             raise
-        return _Tracked(iterable, self._done)
+        return _Tracked(iterable, done)
 
-    def _done(self) -> None:
+    def _done(self, spooled: BodyFile | None = None) -> None:
+        if spooled is not None:
+            spooled.discard()  # the request is over: its spooled body goes (a recorded one is kept by its link)
         with self._idle:
             self._active -= 1
             self._idle.notify_all()

@@ -19,7 +19,9 @@ call (:mod:`replay.seeding`), is the seed the call ran with; ``waited``, present
 when such a call spent time waiting (sleeps, condition waits), is how many
 seconds its clock moved on while it waited.  A body is stored
 as text when it is valid UTF-8 (``"encoding": "utf-8"``) and as base64
-otherwise (``"encoding": "base64"``).  Readers ignore fields they do not know;
+otherwise (``"encoding": "base64"``); a large request body kept as a file of
+the data dir is named by its SHA-256 (``"body": "<sha256>", "encoding": "file",
+"size": N``, :mod:`replay.bodies`).  Readers ignore fields they do not know;
 a ``v`` above :data:`FORMAT_VERSION` is refused.
 """
 
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .bodies import BODIES_DIR, BodyFile, is_digest
 from .errors import EntryVersionError
 
 __all__ = [
@@ -86,9 +90,14 @@ def _headers(raw: Any) -> Headers:
 
 
 class Request:
-    """An HTTP request as the emulator saw it (after redaction, once recorded)."""
+    """An HTTP request as the emulator saw it (after redaction, once recorded).
 
-    __slots__ = ("_index", "body", "headers", "method", "path", "query", "safe_headers")
+    Its body is ``bytes``, or a :class:`~replay.bodies.BodyFile` when it was too large to hold in
+    memory: :attr:`file` is then set, and :attr:`body` reads the file whole each time it is asked
+    for (readers on the hot path use :attr:`size`, :meth:`head` and :attr:`payload` instead).
+    """
+
+    __slots__ = ("_body", "_index", "file", "headers", "method", "path", "query", "safe_headers")
 
     def __init__(
         self,
@@ -96,7 +105,7 @@ class Request:
         path: str,
         query: str,
         headers: Sequence[tuple[str, str]],
-        body: bytes,
+        body: bytes | BodyFile,
         index: dict[str, str] | None = None,
         safe_headers: bool = False,
     ) -> None:
@@ -106,9 +115,55 @@ class Request:
         self.path = path
         self.query = query
         self.headers: Headers = tuple(headers)
-        self.body = body
+        if isinstance(body, BodyFile):
+            self.file: BodyFile | None = body
+            self._body: bytes | None = None
+        else:
+            self.file = None
+            self._body = body
         self._index = index
         self.safe_headers = safe_headers
+
+    @property
+    def body(self) -> bytes:
+        """The whole body (read from its file, if it has one)."""
+        body = self._body
+        if body is None:
+            assert self.file is not None
+            return self.file.read()
+        return body
+
+    @property
+    def payload(self) -> bytes | BodyFile:
+        """The body as held: ``bytes``, or the file it is in."""
+        return self.file if self.file is not None else self.body
+
+    @property
+    def size(self) -> int:
+        """The body's length in bytes."""
+        return self.file.size if self.file is not None else len(self.body)
+
+    def head(self, size: int) -> bytes:
+        """The body's first ``size`` bytes (without reading the rest of a file)."""
+        return self.file.head(size) if self.file is not None else self.body[:size]
+
+    def replace(
+        self,
+        *,
+        query: str | None = None,
+        headers: Sequence[tuple[str, str]] | None = None,
+        body: bytes | BodyFile | None = None,
+    ) -> Request:
+        """A copy with the given parts changed (headers kept as they were redacted, or not)."""
+        return Request(
+            self.method,
+            self.path,
+            self.query if query is None else query,
+            self.headers if headers is None else headers,
+            self.payload if body is None else body,
+            self._index if headers is None else None,
+            safe_headers=self.safe_headers,
+        )
 
     @property
     def index(self) -> dict[str, str]:
@@ -131,6 +186,17 @@ class Request:
         return f"{self.path}?{self.query}" if self.query else self.path
 
     def to_dict(self) -> dict[str, Any]:
+        file = self.file
+        if file is not None and file.stored:
+            return {
+                "method": self.method,
+                "path": self.path,
+                "query": self.query,
+                "headers": self.headers,
+                "body": file.digest,
+                "encoding": "file",
+                "size": file.size,
+            }
         body, encoding = _encode_body(self.body)
         return {
             "method": self.method,
@@ -142,15 +208,28 @@ class Request:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> Request:
+    def from_dict(cls, data: Any, bodies: Path | None = None) -> Request:
+        """The request ``data`` describes; a body stored as a file is looked for in ``bodies``."""
         if not isinstance(data, dict):
             raise ValueError("request must be an object")
+        encoding = _str(data, "encoding", "utf-8")
+        body: bytes | BodyFile
+        if encoding == "file":
+            digest = _str(data, "body")
+            size = data.get("size")
+            if not is_digest(digest):
+                raise ValueError("a body stored as a file must be named by its SHA-256 (64 hex digits)")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError("a body stored as a file needs its size")
+            body = BodyFile((bodies if bodies is not None else Path(BODIES_DIR)) / digest, size, digest, stored=True)
+        else:
+            body = _decode_body(_str(data, "body", ""), encoding)
         return cls(
             method=_str(data, "method"),
             path=_str(data, "path"),
             query=_str(data, "query", ""),
             headers=_headers(data.get("headers", [])),
-            body=_decode_body(_str(data, "body", ""), _str(data, "encoding", "utf-8")),
+            body=body,
         )
 
     def __repr__(self) -> str:
@@ -225,7 +304,8 @@ class Entry:
         return document
 
     @classmethod
-    def from_dict(cls, data: Any) -> Entry:
+    def from_dict(cls, data: Any, bodies: Path | None = None) -> Entry:
+        """The entry ``data`` describes; its request body, if stored as a file, is looked for in ``bodies``."""
         if not isinstance(data, dict):
             raise ValueError("an entry must be a JSON object")
         time = data.get("time", 0.0)
@@ -244,7 +324,7 @@ class Entry:
             time=float(time),
             service=_str(data, "service", ""),
             operation=_str(data, "operation", ""),
-            request=Request.from_dict(data.get("request")),
+            request=Request.from_dict(data.get("request"), bodies),
             response=Response.from_dict(data.get("response")),
             seed=seed,
             waited=float(waited),
@@ -325,8 +405,8 @@ def numbered(line: bytes, seq: int) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def decode_entry(line: bytes) -> Entry:
-    """Decode one log line.
+def decode_entry(line: bytes, bodies: Path | None = None) -> Entry:
+    """Decode one log line; ``bodies`` is the folder of the body files its log names (``bodies`` beside it).
 
     :raises EntryVersionError: the entry has a newer format version.
     :raises ValueError: the line is not a well-formed entry (orjson's
@@ -340,4 +420,4 @@ def decode_entry(line: bytes) -> Entry:
         raise ValueError("missing or invalid format version 'v'")
     if version > FORMAT_VERSION:
         raise EntryVersionError(version, FORMAT_VERSION)
-    return Entry.from_dict(data)
+    return Entry.from_dict(data, bodies)

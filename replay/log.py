@@ -54,6 +54,7 @@ from typing import BinaryIO
 
 import orjson
 
+from .bodies import BodyFile, BodyStore, bodies_beside
 from .config import FsyncPolicy
 from .entry import Entry, decode_entry, numbered
 from .errors import EntryVersionError, LogCorruptError, LogError, LogVersionError, LogWriteError
@@ -176,6 +177,8 @@ class CallLog:
         self.on_failure = on_failure  # told (one line) when a background sync fails
         self._always = fsync is FsyncPolicy.ALWAYS
         ensure_private_dir(self.path.parent)
+        self.bodies = BodyStore(bodies_beside(self.path))
+        self.bodies.clear_incoming()
         self._fd = self._open()
         _remove_leftovers(self.path)
         self._lock = threading.Lock()
@@ -258,6 +261,22 @@ class CallLog:
         if end == size:  # complete entry, only its newline was lost
             os.write(self._fd, b"\n")
             os.fsync(self._fd)
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where bodies too large for memory wait while their call is handled (beside :meth:`keep_body`'s)."""
+        return self.bodies.incoming
+
+    def keep_body(self, body: BodyFile) -> BodyFile:
+        """Keep ``body`` (a request body too large to inline) durably beside the log, before the entry naming it.
+
+        :raises LogWriteError: it could not be written or synced.
+        """
+        try:
+            return self.bodies.keep(body)
+        except OSError as exc:
+            where = self.bodies.directory
+            raise LogWriteError(self.path, f"{where}: cannot keep a request body: {_os_reason(exc)}") from exc
 
     def append(self, line: bytes) -> None:
         """Append one encoded entry (``line`` ends with ``\\n``).
@@ -530,6 +549,7 @@ class LogReader:
         self.torn_line: int | None = None
         self.checkpoint: str | None = None
         self.last_seq = 0  # the sequence number of the last entry read (set it to chain readers)
+        self.bodies = bodies_beside(self.path)  # where the bodies its entries name as files are
 
     def _decode(self, line: bytes, number: int) -> Entry | None:
         """The entry on line ``number``; ``None`` leaves it out (a subclass reading another format may).
@@ -537,9 +557,13 @@ class LogReader:
         :raises ValueError: the line is not an entry.
         """
         try:
-            return decode_entry(line)
+            entry = decode_entry(line, self.bodies)
         except EntryVersionError as exc:
             raise LogVersionError(self.path, number, exc.version, exc.supported) from None
+        file = entry.request.file
+        if file is not None and (problem := file.problem()) is not None:
+            raise ValueError(problem)
+        return entry
 
     def __iter__(self) -> Iterator[tuple[int, Entry]]:
         for number, _line, entry in self.records():

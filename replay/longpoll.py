@@ -98,7 +98,7 @@ def without_wait(request: Request) -> Request:
         query = _pairs_without_wait(request.query)
         if query == request.query:
             return request
-        return Request(request.method, request.path, query, request.headers, request.body, safe_headers=True)
+        return request.replace(query=query)
     body = _pairs_without_wait(request.body.decode("latin-1")).encode("latin-1")
     if body == request.body:
         return request
@@ -151,7 +151,7 @@ class LongPolls:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = request_from_environ(environ)
         call = self.classifier(request)
-        if call.operation == "ReceiveMessage" and call.service == "sqs":
+        if call.operation == "ReceiveMessage" and call.service == "sqs" and request.file is None:
             return self._receive(environ, start_response, request)
         if not call.mutating:
             return self.app(environ, start_response)

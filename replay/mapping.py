@@ -135,10 +135,10 @@ class IdMapping:
             (name, value if name.lower() in _FIXED_HEADERS else self.map_value(value))
             for name, value in request.headers
         ]
-        body = request.body
-        if body:
+        body = request.payload
+        if body and isinstance(body, bytes):  # a body kept as a file (an upload's data) is sent as recorded
             body = self._map_body(body, (request.header("Content-Type") or "").lower())
-        unchanged = path is request.path and query is request.query and body is request.body
+        unchanged = path is request.path and query is request.query and body is request.payload
         if unchanged and headers == list(request.headers):
             return request
         return Request(request.method, path, query, headers, body, safe_headers=request.safe_headers)

@@ -34,8 +34,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from .bodies import BodyFile
 from .classify import Call, Classifier, DefaultClassifier
 from .entry import Request, encode_call
 from .errors import LogWriteError
@@ -43,7 +45,7 @@ from .locks import MutationGate
 from .redact import redact, redact_answer
 from .seeding import Seeder, waited
 from .writeguard import WriteGuard, refusal
-from .wsgi import request_from_environ
+from .wsgi import SPOOL_DIR_KEY, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -53,11 +55,16 @@ __all__ = ["EntrySink", "RecordingMiddleware"]
 
 logger = logging.getLogger("replay.middleware")
 
+_PROBE_LIMIT = 16 << 20  # the most a retry writes to show that room came back
 _SEEDS = random.Random()  # seeds for recorded calls; seeded from the OS at import, never hooked
 
 
 class EntrySink(Protocol):
-    """Where encoded entries go: :class:`~replay.log.CallLog` is one."""
+    """Where encoded entries go: :class:`~replay.log.CallLog` is one.
+
+    A sink that also has ``keep_body(body) -> BodyFile`` and ``spool_dir`` (as ``CallLog`` has) keeps
+    large request bodies as files beside it (:mod:`replay.bodies`); for other sinks they are inlined.
+    """
 
     def append(self, line: bytes) -> None: ...
 
@@ -101,8 +108,11 @@ class RecordingMiddleware:
         self.watch = watch
         self.guard = guard
         self.recordable: Callable[[Call, int, bytes], bool] = getattr(self.classifier, "recordable", _always_recordable)
+        self.spool_dir: Path | None = getattr(log, "spool_dir", None)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.spool_dir is not None and SPOOL_DIR_KEY not in environ:
+            environ[SPOOL_DIR_KEY] = self.spool_dir
         request = request_from_environ(environ)
         call = self.classifier(request)
         if not call.mutating:
@@ -292,11 +302,21 @@ class _Recording:
         body = b"".join(self.body)
         if not self.recordable(call, self.status, body) and not (self.changed is not None and self.changed()):
             return
+        request = redact(self.request)
+        spooled = request.file
+        if spooled is not None:
+            keep_body: Callable[[BodyFile], BodyFile] | None = getattr(self.log, "keep_body", None)
+            if keep_body is not None:
+                try:
+                    request = request.replace(body=keep_body(spooled))
+                except LogWriteError as exc:
+                    self._failed(exc, min(spooled.size, _PROBE_LIMIT))
+                    raise
         line = encode_call(
             self.started,
             call.service,
             call.operation,
-            redact(self.request),
+            request,
             self.status,
             self.headers,
             redact_answer(body),
@@ -306,15 +326,17 @@ class _Recording:
         try:
             self.log.append(line)
         except LogWriteError as exc:
-            if self.guard is None:
-                logger.error(
-                    "could not record %s.%s; the call is not acknowledged: %s", call.service, call.operation, exc
-                )
-            else:
-                probe = getattr(self.log, "probe", None)
-                size = len(line)
-                self.guard.failed(str(exc), retry=(lambda: probe(size)) if probe is not None else (lambda: None))
+            self._failed(exc, len(line))
             raise
+
+    def _failed(self, exc: LogWriteError, size: int) -> None:
+        """The entry (or its body, ``size`` bytes) could not be written: say so, close the guard."""
+        call = self.call
+        if self.guard is None:
+            logger.error("could not record %s.%s; the call is not acknowledged: %s", call.service, call.operation, exc)
+        else:
+            probe = getattr(self.log, "probe", None)
+            self.guard.failed(str(exc), retry=(lambda: probe(size)) if probe is not None else (lambda: None))
 
     def close(self) -> None:
         try:

@@ -28,8 +28,12 @@ Removed before an entry is written:
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import BinaryIO
 
+from .bodies import BodyFile, BodyWriter
 from .entry import Request, _lower
 
 __all__ = ["REDACTED", "SENSITIVE_HEADERS", "conceals", "redact", "redact_answer", "safe_header"]
@@ -46,6 +50,7 @@ _FORM_FIELD_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _SIGV4_SIGNATURE = re.compile(r",?\s*Signature=[^,\s]*", re.IGNORECASE)
 _SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+_STEP = 1 << 20
 _CHUNK_HEADERS_DROPPED = frozenset(
     {"x-amz-content-sha256", "x-amz-decoded-content-length", "x-amz-trailer", "content-length", "content-encoding"}
 )
@@ -100,38 +105,40 @@ def _authorization(value: str) -> str | None:
     return None
 
 
-def _dechunk(body: bytes) -> tuple[bytes, list[tuple[str, str]]]:
-    """Decode an ``aws-chunked`` body: ``(payload, trailing headers)``.
+def _dechunk_into(handle: BinaryIO, write: Callable[[bytes], object]) -> list[tuple[str, str]]:
+    """Decode the ``aws-chunked`` stream ``handle``: its payload goes to ``write``; its trailing headers
+    (chunk and trailer signatures left out) are returned.
 
     Raises ``ValueError`` when the framing is not what the protocol describes.
     """
-    payload = bytearray()
-    pos = 0
     while True:
-        end = body.index(b"\r\n", pos)
-        size = int(body[pos:end].split(b";", 1)[0], 16)
-        pos = end + 2
+        line = handle.readline(4096)
+        if not line.endswith(b"\r\n"):
+            raise ValueError("chunk header not terminated by CRLF")
+        size = int(line[:-2].split(b";", 1)[0], 16)
         if size == 0:
             break
-        payload += body[pos : pos + size]
-        if body[pos + size : pos + size + 2] != b"\r\n":
+        while size:
+            piece = handle.read(min(size, _STEP))
+            if not piece:
+                raise ValueError("chunk cut short")
+            write(piece)
+            size -= len(piece)
+        if handle.read(2) != b"\r\n":
             raise ValueError("chunk not terminated by CRLF")
-        pos += size + 2
     trailers = []
-    for line in body[pos:].split(b"\r\n"):
+    for line in handle.read(1 << 16).split(b"\r\n"):
         if b":" in line:
             name, _, value = line.partition(b":")
             if not name.strip().lower().endswith(b"-signature"):
                 trailers.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
-    return bytes(payload), trailers
+    return trailers
 
 
-def _streaming_body(headers: list[tuple[str, str]], body: bytes) -> tuple[list[tuple[str, str]], bytes]:
-    """Rewrite a signed ``aws-chunked`` upload as a plain ``UNSIGNED-PAYLOAD`` one."""
-    try:
-        body, trailers = _dechunk(body)
-    except (ValueError, IndexError):
-        body, trailers = b"", []  # framing we cannot read: keep no signed bytes
+def _unsigned_headers(
+    headers: Sequence[tuple[str, str]], size: int, trailers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The headers of a signed ``aws-chunked`` upload rewritten for a plain unsigned one of ``size`` bytes."""
     encodings = [
         enc.strip()
         for name, value in headers
@@ -139,11 +146,141 @@ def _streaming_body(headers: list[tuple[str, str]], body: bytes) -> tuple[list[t
         for enc in value.split(",")
         if enc.strip() and enc.strip() != "aws-chunked"
     ]
-    headers = [(n, v) for n, v in headers if n.lower() not in _CHUNK_HEADERS_DROPPED]
-    headers += [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Length", str(len(body)))]
+    kept = [(n, v) for n, v in headers if n.lower() not in _CHUNK_HEADERS_DROPPED]
+    kept += [("x-amz-content-sha256", "UNSIGNED-PAYLOAD"), ("Content-Length", str(size))]
     if encodings:
-        headers.append(("Content-Encoding", ",".join(encodings)))
-    return headers + trailers, body
+        kept.append(("Content-Encoding", ",".join(encodings)))
+    return kept + trailers
+
+
+def _streaming_body(
+    headers: Sequence[tuple[str, str]], body: bytes | BodyFile
+) -> tuple[list[tuple[str, str]], bytes | BodyFile]:
+    """Rewrite a signed ``aws-chunked`` upload as a plain ``UNSIGNED-PAYLOAD`` one (a file stays a file)."""
+    if isinstance(body, BodyFile):
+        writer = BodyWriter(body.path.parent)
+        try:
+            with body.open() as handle:
+                trailers = _dechunk_into(handle, writer.write)
+        except (ValueError, OSError):
+            writer.abort()
+            return _unsigned_headers(headers, 0, []), b""  # framing we cannot read: keep no signed bytes
+        decoded = writer.finish()
+        return _unsigned_headers(headers, decoded.size, trailers), decoded
+    payload = bytearray()
+    try:
+        trailers = _dechunk_into(io.BytesIO(body), payload.extend)
+    except ValueError:
+        payload, trailers = bytearray(), []
+    return _unsigned_headers(headers, len(payload), trailers), bytes(payload)
+
+
+class _PieceFilter:
+    """Copy a stream of pieces separated by ``delimiter`` to ``write``, leaving out the pieces ``drop`` names.
+
+    ``drop`` sees the first ``limit`` bytes of each piece (fewer if it is shorter); memory stays bounded
+    by ``limit`` and the length of the chunks fed, whatever the size of a piece.
+    """
+
+    def __init__(self, delimiter: bytes, drop: Callable[[bytes], bool], limit: int, write: Callable[[bytes], object]):
+        self.delimiter = delimiter
+        self.drop = drop
+        self.limit = limit
+        self.write = write
+        self.prefix = bytearray()
+        self.deciding = True
+        self.keep = True
+        self.kept_any = False
+        self.dropped = False
+
+    def _decide(self) -> None:
+        self.deciding = False
+        self.keep = not self.drop(bytes(self.prefix))
+        if self.keep:
+            if self.kept_any:
+                self.write(self.delimiter)
+            self.write(bytes(self.prefix))
+            self.kept_any = True
+        else:
+            self.dropped = True
+        self.prefix.clear()
+
+    def _feed(self, data: bytes) -> None:
+        if self.deciding:
+            self.prefix += data
+            if len(self.prefix) >= self.limit:
+                self._decide()
+        elif self.keep and data:
+            self.write(data)
+
+    def _end_piece(self) -> None:
+        if self.deciding:
+            self._decide()
+        self.deciding = True
+
+    def run(self, chunks: Iterable[bytes]) -> bool:
+        """Filter every chunk; whether a piece was left out."""
+        delimiter, hold = self.delimiter, len(self.delimiter) - 1
+        buffer = b""
+        for chunk in chunks:
+            buffer += chunk
+            while (found := buffer.find(delimiter)) >= 0:
+                self._feed(buffer[:found])
+                self._end_piece()
+                buffer = buffer[found + len(delimiter) :]
+            if len(buffer) > hold:
+                self._feed(buffer[: len(buffer) - hold])
+                buffer = buffer[len(buffer) - hold :]
+        self._feed(buffer)
+        self._end_piece()
+        return self.dropped
+
+
+def _secret_param(prefix: bytes) -> bool:
+    return prefix.split(b"=", 1)[0].lower() in _SECRET_PARAMS
+
+
+def _secret_form_field(prefix: bytes) -> bool:
+    end = prefix.find(b"\r\n\r\n")
+    name = _FORM_FIELD_NAME.search(prefix if end < 0 else prefix[:end])
+    return name is not None and name.group(1).lower() in _SECRET_FORM_FIELDS
+
+
+def _filtered_file(body: BodyFile, delimiter: bytes, drop: Callable[[bytes], bool], limit: int) -> BodyFile | None:
+    """``body`` without the pieces ``drop`` names, as a new file; ``None`` when it had none."""
+    writer = BodyWriter(body.path.parent)
+    try:
+        dropped = _PieceFilter(delimiter, drop, limit, writer.write).run(body.chunks())
+    except BaseException:
+        writer.abort()
+        raise
+    if not dropped:
+        writer.abort()
+        return None
+    return writer.finish()
+
+
+def _redact_file(
+    body: BodyFile, index: dict[str, str], headers: Sequence[tuple[str, str]]
+) -> tuple[Sequence[tuple[str, str]], BodyFile | bytes] | None:
+    """What :func:`redact` does to a body held in a file, streaming: new headers and body, or ``None``."""
+    content_type = index.get("content-type", "")
+    if index.get("x-amz-content-sha256") in _SIGNED_STREAMING:
+        return _streaming_body(headers, body)
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        stripped = _filtered_file(body, b"&", _secret_param, 256)
+        return None if stripped is None else (headers, stripped)
+    if content_type[:19].lower() == "multipart/form-data":
+        found = _BOUNDARY.search(content_type)
+        if found is None:
+            return None
+        delimiter = b"--" + found.group(1).encode("latin-1")
+        stripped = _filtered_file(body, delimiter, _secret_form_field, 1 << 16)
+        if stripped is None:
+            return None
+        size = str(stripped.size)
+        return [(name, size if _lower(name) == "content-length" else value) for name, value in headers], stripped
+    return None
 
 
 def _may_hold_secrets(raw: str | bytes) -> bool:
@@ -158,7 +295,7 @@ def redact(request: Request) -> Request:
     """A copy of ``request`` that is safe to write to disk (``request`` itself if it already was)."""
     index = request.index
     changed = False
-    headers: list[tuple[str, str]] | tuple[tuple[str, str], ...] = request.headers
+    headers: Sequence[tuple[str, str]] = request.headers
     auth = index.get("authorization") if not request.safe_headers else None
     if not request.safe_headers and not _SECRET_HEADERS.isdisjoint(index):
         headers = [(name, value) for name, value in headers if _lower(name) not in _SECRET_HEADERS]
@@ -179,24 +316,32 @@ def redact(request: Request) -> Request:
         if stripped is not None:
             query, changed = stripped.decode("latin-1"), True
 
-    body = request.body
-    if (
-        body
-        and index.get("content-type", "").startswith("application/x-www-form-urlencoded")
-        and _may_hold_secrets(body)
-    ):
-        stripped = _strip_params(body)
-        if stripped is not None:
-            body, changed = stripped, True
-    content_type = index.get("content-type", "")
-    if body and content_type[:19].lower() == "multipart/form-data":
-        stripped = _strip_form_fields(content_type, body)
-        if stripped is not None:
-            body, changed = stripped, True
-            headers = [(name, str(len(body)) if _lower(name) == "content-length" else value) for name, value in headers]
-    if index.get("x-amz-content-sha256") in _SIGNED_STREAMING:
-        headers, body = _streaming_body(list(headers), body)
-        changed = True
+    body: bytes | BodyFile
+    if request.file is not None:
+        body = request.file
+        redacted = _redact_file(request.file, index, headers)
+        if redacted is not None:
+            (headers, body), changed = redacted, True
+    else:
+        body = request.body
+        if (
+            body
+            and index.get("content-type", "").startswith("application/x-www-form-urlencoded")
+            and _may_hold_secrets(body)
+        ):
+            stripped = _strip_params(body)
+            if stripped is not None:
+                body, changed = stripped, True
+        content_type = index.get("content-type", "")
+        if body and content_type[:19].lower() == "multipart/form-data":
+            stripped = _strip_form_fields(content_type, body)
+            if stripped is not None:
+                body, changed = stripped, True
+                size = str(len(body))
+                headers = [(name, size if _lower(name) == "content-length" else value) for name, value in headers]
+        if index.get("x-amz-content-sha256") in _SIGNED_STREAMING:
+            headers, body = _streaming_body(headers, body)
+            changed = True
 
     if not changed:
         return request

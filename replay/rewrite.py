@@ -6,7 +6,9 @@
 per-resource bookkeeping), once to copy the lines of the calls kept, byte for
 byte (seeds, times and recorded responses included), to a new file that
 replaces the destination atomically.  Memory stays flat whatever the size of
-the logs; nothing is written to the sources.
+the logs; nothing is written to the sources.  The bodies kept calls name as
+files (:mod:`replay.bodies`) are linked into the ``bodies`` folder beside the
+destination before it is replaced.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from .bodies import bodies_beside, keep_in, named_in
 from .compaction import plan_compaction
 from .entry import Entry, encode_entry
 from .files import atomic_writer
@@ -77,6 +80,7 @@ def compact_logs(
     started = time.perf_counter()
     report = RewriteReport(Path(destination))
     plan = plan_compaction(_entries(segments), from_empty)
+    bodies = bodies_beside(report.destination)
     index = 0
     with atomic_writer(report.destination) as out:
         if header is not None:
@@ -87,6 +91,8 @@ def compact_logs(
                 if plan.keeps(index):
                     if segment.legacy:  # a LocalStack line: written as our entry
                         line = encode_entry(entry)
+                    if entry.request.file is not None:  # its body goes beside it, durably, before the file is
+                        keep_in(bodies, entry.request.file)
                     report.bytes_after += out.write(line if line.endswith(b"\n") else line + b"\n")
                     report.kept += 1
                 index += 1
@@ -114,6 +120,7 @@ def compact_in_place(log: CallLog, start: int = 0, step: Callable[[str], None] |
     :param step: called with each step's name once it is done (tests stop the process there).
     """
     end = log.size()
+    since = log.bodies.mark()
     compacted = log.path.with_name(f".{log.path.name}.{os.getpid()}.compacted")
     try:
         report = compact_logs([Segment(log.path, start, end)], compacted, from_empty=log.header is None)
@@ -127,4 +134,5 @@ def compact_in_place(log: CallLog, start: int = 0, step: Callable[[str], None] |
         compacted.unlink(missing_ok=True)
     if log.header is not None:
         report.bytes_after += len(encode_header(log.header))
+    log.bodies.prune(named_in(log.path, 0), since)  # bodies no kept call names any more
     return report

@@ -37,7 +37,7 @@ def _presigned(request: Request) -> Request:
         query += "&Signature=REDACTED"
     else:
         return request
-    return Request(request.method, request.path, query, request.headers, request.body, safe_headers=True)
+    return request.replace(query=query)
 
 
 def prepare(entry: Entry) -> Request:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import __version__
 from .backends import Backend, create_backend
+from .bodies import BODIES_DIR, INCOMING_DIR
 from .classify import Classifier
-from .config import Config
+from .config import BackendKind, Config
 from .crosssite import ControlAccess
 from .datadir import DataDirLock
 from .emulators import Emulator
@@ -69,6 +71,13 @@ class _RequestHandler(WSGIRequestHandler):
         return True
 
 
+def spool_dir(config: Config) -> Path | None:
+    """Where a large body waits while its request is handled: beside the bodies it may join, when recorded."""
+    if config.persistence and config.backend is BackendKind.REPLAY:
+        return config.data_dir / BODIES_DIR / INCOMING_DIR
+    return None
+
+
 class Server:
     """Serve ``emulator`` as ``config`` says, persisting its state.
 
@@ -103,6 +112,7 @@ class Server:
                 reset_path=emulator.reset_path,
                 access=ControlAccess(config.host, config.allowed_hosts, config.extra_origins, config.cors_checks),
                 max_body=config.max_body_size,
+                spool_dir=spool_dir(config),
             )
             self._http = make_server(
                 config.host, config.port, self.endpoints, threaded=True, request_handler=_RequestHandler

@@ -37,14 +37,15 @@ def resource_of(entry: Entry) -> str:
     if entry.service == "s3":
         return unquote(request.path.lstrip("/")) or "-"
     document: dict[str, Any] = {}
+    body = request.body if request.file is None else request.head(1 << 16)  # a large body: its start says enough
     if request.header("X-Amz-Target") is not None:
         try:
-            parsed = orjson.loads(request.body) if request.body else {}
+            parsed = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError:
             parsed = {}
         document = parsed if isinstance(parsed, dict) else {}
-    elif b"=" in request.body[:200] or request.query:
-        document = dict(parse_qsl(request.body.decode("utf-8", "replace") + "&" + request.query))
+    elif b"=" in body[:200] or request.query:
+        document = dict(parse_qsl(body.decode("utf-8", "replace") + "&" + request.query))
     for field in ("QueueUrl", "TopicArn", "TableName", "QueueName", "Name", "FunctionName", "UserName", "KeyId"):
         value = document.get(field)
         if isinstance(value, str) and value:

@@ -74,12 +74,13 @@ class HTTPTransport:
 
     def send(self, request: Request) -> Response:
         headers = {name: value for name, value in request.headers if name.lower() not in _NOT_FORWARDED}
-        prepared = self.session.prepare_request(
-            requests.Request(request.method, self.base_url + "/", headers=headers, data=request.body or None)
-        )
-        prepared.url = self.base_url + request.target  # raw path and query, sent as recorded
         attempt = 0
         while True:
+            body = request.file.open() if request.file is not None else request.body  # a file streams
+            prepared = self.session.prepare_request(
+                requests.Request(request.method, self.base_url + "/", headers=headers, data=body or None)
+            )
+            prepared.url = self.base_url + request.target  # raw path and query, sent as recorded
             try:
                 answer = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
             except requests.Timeout as exc:
@@ -93,6 +94,9 @@ class HTTPTransport:
                 time.sleep(self.backoff * (2**attempt))
                 attempt += 1
                 continue
+            finally:
+                if not isinstance(body, bytes):
+                    body.close()
             return Response(answer.status_code, list(answer.headers.items()), answer.content)
 
     def close(self) -> None:

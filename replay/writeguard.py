@@ -31,7 +31,11 @@ import orjson
 
 from .classify import Call
 
-__all__ = ["WriteGuard", "refusal"]
+__all__ = [
+    "WriteGuard",
+    "refusal",
+    "unavailable",
+]
 
 logger = logging.getLogger("replay.persistence")
 
@@ -117,12 +121,17 @@ def refusal(guard: WriteGuard, call: Call, json_protocol: bool) -> tuple[str, li
         f"persistence failed for {guard.data_dir}: {guard.cause}; state-changing calls are refused "
         "until a write succeeds again (reads still work)"
     )
+    return unavailable(message, call.service, json_protocol)
+
+
+def unavailable(message: str, service: str, json_protocol: bool) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A 503 ``ServiceUnavailable`` answer in the AWS error format of ``service``: status, headers and body."""
     if json_protocol:
         body = orjson.dumps({"__type": "ServiceUnavailable", "message": message, "Message": message})
         headers = [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-ErrorType", "ServiceUnavailable")]
     else:
         escaped = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        if call.service == "s3":
+        if service == "s3":
             text = f"<Error><Code>ServiceUnavailable</Code><Message>{escaped}</Message></Error>"
         else:
             text = (

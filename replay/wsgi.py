@@ -9,13 +9,13 @@ server would have built it (``PATH_INFO`` decoded, ``RAW_URI`` raw).
 
 from __future__ import annotations
 
-import io
 import sys
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
 from werkzeug.wsgi import get_input_stream
 
+from .bodies import BodyFile, spool, stream_of
 from .entry import Request, Response
 from .errors import RequestError
 from .redact import SENSITIVE_HEADERS, safe_header
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BODY",
     "MAX_BODY_KEY",
+    "SPOOL_DIR_KEY",
     "content_length",
     "environ_from_request",
     "request_from_environ",
@@ -69,7 +70,8 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
 MAX_BODY_KEY = "replay.max_body"
 """The environ key a server sets to the largest body it takes (``REPLAY_MAX_BODY_SIZE``)."""
 
-_READ_CHUNK = 1 << 20
+SPOOL_DIR_KEY = "replay.spool_dir"
+"""The environ key naming the folder where large bodies are spooled (:mod:`replay.bodies`)."""
 
 
 def content_length(environ: WSGIEnvironment) -> int | None:
@@ -91,36 +93,29 @@ def _too_large(limit: int) -> RequestError:
     )
 
 
-def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> bytes:
+def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> bytes | BodyFile:
     """Read the body, in bounded chunks: ``wanted`` bytes, or to its end when chunked (``None``).
 
-    :raises RequestError: more than ``limit`` bytes, or framing the server could not decode (bad chunks).
+    A body over :data:`~replay.bodies.SPOOL_THRESHOLD` bytes is spooled to a file in the environ's
+    ``replay.spool_dir`` (the system's temporary folder when unset).
+
+    :raises RequestError: more than ``limit`` bytes, framing the server could not decode (bad chunks),
+        or no room to spool the body (503).
     """
     if wanted is not None and wanted > limit:
         raise _too_large(limit)
     stream = get_input_stream(environ, safe_fallback=True) if wanted is None else environ["wsgi.input"]
-    parts: list[bytes] = []
-    size = 0
     try:
-        while wanted is None or size < wanted:
-            step = _READ_CHUNK if wanted is None else min(_READ_CHUNK, wanted - size)
-            chunk = stream.read(step)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(chunk)
-    except OSError as exc:  # werkzeug's chunked decoding: a malformed chunk
+        return spool(stream.read, wanted, limit, environ.get(SPOOL_DIR_KEY), lambda: _too_large(limit))
+    except OSError as exc:  # werkzeug's chunked decoding (a malformed chunk), or the connection failing mid-body
         raise RequestError("400 Bad Request", f"the request body cannot be read: {exc}") from None
-    return b"".join(parts)
 
 
 _CACHED = "replay.request"
 
 
 def request_from_environ(environ: WSGIEnvironment) -> Request:
-    """The request in ``environ``; its body is read (in bounded chunks) and put back as ``BytesIO``.
+    """The request in ``environ``; its body is read (in bounded chunks) and put back for the app to read.
 
     :raises RequestError: its framing cannot be read (a bad ``Content-Length``, a malformed chunk) or its
         body is larger than the environ's ``replay.max_body`` (default :data:`DEFAULT_MAX_BODY`).
@@ -161,14 +156,15 @@ def _read_request(environ: WSGIEnvironment) -> Request:
         index[lower] = value
     limit = environ.get(MAX_BODY_KEY, DEFAULT_MAX_BODY)
     length = content_length(environ)
+    body: bytes | BodyFile
     if environ.get("wsgi.input_terminated"):
         body = _read_body(environ, None, limit)
-        environ["wsgi.input"] = io.BytesIO(body)
+        environ["wsgi.input"] = stream_of(body)
     elif not length:
         body = b""
     else:
         body = _read_body(environ, length, limit)
-        environ["wsgi.input"] = io.BytesIO(body)
+        environ["wsgi.input"] = stream_of(body)
     return Request(method, path, environ.get("QUERY_STRING", ""), headers, body, index, safe_headers=True)
 
 
@@ -189,7 +185,7 @@ def environ_from_request(
         "REMOTE_ADDR": "127.0.0.1",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": url_scheme,
-        "wsgi.input": io.BytesIO(request.body),
+        "wsgi.input": stream_of(request.payload),
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": False,
         "wsgi.multiprocess": False,
@@ -202,7 +198,7 @@ def environ_from_request(
         elif key != "TRANSFER_ENCODING":
             key = "HTTP_" + key
             environ[key] = f"{environ[key]},{value}" if key in environ else value
-    environ["CONTENT_LENGTH"] = str(len(request.body))
+    environ["CONTENT_LENGTH"] = str(request.size)
     if "HTTP_HOST" not in environ:  # HTTP/1.1 always has one; apps (moto among them) rely on it
         environ["HTTP_HOST"] = server_name if server_port == 80 else f"{server_name}:{server_port}"
     return environ

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
 from ..entry import Entry, Request
-from .parsing import _ARN, _QUEUE_URL, _arn_keys, _form, _Opaque
+from .parsing import _ARN, _QUEUE_URL, _arn_keys, _form, _Opaque, _pieces
 
 __all__: list[str] = []
 
@@ -362,18 +362,25 @@ class _PlannerCore:
             self.creates_proven = False  # stacks create queues, buckets, tables and topics out of sight
         elif service == "events" and self.events_at is None:
             self.events_at = ordinal
-        body = request.body
-        if body and (b"%3A" in body or b"%3a" in body or b"%2F" in body) and b"=" in body:
-            body = unquote_to_bytes(body.replace(b"+", b" "))
         where = unquote_to_bytes(request.path) + b"?" + unquote_to_bytes(request.query)
         self._scan(ordinal, None, where)
-        self._scan(ordinal, None, body)
+        self._names(ordinal, where)
+        searched = 0
+        for body in _pieces(request):
+            if body and (b"%3A" in body or b"%3a" in body or b"%2F" in body) and b"=" in body:
+                body = unquote_to_bytes(body.replace(b"+", b" "))
+            self._scan(ordinal, None, body)
+            if searched < _TOKEN_SCAN_LIMIT:
+                self._names(ordinal, body[: _TOKEN_SCAN_LIMIT - searched])
+                searched += len(body)
+
+    def _names(self, ordinal: int, data: bytes) -> None:
+        """Mention every known resource name that ``data`` holds as a word."""
         if self.names:
-            for data in (where, body[:_TOKEN_SCAN_LIMIT]):
-                for match in _TOKEN.finditer(data):
-                    name = match.group(0).decode("ascii")
-                    if name in self.names:
-                        self._mention(ordinal, None, ("name", name), _REFERS)
+            for match in _TOKEN.finditer(data):
+                name = match.group(0).decode("ascii")
+                if name in self.names:
+                    self._mention(ordinal, None, ("name", name), _REFERS)
 
     def _iam(self, entry: Entry) -> None:
         if entry.operation == "CreateAccessKey":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -102,3 +103,10 @@ def _arn_keys(match: re.Match[bytes]) -> list[tuple[str, ...]]:
     if service == "sqs":
         return [("sqs", region, name), ("sqs", "*", name)]
     return [("sns", region, name)]
+
+
+def _pieces(request: Request) -> Iterable[bytes]:
+    """The request's body to search, whole, or (held in a file) in overlapping pieces of about 1 MiB."""
+    if request.file is not None:
+        return request.file.windows()
+    return (request.body,)

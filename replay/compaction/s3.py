@@ -28,7 +28,7 @@ from .core import (
     _Life,
     _PlannerCore,
 )
-from .parsing import _digest, _Opaque
+from .parsing import _digest, _Opaque, _pieces
 
 __all__: list[str] = []
 
@@ -169,11 +169,13 @@ class _S3Rules(_PlannerCore):
             if op != "PostObject":
                 life.nodrop = True
             self._s3_rule_off(life)
-            for found in _TARGET_BUCKET.finditer(request.body):
-                target = html.unescape(found.group(1).decode("utf-8", "replace"))
-                self._mention(ordinal, life, ("s3", target), _REFERS)
+            for body in _pieces(request):
+                for found in _TARGET_BUCKET.finditer(body):
+                    target = html.unescape(found.group(1).decode("utf-8", "replace"))
+                    self._mention(ordinal, life, ("s3", target), _REFERS)
         if op != "PostObject":
-            self._scan(ordinal, life, request.body)
+            for body in _pieces(request):
+                self._scan(ordinal, life, body)
 
     def _chain(self, life: _Bucket, key: str) -> _Chain | None:
         if not life.rule:
