@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from werkzeug.wsgi import get_input_stream
 
-from .bodies import BodyFile, spool, stream_of
+from .bodies import SPOOL_THRESHOLD, BodyFile, spool, stream_of
 from .entry import Request, Response
 from .errors import RequestError
 from .redact import SENSITIVE_HEADERS, safe_header
@@ -106,6 +106,16 @@ def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> byte
         raise _too_large(limit)
     stream = get_input_stream(environ, safe_fallback=True) if wanted is None else environ["wsgi.input"]
     try:
+        if wanted is not None and wanted <= SPOOL_THRESHOLD:  # the usual API call: read into memory
+            parts: list[bytes] = []
+            size = 0
+            while size < wanted:
+                chunk = stream.read(wanted - size)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         return spool(stream.read, wanted, limit, environ.get(SPOOL_DIR_KEY), lambda: _too_large(limit))
     except OSError as exc:  # werkzeug's chunked decoding (a malformed chunk), or the connection failing mid-body
         raise RequestError("400 Bad Request", f"the request body cannot be read: {exc}") from None

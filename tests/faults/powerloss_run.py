@@ -377,7 +377,7 @@ def body(size: int, seed: int) -> bytes:
 
 
 def history_replay(driver: Driver) -> None:
-    """(a): SQS, S3 (one body large enough to be a checkpoint asset) and DynamoDB, a checkpoint every few calls."""
+    """(a): SQS, S3 (bodies large enough to be a checkpoint asset and a body file) and DynamoDB, checkpoints."""
     driver.create_queue("jobs")
     driver.create_bucket("files")
     driver.create_table("orders")
@@ -385,6 +385,7 @@ def history_replay(driver: Driver) -> None:
         driver.send("jobs", f"job-{number}")
     driver.put_object("files", "small.txt", b"hello")
     driver.put_object("files", "large.bin", body(70_000, 1))
+    driver.put_object("files", "huge.bin", body(1_200_000, 5))  # over 1 MiB: a body file of the data dir
     driver.put_item("orders", "a", "1")
     driver.put_item("orders", "b", "2")
     driver.save()
@@ -436,6 +437,7 @@ def history_compact(driver: Driver) -> None:
     driver.delete_queue("temporary")
     driver.put_object("files", "draft.txt", b"draft")
     driver.put_object("files", "draft.txt", b"final")
+    driver.put_object("files", "huge.bin", body(1_200_000, 6))  # a body file that compaction keeps
     driver.put_object("files", "scratch.txt", b"scratch")
     driver.delete_object("files", "scratch.txt")
     driver.put_item("orders", "b", "2")
@@ -453,6 +455,7 @@ def history_export(driver: Driver) -> None:
     driver.create_bucket("files")
     driver.put_object("files", "a.txt", b"a")
     driver.put_object("files", "large.bin", body(70_000, 3))
+    driver.put_object("files", "huge.bin", body(1_200_000, 7))  # a body file: an archive member
     driver.create_table("orders")
     driver.put_item("orders", "a", "1")
     driver.take("jobs", "job-1")
