@@ -62,6 +62,7 @@ from .errors import ReplayStalledError as ReplayStalledError
 from .errors import RequestError as RequestError
 from .errors import SourceError as SourceError
 from .errors import TransportError as TransportError
+from .livemap import LiveIdMapping as LiveIdMapping
 from .localstack import ConversionReport as ConversionReport
 from .localstack import LocalStackReader as LocalStackReader
 from .localstack import convert as convert_localstack
@@ -87,6 +88,7 @@ from .scope import SelectiveClassifier as SelectiveClassifier
 from .scope import ServiceSelection as ServiceSelection
 from .seeding import Seeder as Seeder
 from .seeding import ThreadSeeder as ThreadSeeder
+from .seeding import generic_seeder as generic_seeder
 from .seeding import moto_seeder as moto_seeder
 from .sources import Source as Source
 from .sources import SourceKind as SourceKind
@@ -134,6 +136,7 @@ __all__ = [
     "HTTPTransport",
     "IdMapping",
     "ImportReport",
+    "LiveIdMapping",
     "LocalStackReader",
     "LogCorruptError",
     "LogError",
@@ -176,6 +179,7 @@ __all__ = [
     "decode_entry",
     "encode_entry",
     "export_state",
+    "generic_seeder",
     "identify",
     "import_archive",
     "import_state",
@@ -194,14 +198,19 @@ def persist(
     seeder: Seeder | None = None,
     adapter: StateAdapter | None = None,
     checkpoints: CheckpointPolicy | None = None,
+    seed: bool = True,
 ) -> WSGIApplication:
     """Restore ``app`` from ``data_dir`` and return it wrapped so that new calls are recorded.
 
     The wrapping is :class:`RecordingMiddleware` behind :class:`LongPolls` (SQS long polls wait
     outside the app, as instant attempts).
 
-    Pass ``seeder`` (e.g. :func:`moto_seeder` for moto) to make replayed calls generate the same ids,
-    and ``adapter`` (e.g. ``replay.adapters.moto.MotoAdapter()``) to fold the log into checkpoints
+    Each recorded call runs with its own clock and random stream, so that its replay makes the same ids,
+    times and tokens: ``seeder`` chooses how (:func:`moto_seeder` for moto); without one, the standard
+    library's sources are seeded (:func:`replay.seeding.generic_seeder`; ``seed=False``: none at all).
+    Calls that are not AWS calls are named after the app's ``service_for(environ)``, if it has one, else
+    after their path (moto's app excepted).
+    Pass ``adapter`` (e.g. ``replay.adapters.moto.MotoAdapter()``) to fold the log into checkpoints
     as ``checkpoints`` says (by default as ``replay serve`` does), so that a start replays only the
     calls since the last one.
 
@@ -212,6 +221,10 @@ def persist(
     :raises DataDirInUseError: with ``adapter``, another process owns the data dir.
     """
     policy = fsync if isinstance(fsync, FsyncPolicy) else Config.load({"fsync": fsync}).fsync
+    if seeder is None and seed:
+        seeder = generic_seeder()
+    if classifier is None and not type(app).__module__.startswith("moto."):
+        classifier = DefaultClassifier(service_for=getattr(app, "service_for", None), name_by_path=True)
     owner = DataDirLock(Path(data_dir), command="replay.persist") if adapter is not None else None
     backend = RecordReplayBackend(
         app, Path(data_dir) / "recorded_api_calls.json", policy, classifier, seeder, adapter, checkpoints

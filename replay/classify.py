@@ -38,12 +38,20 @@ to :class:`DefaultClassifier`, or any callable matching :class:`Classifier`.
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from collections.abc import Iterable
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import unquote_plus
 
 from .entry import Request
+from .identifiers import id_shape
+from .wsgi import environ_from_request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+logger = logging.getLogger("replay.classify")
 
 __all__ = [
     "READ_OPERATIONS",
@@ -52,7 +60,9 @@ __all__ = [
     "Call",
     "Classifier",
     "DefaultClassifier",
+    "path_template",
     "query_param",
+    "service_from_path",
 ]
 
 READ_PREFIXES: tuple[str, ...] = (
@@ -225,6 +235,36 @@ def _form_service(body: bytes) -> str | None:
     return None
 
 
+_VERSION_SEGMENT = re.compile(r"v\d+(?:\.\d+)*(?:(?:alpha|beta)\d*)?|\d{4}-\d{2}-\d{2}|api|apis|rest|_?internal", re.I)
+
+
+def service_from_path(path: str) -> str:
+    """The service a request that is no AWS call is counted under: its path's first meaningful segment.
+
+    ``/orders/42`` -> ``orders``; ``/api/v1/users`` -> ``users``; ``/storage/v1/b/photos`` -> ``storage``.
+    Segments that only say "API" or a version (``api``, ``v1``, ``v2beta1``, ``2024-01-01``) are skipped; a
+    path with no other segment is ``root``.
+    """
+    for segment in path.split("?", 1)[0].split("/"):
+        name = unquote_plus(segment).strip().lower()
+        if not name or _VERSION_SEGMENT.fullmatch(name):
+            continue
+        cleaned = re.sub(r"[^a-z0-9_.-]+", "-", name).strip("-.")[:64]
+        return cleaned or "root"
+    return "root"
+
+
+def path_template(path: str) -> str:
+    """``path`` with each segment that is a generated id or a number written ``{id}``, so that calls on
+    different resources of one kind count as one operation: ``/v1/orders/4f1c...-9a`` -> ``/v1/orders/{id}``."""
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        value = unquote_plus(segment)
+        if value and (value.isdigit() or id_shape(value) is not None):
+            segments[index] = "{id}"
+    return "/".join(segments)
+
+
 def query_param(raw: str, name: str) -> str | None:
     """The (decoded) value of ``name`` in a ``k=v&k=v`` string, or ``None``."""
     key = name + "="
@@ -295,10 +335,30 @@ class DefaultClassifier:
         read prefix or :data:`READ_OPERATIONS` says otherwise.
     """
 
-    def __init__(self, extra_reads: Iterable[str] = (), extra_mutations: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        extra_reads: Iterable[str] = (),
+        extra_mutations: Iterable[str] = (),
+        service_for: Callable[[WSGIEnvironment], str | None] | None = None,
+        name_by_path: bool = False,
+    ) -> None:
         self.reads = READ_OPERATIONS | frozenset(extra_reads)
         self.mutations = STATE_CHANGING_READS | frozenset(extra_mutations)
+        self.service_for = service_for
+        self.name_by_path = name_by_path or service_for is not None
         self._calls: dict[tuple[str, str], Call] = {}
+
+    def _service_of(self, request: Request) -> str:
+        """The service of a request that is no AWS call: the emulator's ``service_for``, else its path's."""
+        if self.service_for is not None:
+            try:
+                named = self.service_for(environ_from_request(request))
+            except Exception:  # the emulator's hook failed: fall back to the path, never fail the call
+                logger.warning("service_for failed for %s %s; naming it by its path", request.method, request.path)
+                named = None
+            if isinstance(named, str) and named.strip():
+                return named.strip()
+        return service_from_path(request.path)
 
     def is_read(self, operation: str) -> bool:
         if operation in self.mutations:
@@ -348,7 +408,11 @@ class DefaultClassifier:
         if action:
             return self._named(service, action)
 
-        operation = s3_operation(request) if service == "s3" else f"{request.method} {path}"
+        if service == "unknown" and self.name_by_path:
+            service = self._service_of(request)
+            operation = f"{request.method} {path_template(path)}"
+        else:
+            operation = s3_operation(request) if service == "s3" else f"{request.method} {path}"
         mutating = request.method not in _READ_METHODS and operation != "SelectObjectContent"
         if operation in self.mutations:
             mutating = True

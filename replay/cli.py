@@ -107,7 +107,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--scope", help="all (default), or infrastructure: no messages, objects, items ... (env PERSISTENCE_SCOPE)"
     )
-    serve.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
+    serve.add_argument(
+        "--app",
+        default="moto",
+        help="'moto' (default), 'package.module:app' of a WSGI app, or 'package.module:create_app(...)' of a factory",
+    )
+    serve.add_argument(
+        "--seed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="seed each call's clock and randomness so replays make the same ids (env REPLAY_SEED, default: on)",
+    )
 
     restore = commands.add_parser("restore", help="replay a recorded log over HTTP into a running emulator")
     restore.add_argument("--target", required=True, help="base URL of the emulator, e.g. http://localhost:4566")
@@ -123,7 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="replay a log into a fresh in-process emulator and report what diverged (no serving)"
     )
     verify.add_argument("path", nargs="?", help="log file or data dir (default: $DATA_DIR or ./volume)")
-    verify.add_argument("--app", default="moto", help="'moto' (default) or 'package.module:attribute' of a WSGI app")
+    verify.add_argument(
+        "--app", default="moto", help="'moto' (default), 'package.module:app' or 'package.module:create_app(...)'"
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     compact = commands.add_parser(
@@ -274,7 +286,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     segments = _source(args.path).segments()
     with _stdout_is_ours(), _quiet("replay.replayer", logging.ERROR):  # the report below says it all
-        emulator = load_emulator(args.app)
+        emulator = load_emulator(args.app, seed=Config.load({}, os.environ).seed)
         if emulator.reset is not None:
             emulator.reset()
         timeout = Config.load({}, os.environ).call_timeout
@@ -321,6 +333,7 @@ def _serve(args: argparse.Namespace) -> int:
             "backend": args.backend,
             "fsync": args.fsync,
             "persistence": args.persistence,
+            "seed": args.seed,
             "save_strategy": args.save_strategy,
             "load_strategy": args.load_strategy,
             "flush_interval": args.flush_interval,
@@ -332,7 +345,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ,
     )
     _warn_about_snapshot_settings(config, args)
-    server = Server(config, load_emulator(args.app))
+    server = Server(config, load_emulator(args.app, seed=config.seed))
     logger.info(
         "replay %s serving %s on %s (data dir %s, persistence %s, backend %s, fsync %s)",
         __version__,

@@ -193,6 +193,8 @@ class Config:
     :ivar port: port ``replay serve`` binds (``--port``; 0 picks a free one).
     :ivar data_dir: where the call log lives (``--data-dir`` / ``DATA_DIR``).
     :ivar persistence: record and restore at all (``PERSISTENCE``).
+    :ivar seed: run each recorded call with its own clock and random stream, so that its replay
+        makes the same values (``--no-seed`` / ``REPLAY_SEED=0`` turns it off).
     :ivar backend: the persistence strategy (``--backend`` / ``PERSISTENCE_BACKEND``).
     :ivar fsync: the log's fsync policy (``--fsync`` / ``REPLAY_FSYNC``).
     :ivar save_strategy: ``SNAPSHOT_SAVE_STRATEGY`` (snapshot backend).
@@ -216,6 +218,7 @@ class Config:
     port: int = 4566
     data_dir: Path = Path("volume")
     persistence: bool = True
+    seed: bool = True
     backend: BackendKind = BackendKind.REPLAY
     fsync: FsyncPolicy = FsyncPolicy.EVERYSEC
     save_strategy: SaveStrategy = SaveStrategy.SCHEDULED
@@ -275,6 +278,9 @@ class Config:
         if (found := pick("persistence", "PERSISTENCE")) is not None:
             name, raw = found
             values["persistence"] = raw if isinstance(raw, bool) else parse_bool(name, str(raw))
+        if (found := pick("seed", "REPLAY_SEED")) is not None:
+            name, raw = found
+            values["seed"] = raw if isinstance(raw, bool) else parse_bool(name, str(raw))
         if (found := pick("backend", "PERSISTENCE_BACKEND")) is not None:
             values["backend"] = parse_enum(BackendKind, found[0], str(found[1]))
         if (found := pick("fsync", "REPLAY_FSYNC")) is not None:

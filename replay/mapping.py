@@ -45,6 +45,13 @@ class IdMapping:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def inverse(self) -> IdMapping:
+        """The same pairs the other way round (``new -> old``)."""
+        inverse = IdMapping()
+        inverse.pairs = dict(self._sources)
+        inverse._sources = dict(self.pairs)
+        return inverse
+
     # learning
 
     def fits(self, pairs: Iterable[tuple[str, str]]) -> bool:

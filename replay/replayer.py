@@ -153,6 +153,8 @@ class ReplayReport:
     duration: float = 0.0
     mapped: int = 0
     divergences: list[Divergence] = dataclasses.field(default_factory=list)
+    learned: IdMapping | None = dataclasses.field(default=None, repr=False, compare=False)
+    """The ids that came out differently (``old -> new``), when the replay mapped ids."""
 
     @property
     def failed(self) -> int:
@@ -311,6 +313,7 @@ class Replayer:
             last_seq = reader.last_seq
         report.torn_line = reader.torn_line
         report.mapped = len(mapping) if mapping is not None else 0
+        report.learned = mapping
         report.duration = time.perf_counter() - started
         if self.progress is not None:
             self.progress(Progress(report.total, done, total, report.duration))

@@ -43,13 +43,23 @@ import sys
 import threading
 import time
 import types
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 from typing import Any, Protocol
 
 from .keys import hook_key_generation
 
-__all__ = ["Seeder", "ThreadSeeder", "hook_clock", "moto_seeder", "on_import", "stable_seed", "waited"]
+__all__ = [
+    "Seeder",
+    "ThreadSeeder",
+    "generic_seeder",
+    "hook_clock",
+    "moto_seeder",
+    "on_import",
+    "stable_seed",
+    "waited",
+]
 
 # .seed, .rng, .bytes, .keys, .clock, .waited: the current thread's seeded streams and clock, inside seeded()
 _STREAM = threading.local()
@@ -131,6 +141,7 @@ def _hook_urandom() -> None:
 
     setattr(urandom, _HOOKED, True)
     os.urandom = urandom
+    _SWAPS[id(entropy)] = (entropy, urandom)  # ``from os import urandom`` done before the hook
 
 
 class ThreadSeeder:
@@ -168,7 +179,7 @@ class ThreadSeeder:
             getattr(stream, "waited", 0.0),
             getattr(stream, "keys", None),
         )
-        if _CLOCK_MODULES or _ON_IMPORT:
+        if _CLOCK_MODULES or _ON_IMPORT or _EVERY_MODULE[0]:
             _hook_new_modules()
         stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited, stream.keys = (
             seed,
@@ -187,10 +198,14 @@ class ThreadSeeder:
 # clocks
 
 _REAL_DATETIME = datetime.datetime
+_REAL_DATE = datetime.date
 _REAL_TIME = time.time
+_REAL_TIME_NS = time.time_ns
 _REAL_SLEEP = time.sleep
 _REAL_WAIT = threading.Condition.wait
 _CLOCK_MODULES: list[str] = []  # prefixes of modules whose datetime globals read the frozen clock
+_EVERY_MODULE = [False]  # True: every module but the standard library's and replay's reads it (the generic seeder)
+_NOT_APP = ("replay", "_pytest", "pytest", "pluggy", "hypothesis")
 _SEEN_MODULES = [0]
 _ON_IMPORT: dict[str, list[Callable[[types.ModuleType], None]]] = {}  # module name -> what to do once it is imported
 
@@ -252,15 +267,69 @@ class _ClockDateTime(_REAL_DATETIME, metaclass=_ClockMeta):
             return _REAL_DATETIME.now(datetime.timezone.utc).replace(tzinfo=None)
         return _REAL_DATETIME.fromtimestamp(clock, datetime.timezone.utc).replace(tzinfo=None)
 
+    @classmethod
+    def today(cls) -> Any:
+        return cls.now()
+
+
+class _DateMeta(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, _REAL_DATE)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, _REAL_DATE)
+
+
+class _ClockDate(_REAL_DATE, metaclass=_DateMeta):
+    """Stands in for ``datetime.date`` in hooked modules: real dates out, a frozen ``today``."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _REAL_DATE(*args, **kwargs)
+
+    @classmethod
+    def today(cls) -> Any:
+        clock = _frozen()
+        return _REAL_DATE.today() if clock is None else _REAL_DATE.fromtimestamp(clock)
+
 
 _CLOCK_DATETIME_MODULE = types.ModuleType("datetime")
 _CLOCK_DATETIME_MODULE.__dict__.update(datetime.__dict__)
 _CLOCK_DATETIME_MODULE.datetime = _ClockDateTime  # type: ignore[attr-defined]
+_CLOCK_DATETIME_MODULE.date = _ClockDate  # type: ignore[attr-defined]
 
 
 def _time() -> float:
     clock = _frozen()
     return _REAL_TIME() if clock is None else clock
+
+
+def _time_ns() -> int:
+    clock = _frozen()
+    return _REAL_TIME_NS() if clock is None else int(clock * 1_000_000_000)
+
+
+# module globals a hooked module's own code reads the clock through, and what each becomes
+# (by id, each with the original itself, kept alive so that its id cannot be taken by another object)
+_SWAPS: dict[int, tuple[object, object]] = {
+    id(original): (original, replacement)
+    for original, replacement in (
+        (datetime, _CLOCK_DATETIME_MODULE),
+        (_REAL_DATETIME, _ClockDateTime),
+        (_REAL_DATE, _ClockDate),
+        (_REAL_TIME, _time),
+        (_REAL_TIME_NS, _time_ns),
+    )
+}
+
+
+def _clock_module(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Does module ``name`` read the frozen clock (an emulator's module, not the standard library's)?"""
+    if name.startswith(prefixes):
+        return True
+    if not _EVERY_MODULE[0]:
+        return False
+    top = name.partition(".")[0]
+    return top not in sys.stdlib_module_names and top not in _NOT_APP and not top.startswith("_")
 
 
 def _hook_new_modules() -> None:
@@ -270,14 +339,16 @@ def _hook_new_modules() -> None:
     _SEEN_MODULES[0] = len(sys.modules)
     prefixes = tuple(_CLOCK_MODULES)
     for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith(prefixes):
+        if module is None or not _clock_module(name, prefixes):
             continue
-        namespace = vars(module)
-        current = namespace.get("datetime")
-        if current is datetime:
-            namespace["datetime"] = _CLOCK_DATETIME_MODULE
-        elif current is _REAL_DATETIME:
-            namespace["datetime"] = _ClockDateTime
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        swaps = _SWAPS
+        for global_name, current in list(namespace.items()):
+            swap = swaps.get(id(current))
+            if swap is not None and swap[0] is current:
+                namespace[global_name] = swap[1]
     for name in [name for name in _ON_IMPORT if sys.modules.get(name) is not None]:
         for action in _ON_IMPORT.pop(name):
             action(sys.modules[name])
@@ -297,17 +368,22 @@ def on_import(name: str, action: Callable[[types.ModuleType], None]) -> None:
 def hook_clock(module_prefixes: Iterable[str]) -> None:
     """Let work inside :meth:`ThreadSeeder.seeded` with a ``clock`` see that time.
 
-    ``time.time`` is hooked process-wide (real time outside seeded calls); the
-    ``datetime`` globals of modules under ``module_prefixes`` (the module or
-    the class) are swapped, now and for modules imported later, for stand-ins
-    whose ``now``/``utcnow`` read the frozen clock and that otherwise make and
-    recognise real datetimes.  ``time.sleep`` and ``threading.Condition.wait``
-    (hence ``Event.wait``, ``queue.Queue.get`` ...) are hooked too: inside a
-    seeded call, the time they wait moves that call's clock on.
+    ``time.time`` and ``time.time_ns`` are hooked process-wide (real time outside
+    seeded calls); the ``datetime``/``date`` globals of modules under
+    ``module_prefixes`` (the module or the classes), and their ``time``/``time_ns``
+    globals bound by ``from time import time`` before the hook, are swapped, now
+    and for modules imported later, for stand-ins whose ``now``/``utcnow``/``today``
+    read the frozen clock and that otherwise make and recognise real datetimes.
+    ``time.sleep`` and ``threading.Condition.wait`` (hence ``Event.wait``,
+    ``queue.Queue.get`` ...) are hooked too: inside a seeded call, the time they
+    wait moves that call's clock on.
     """
     if getattr(time.time, _HOOKED, False) is False:
         setattr(_time, _HOOKED, True)
         time.time = _time
+    if getattr(time.time_ns, _HOOKED, False) is False:
+        setattr(_time_ns, _HOOKED, True)
+        time.time_ns = _time_ns
     if getattr(time.sleep, _HOOKED, False) is False:
         setattr(_sleep, _HOOKED, True)
         time.sleep = _sleep  # type: ignore[assignment]
@@ -360,6 +436,69 @@ def _seed_moto_backend_creation(seeder: ThreadSeeder) -> None:
     AccountSpecificBackend.__getitem__ = __getitem__  # type: ignore[method-assign]
     AccountSpecificBackend.reset = reset  # type: ignore[method-assign]
     setattr(AccountSpecificBackend, _HOOKED, True)
+
+
+_REAL_UUID1 = uuid.uuid1
+_UUID_EPOCH = 0x01B21DD213814000  # 100-ns intervals between 1582-10-15 and 1970-01-01
+
+
+def _uuid1(node: int | None = None, clock_seq: int | None = None) -> uuid.UUID:
+    """``uuid.uuid1`` that, in a seeded call, takes its time from the call's clock and its clock sequence
+    and node (a random multicast one, as RFC 4122 allows) from the call's stream."""
+    rng = _current("bytes")
+    if rng is None:
+        return _REAL_UUID1(node, clock_seq)
+    timestamp = _time_ns() // 100 + _UUID_EPOCH
+    if clock_seq is None:
+        clock_seq = rng.getrandbits(14)
+    if node is None:
+        node = rng.getrandbits(48) | 0x010000000000
+    fields = (
+        timestamp & 0xFFFFFFFF,
+        (timestamp >> 32) & 0xFFFF,
+        (timestamp >> 48) & 0x0FFF,
+        (clock_seq >> 8) & 0x3F,
+        clock_seq & 0xFF,
+        node,
+    )
+    return uuid.UUID(fields=fields, version=1)
+
+
+def _hook_stdlib_draws() -> None:
+    """Make every draw of the standard library go through the hooked sources: ``random``'s module-level
+    functions bound before the hook, ``SystemRandom`` (hence ``secrets``), and ``uuid.uuid1``."""
+    shared = random._inst
+    _hook_generator(shared)
+    unhooked = {name: getattr(random, name) for name in ("random", "getrandbits", "randbytes")}
+    for name, original in unhooked.items():
+        hooked = getattr(shared, name)
+        if original is not hooked:
+            setattr(random, name, hooked)
+            _SWAPS[id(original)] = (original, hooked)  # ``from random import random`` done before the hook
+    _hook_urandom()
+    random._urandom = os.urandom  # type: ignore[attr-defined]  # what SystemRandom draws through
+    if not getattr(uuid.uuid1, _HOOKED, False):
+        setattr(_uuid1, _HOOKED, True)
+        _SWAPS[id(uuid.uuid1)] = (uuid.uuid1, _uuid1)
+        uuid.uuid1 = _uuid1
+
+
+def generic_seeder() -> ThreadSeeder:
+    """A seeder for any Python WSGI emulator: the standard library's clocks and random sources.
+
+    Inside a seeded call, ``time.time``/``time_ns``, ``datetime.now``/``utcnow``/``today`` and
+    ``date.today`` (in every module but the standard library's and replay's own) read the call's
+    recorded time, and ``random``'s functions, ``random.SystemRandom``, ``secrets``, ``os.urandom``,
+    ``uuid.uuid1``/``uuid4`` and key pairs made by ``cryptography`` draw from the call's stream.
+    Outside seeded calls (at import, in background threads) every source is the real one.
+    Install it before the emulator is imported, so that names it binds at import are the hooked ones.
+    """
+    seeder = ThreadSeeder([random._inst], urandom=True)
+    _hook_stdlib_draws()
+    _EVERY_MODULE[0] = True
+    hook_clock(())
+    hook_key_generation(lambda: _current("keys"))
+    return seeder
 
 
 def moto_seeder() -> ThreadSeeder:

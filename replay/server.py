@@ -95,13 +95,13 @@ class Server:
         self.config = config
         self.emulator = emulator
         self.drain_timeout = drain_timeout
-        self.classifier = classifier
+        self.classifier = classifier if classifier is not None else emulator.classifier
         self.long_polls: LongPolls | None = None
         # one server per data dir: a second one would fold the log into checkpoints of its own state
         self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
         try:
             self.backend: Backend = create_backend(
-                config, emulator.app, classifier, emulator.seeder, emulator.adapter, emulator.reset
+                config, emulator.app, self.classifier, emulator.seeder, emulator.adapter, emulator.reset
             )
             adapter = emulator.adapter
             self.endpoints = ControlEndpoints(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
+import secrets
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -155,3 +158,71 @@ def test_a_frozen_clock_is_seen_by_moto_and_time_and_only_inside(tmp_path: Path)
         assert type(utcnow()) is datetime.datetime  # real datetimes, not stand-ins
     assert abs(time.time() - datetime.datetime.now().timestamp()) < 5
     assert utcnow().year >= 2024
+
+
+def _draw_everything() -> dict[str, object]:
+    """Every source, read through this module's globals (a function-local ``import datetime`` is not hooked)."""
+    return {
+        "time": time.time(),
+        "time_ns": time.time_ns(),
+        "now": dt.datetime.now().isoformat(),
+        "utcnow": dt.datetime.utcnow().isoformat(),
+        "today": dt.date.today().isoformat(),
+        "random": random.random(),
+        "randint": random.randint(0, 10**9),
+        "getrandbits": random.getrandbits(64),
+        "system": random.SystemRandom().random(),
+        "token": secrets.token_hex(8),
+        "below": secrets.randbelow(10**9),
+        "bits": secrets.randbits(32),
+        "urandom": os.urandom(8).hex(),
+        "uuid1": str(uuid.uuid1()),
+        "uuid4": str(uuid.uuid4()),
+    }
+
+
+def test_the_generic_seeder_makes_every_stdlib_source_reproducible_inside_a_call_only() -> None:
+    from replay.seeding import generic_seeder
+
+    seeder = generic_seeder()
+    clock = 1_700_000_000.25
+    with seeder.seeded(11, clock):
+        first = _draw_everything()
+    with seeder.seeded(11, clock):
+        again = _draw_everything()
+    with seeder.seeded(12, clock):
+        other = _draw_everything()
+    assert first == again
+    assert first["time"] == clock and first["time_ns"] == int(clock * 1e9)
+    assert first["now"] == dt.datetime.fromtimestamp(clock).isoformat()
+    assert first["today"] == dt.date.fromtimestamp(clock).isoformat()
+    assert uuid.UUID(str(first["uuid1"])).time == int(str(first["time_ns"])) // 100 + 0x01B21DD213814000
+    changed = {key for key in first if first[key] != other[key]}
+    assert changed == set(first) - {"time", "time_ns", "now", "utcnow", "today"}
+    outside = _draw_everything(), _draw_everything()
+    assert outside[0]["urandom"] != outside[1]["urandom"] and outside[0]["token"] != outside[1]["token"]
+    assert abs(float(outside[0]["time"]) - time.time()) < 5  # real time outside a call
+
+
+def test_generic_streams_are_per_thread_and_concurrent_calls_do_not_mix() -> None:
+    from replay.seeding import generic_seeder
+
+    seeder = generic_seeder()
+    expected = {}
+    for seed in range(8):
+        with seeder.seeded(seed, 1_700_000_000.0):
+            expected[seed] = [_draw_everything() for _ in range(3)]
+    found: dict[int, list[dict[str, object]]] = {}
+    barrier = threading.Barrier(8)
+
+    def run(seed: int) -> None:
+        barrier.wait()
+        with seeder.seeded(seed, 1_700_000_000.0):
+            found[seed] = [_draw_everything() for _ in range(3)]
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == expected

@@ -40,6 +40,7 @@ from ..checkpoint import (
 from ..classify import Classifier
 from ..config import REPORT_FILE_NAME, FsyncPolicy
 from ..errors import CheckpointError, QuiesceTimeoutError
+from ..livemap import LiveIdMapping
 from ..locks import MutationGate
 from ..log import CallLog
 from ..middleware import RecordingMiddleware
@@ -335,6 +336,14 @@ class RecordReplayBackend:
         if self.log is None:
             raise RuntimeError("restore() must run before wrap()")
         watch = self.adapter.watch if self.adapter is not None else None
+        learned = self.report.learned if self.report is not None else None
+        if learned:  # ids the restore could not make again: clients keep using the ones they know
+            app = LiveIdMapping(app, learned)
+            logger.info(
+                "%d generated ids came out differently on restore: requests naming the old ones reach the emulator "
+                "with the new ones, and answers show the old ones",
+                len(learned),
+            )
         return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate, watch, self.guard)
 
     def _log_failed(self, cause: str) -> None:
