@@ -137,7 +137,10 @@ def _resolve(spec: str, module: types.ModuleType, expression: str) -> WSGIApplic
             raise ConfigError("--app", spec, hint=f"the factory failed: {_one_line(exc)}") from None
     else:
         app = _lookup(spec, module, node)
-        if inspect.isfunction(app) and _takes_none(app):  # a factory, named bare (a WSGI app needs two arguments)
+        bare_factory = inspect.isfunction(app) or (
+            isinstance(app, type) and any("__call__" in vars(klass) for klass in app.__mro__[:-1])
+        )
+        if bare_factory and _takes_none(app):  # a factory named bare: a function, or a class of WSGI apps
             try:
                 app = app()
             except Exception as exc:
@@ -181,8 +184,9 @@ def _not_wsgi(app: object) -> str | None:
     """Why ``app`` cannot be called as ``app(environ, start_response)``; ``None`` when it can."""
     if app is None:
         return "it is None (does the factory return the app?)"
-    if isinstance(app, type):
-        return f"{app.__name__} is a class (name an instance, or a factory call)"
+    if isinstance(app, type) and not (hasattr(app, "__iter__") and _takes_two(app)):
+        # PEP 3333 allows a class whose instances, made from (environ, start_response), are the response
+        return f"{app.__name__} is a class that makes no WSGI response (name an instance, or a factory call)"
     if isinstance(app, types.ModuleType):
         return f"{app.__name__} is a module"
     if not callable(app):

@@ -235,6 +235,7 @@ def _shape(answer: requests.Response) -> tuple[int, str, object]:
     return answer.status_code, answer.headers.get("Content-Type", ""), body
 
 
+@pytest.mark.transparency
 def test_replay_serve_answers_as_the_plain_app_and_verify_agrees(servers: Servers, tmp_path: Path) -> None:
     """The transparency check for a non-moto emulator: the same calls, the same kinds of answers."""
     from flask_emulator import create_app
