@@ -44,7 +44,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -166,33 +166,40 @@ class ThreadSeeder:
             _hook_urandom()
         _EXCLUDED = tuple(sorted(set(_EXCLUDED) | set(exclude)))
 
-    @contextlib.contextmanager
-    def seeded(self, seed: int, clock: float | None = None) -> Iterator[None]:
+    def seeded(self, seed: int, clock: float | None = None) -> contextlib.AbstractContextManager[None]:
         """Within this block, this thread's hooked sources draw from streams seeded with ``seed``,
         and hooked clocks (:func:`hook_clock`) read ``clock`` (Unix seconds) when it is given."""
-        stream = _STREAM
-        previous = (
-            getattr(stream, "seed", None),
-            getattr(stream, "rng", None),
-            getattr(stream, "bytes", None),
-            getattr(stream, "clock", None),
-            getattr(stream, "waited", 0.0),
-            getattr(stream, "keys", None),
+        return _Seeded(seed, clock)
+
+
+class _Seeded(contextlib.AbstractContextManager[None]):
+    """One seeded block (a class, not a generator: it is entered once per recorded call)."""
+
+    __slots__ = ("clock", "previous", "seed")
+
+    def __init__(self, seed: int, clock: float | None) -> None:
+        self.seed = seed
+        self.clock = clock
+        self.previous: tuple[Any, ...] = ()
+
+    def __enter__(self) -> None:
+        state = _STREAM.__dict__  # this thread's
+        self.previous = (
+            state.get("seed"),
+            state.get("rng"),
+            state.get("bytes"),
+            state.get("clock"),
+            state.get("waited", 0.0),
+            state.get("keys"),
         )
         if _CLOCK_MODULES or _ON_IMPORT or _EVERY_MODULE[0]:
             _hook_new_modules()
-        stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited, stream.keys = (
-            seed,
-            None,
-            None,
-            clock,
-            0.0,
-            None,
-        )
-        try:
-            yield
-        finally:
-            stream.seed, stream.rng, stream.bytes, stream.clock, stream.waited, stream.keys = previous
+        state["seed"], state["rng"], state["bytes"] = self.seed, None, None
+        state["clock"], state["waited"], state["keys"] = self.clock, 0.0, None
+
+    def __exit__(self, *exc_info: object) -> None:
+        state = _STREAM.__dict__
+        state["seed"], state["rng"], state["bytes"], state["clock"], state["waited"], state["keys"] = self.previous
 
 
 # clocks
