@@ -6,6 +6,8 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import os
+import sys
 import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
@@ -80,6 +82,8 @@ def load_emulator(spec: str, seed: bool = True) -> Emulator:
     if not module_name or not expression.strip():
         raise ConfigError("--app", spec, hint="'moto', 'package.module:app' or 'package.module:create_app()'")
     seeder = generic_seeder() if seed else None  # first: names the module binds at import are the hooked ones
+    if "" not in sys.path and os.getcwd() not in sys.path:  # the console script: find the app where it runs,
+        sys.path.insert(0, os.getcwd())  # as `python -m replay`, flask and gunicorn do
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an ImportError, or the module failing as it runs

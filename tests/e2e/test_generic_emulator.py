@@ -275,3 +275,18 @@ def test_replay_serve_answers_as_the_plain_app_and_verify_agrees(servers: Server
     assert verified.returncode == 0, verified.stderr
     report = orjson.loads(verified.stdout)
     assert report["failed"] == 0 and report["diverged"] == 0 and report["restored"] == 2, report
+
+
+def test_the_console_script_finds_the_app_where_it_runs(tmp_path: Path) -> None:
+    (tmp_path / "here_app.py").write_text("VALUE = 1\n")
+    script = Path(sys.executable).with_name("replay")
+    done = subprocess.run(
+        [str(script), "serve", "--app", "here_app:VALUE", "--data-dir", str(tmp_path / "volume")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=server_env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "not a WSGI application" in done.stderr, done.stderr  # imported: found in cwd
