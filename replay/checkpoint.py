@@ -57,7 +57,7 @@ from typing import Any
 import orjson
 
 from .adapters import StateAdapter
-from .bodies import named_in
+from .bodies import BODIES_DIR, is_digest, named_in
 from .errors import CheckpointError, SnapshotError
 from .files import atomic_write, ensure_private_dir, fsync_dir
 from .locks import MutationGate
@@ -448,6 +448,7 @@ class Checkpointer:
             segments = [Segment(previous.base_log)] if previous is not None else []
             segments.append(Segment(self.log.path, self.tail, offset))
             base = compact_logs(segments, new.base_log)
+            _share_bodies(new)
             mark = self._done("base", timings, mark)
         except Exception:
             shutil.rmtree(new.directory, ignore_errors=True)
@@ -495,6 +496,34 @@ class Checkpointer:
 
 def _bytes_under(directory: Path) -> int:
     return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file()) if directory.exists() else 0
+
+
+def _share_bodies(checkpoint: Checkpoint) -> None:
+    """Store each body that ``calls.json`` names and a snapshot's asset holds too (an S3 object put whole) once:
+    the body file becomes a hard link of the asset, durably, before the manifest names the checkpoint."""
+    bodies = checkpoint.directory / BODIES_DIR
+    assets = checkpoint.directory / "assets"
+    if not bodies.is_dir() or not assets.is_dir():
+        return
+    found = {asset.name: asset for service in assets.iterdir() if service.is_dir() for asset in service.iterdir()}
+    shared = False
+    for body in bodies.iterdir():
+        asset = found.get(body.name)
+        if asset is None or not is_digest(body.name):
+            continue
+        try:
+            mine, theirs = body.stat(), asset.stat()
+            if mine.st_ino == theirs.st_ino or mine.st_size != theirs.st_size:
+                continue
+            temporary = bodies / f".{body.name}.shared"
+            temporary.unlink(missing_ok=True)
+            os.link(asset, temporary)
+            os.replace(temporary, body)  # same name, same bytes (both are named by their SHA-256), one copy
+            shared = True
+        except OSError:  # no hard links here: two copies, as before
+            continue
+    if shared:
+        fsync_dir(bodies)
 
 
 def _link_assets(previous: Checkpoint, new: Checkpoint, services: Iterable[str]) -> None:

@@ -26,7 +26,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from .mapping import IdMapping
-from .wsgi import request_from_environ
+from .wsgi import drain, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -83,13 +83,7 @@ class LiveIdMapping:
 
         iterable = self.app(environ, capture)
         if not kept:  # an app that starts its response when first iterated
-            original = iterable
-            try:
-                iterable = list(original)
-            finally:
-                close = getattr(original, "close", None)
-                if close is not None:
-                    close()
+            iterable = [drain(iterable)]
         status, headers, exc_info = kept[0]
         content_type = next((value for name, value in headers if name.lower() == "content-type"), "").lower()
         if not any(kind in content_type for kind in _TEXTUAL):  # opaque data: passed on as it comes
@@ -97,13 +91,7 @@ class LiveIdMapping:
             for chunk in written:
                 write(chunk)
             return iterable
-        try:
-            body = b"".join(written) + b"".join(iterable)
-        finally:
-            close = getattr(iterable, "close", None)
-            if close is not None:
-                close()
-        body = self.answer(body, content_type)
+        body = self.answer(b"".join(written) + drain(iterable), content_type)
         headers = [
             (name, str(len(body)) if name.lower() == "content-length" else self._header(name, value))
             for name, value in headers

@@ -10,6 +10,7 @@ server would have built it (``PATH_INFO`` decoded, ``RAW_URI`` raw).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_BODY_KEY",
     "SPOOL_DIR_KEY",
     "content_length",
+    "drain",
     "environ_from_request",
     "request_from_environ",
     "run_app",
@@ -229,10 +231,14 @@ def run_app(app: WSGIApplication, environ: WSGIEnvironment) -> Response:
         return written.append
 
     iterable = app(environ, start_response)  # type: ignore[arg-type]
+    return Response(status, headers, b"".join(written) + drain(iterable))
+
+
+def drain(iterable: Iterable[bytes]) -> bytes:
+    """All of a response iterable's bytes; it is closed (as WSGI asks) whatever happens."""
     try:
-        body = b"".join(written) + b"".join(iterable)
+        return b"".join(iterable)
     finally:
         close = getattr(iterable, "close", None)
         if close is not None:
             close()
-    return Response(status, headers, body)

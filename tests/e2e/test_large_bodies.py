@@ -38,6 +38,24 @@ def file_entries(data_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
+def with_bucket(servers: Servers, aws: AwsClients, data: Path, bucket: str) -> tuple[ReplayServer, Any]:
+    """A server on ``data`` and an S3 client for it, with ``bucket`` made."""
+    server = servers.start(data)
+    s3 = aws("s3", server)
+    s3.create_bucket(Bucket=bucket)
+    return server, s3
+
+
+def disk_usage(directory: Path) -> int:
+    """Bytes of the files under ``directory``, each inode counted once (hard links share theirs)."""
+    seen: dict[int, int] = {}
+    for path in directory.rglob("*"):
+        if path.is_file():
+            status = path.stat()
+            seen[status.st_ino] = status.st_size
+    return sum(seen.values())
+
+
 def bodies(directory: Path) -> set[str]:
     folder = directory / "bodies"
     return {path.name for path in folder.iterdir() if path.is_file()} if folder.is_dir() else set()
@@ -47,9 +65,7 @@ def test_a_large_upload_is_kept_as_a_file_and_comes_back_after_a_restart(
     servers: Servers, aws: AwsClients, tmp_path: Path
 ) -> None:
     data = tmp_path / "volume"
-    server = servers.start(data)
-    s3 = aws("s3", server)
-    s3.create_bucket(Bucket="big")
+    server, s3 = with_bucket(servers, aws, data, "big")
     s3.put_object(Bucket="big", Key="blob.bin", Body=BIG)
     s3.put_object(Bucket="big", Key="small.txt", Body=b"small")
     [entry] = file_entries(data)
@@ -71,9 +87,7 @@ def test_multipart_parts_are_files_and_the_object_is_whole_after_a_restart(
     servers: Servers, aws: AwsClients, tmp_path: Path
 ) -> None:
     data = tmp_path / "volume"
-    server = servers.start(data)
-    s3 = aws("s3", server)
-    s3.create_bucket(Bucket="mpu")
+    server, s3 = with_bucket(servers, aws, data, "mpu")
     parts = [os.urandom(5 << 20), os.urandom(2 << 20)]
     upload = s3.create_multipart_upload(Bucket="mpu", Key="joined")["UploadId"]
     done = []
@@ -91,9 +105,7 @@ def test_a_checkpoint_moves_folded_bodies_into_itself_and_keeps_the_rest(
     servers: Servers, aws: AwsClients, tmp_path: Path
 ) -> None:
     data = tmp_path / "volume"
-    server = servers.start(data)
-    s3 = aws("s3", server)
-    s3.create_bucket(Bucket="cpt")
+    server, s3 = with_bucket(servers, aws, data, "cpt")
     s3.put_object(Bucket="cpt", Key="before", Body=BIG)
     s3.put_object(Bucket="cpt", Key="gone", Body=BIG[::-1])
     s3.delete_object(Bucket="cpt", Key="gone")
@@ -102,6 +114,10 @@ def test_a_checkpoint_moves_folded_bodies_into_itself_and_keeps_the_rest(
     checkpoint = answer.json()["checkpoint"]
     assert bodies(data) == set()  # every body's call is folded into the checkpoint now
     assert bodies(data / "checkpoints" / checkpoint) == {hashlib.sha256(BIG).hexdigest()}  # compacted: one left
+    digest = hashlib.sha256(BIG).hexdigest()
+    body, asset = data / "checkpoints" / checkpoint / "bodies" / digest, data / "checkpoints" / checkpoint / "assets"
+    assert body.stat().st_ino == (asset / "s3" / digest).stat().st_ino  # the object's bytes are stored once
+    assert disk_usage(data) < 1.5 * len(BIG)
     after = os.urandom(2 << 20)
     s3.put_object(Bucket="cpt", Key="after", Body=after)
     assert bodies(data) == {hashlib.sha256(after).hexdigest()}
@@ -128,9 +144,7 @@ def test_a_damaged_body_refuses_the_start_naming_the_file_and_line(
     servers: Servers, aws: AwsClients, tmp_path: Path, damage: str
 ) -> None:
     data = tmp_path / "volume"
-    server = servers.start(data)
-    s3 = aws("s3", server)
-    s3.create_bucket(Bucket="dmg")
+    server, s3 = with_bucket(servers, aws, data, "dmg")
     s3.put_object(Bucket="dmg", Key="k", Body=BIG)
     server.stop()
     body = data / "bodies" / hashlib.sha256(BIG).hexdigest()
@@ -151,9 +165,7 @@ def test_a_damaged_body_refuses_the_start_naming_the_file_and_line(
 
 def test_archives_carry_the_bodies(servers: Servers, aws: AwsClients, tmp_path: Path) -> None:
     data = tmp_path / "volume"
-    server = servers.start(data)
-    s3 = aws("s3", server)
-    s3.create_bucket(Bucket="arc")
+    server, s3 = with_bucket(servers, aws, data, "arc")
     s3.put_object(Bucket="arc", Key="k", Body=BIG)
     server.stop()
     archive = tmp_path / "state.replay"
@@ -207,9 +219,7 @@ def test_a_presigned_post_of_a_large_file_keeps_no_policy_or_signature(
     servers: Servers, aws: AwsClients, tmp_path: Path
 ) -> None:
     data = tmp_path / "volume"
-    server = servers.start(data)
-    s3 = aws("s3", server)
-    s3.create_bucket(Bucket="forms")
+    server, s3 = with_bucket(servers, aws, data, "forms")
     post = s3.generate_presigned_post(Bucket="forms", Key="up.bin")
     answer = requests.post(post["url"], data=post["fields"], files={"file": ("up.bin", BIG)}, timeout=60)
     assert answer.status_code in (200, 204), answer.text
