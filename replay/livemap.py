@@ -91,7 +91,8 @@ class LiveIdMapping:
             for chunk in written:
                 write(chunk)
             return iterable
-        body = self.answer(b"".join(written) + drain(iterable), content_type)
+        rest = drain(iterable)  # first: write() may be called while it is iterated
+        body = self.answer(b"".join(written) + rest, content_type)
         headers = [
             (name, str(len(body)) if name.lower() == "content-length" else self._header(name, value))
             for name, value in headers

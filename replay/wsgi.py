@@ -231,7 +231,8 @@ def run_app(app: WSGIApplication, environ: WSGIEnvironment) -> Response:
         return written.append
 
     iterable = app(environ, start_response)  # type: ignore[arg-type]
-    return Response(status, headers, b"".join(written) + drain(iterable))
+    body = drain(iterable)  # first: an app may call start_response only once it is iterated
+    return Response(status, headers, b"".join(written) + body)
 
 
 def drain(iterable: Iterable[bytes]) -> bytes:
