@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -411,7 +412,10 @@ def _other(value: Any) -> st.SearchStrategy[Any]:
 
 
 @pytest.mark.fuzz
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    max_examples=int(os.environ.get("REPLAY_FUZZ_EXAMPLES", "0") or 0) or 12,  # each example replays a recording
+)
 @given(data=st.data())
 def test_any_perturbed_value_that_is_not_an_id_diverges(
     recorded: list[bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str], data: st.DataObject

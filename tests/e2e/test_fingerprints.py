@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -363,12 +364,19 @@ class Restart:
 CHECKPOINTING = ("--checkpoint-percentage", "100", "--checkpoint-min-size", "2kb")
 # the defaults of `replay serve`: a checkpoint when the log has grown enough, and one when the server stops
 DEFAULTS = ("--checkpoint-percentage", "100", "--checkpoint-min-size", "1mb")
-MODES = {
+ALL_MODES = {
     "sigterm": (),
     "kill -9": (),
     "checkpoints, kill -9": CHECKPOINTING,
     "defaults, sigterm": DEFAULTS,
 }
+# the default run (CI) takes the two that cover the most: checkpoints under a kill, and the last one at a stop;
+# REPLAY_FINGERPRINTS=all runs every mode (whole-log replays are also covered by test_restart and test_ids)
+MODES = (
+    ALL_MODES
+    if os.environ.get("REPLAY_FINGERPRINTS", "").strip().lower() == "all"
+    else {name: ALL_MODES[name] for name in ("checkpoints, kill -9", "defaults, sigterm")}
+)
 
 
 @pytest.fixture(scope="module", params=list(MODES))

@@ -2,7 +2,7 @@
 
 Real ``replay serve`` processes with moto (boto3 over HTTP), and one with a WSGI app that streams its input,
 to measure what ``replay`` itself holds in memory for a chunked upload without ``Content-Length``:
-``REPLAY_BIG_BODY_MB`` sets its size (256 by default; the issue's figure is 1024).
+``REPLAY_BIG_BODY_MB`` sets its size (64 by default; the issue's figure is 1024).
 """
 
 from __future__ import annotations
@@ -306,7 +306,7 @@ def _generate(size: int, seed: bytes) -> Iterator[bytes]:
 
 
 def test_a_chunked_upload_without_content_length_holds_little_memory(servers: Servers, tmp_path: Path) -> None:
-    size = int(os.environ.get("REPLAY_BIG_BODY_MB", "256")) << 20
+    size = int(os.environ.get("REPLAY_BIG_BODY_MB", "64")) << 20
     (tmp_path / "sink.py").write_text(SINK)
     data = tmp_path / "volume"
     server = servers.start(data, "--app", "sink:app", env={"PYTHONPATH": str(tmp_path)})

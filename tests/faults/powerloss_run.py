@@ -53,7 +53,7 @@ from powerloss import STRACE_ARGS, VARIANTS, CrashPoint, Simulation, Tree, scan,
 
 LOG = "recorded_api_calls.json"
 HEALTH = "/_localstack/health"
-SAMPLE_PER_WORKLOAD = 5
+SAMPLE_PER_WORKLOAD = 3
 START_TIMEOUT = 40.0
 SNAPSHOT_MAGIC = b"REPLAY-SNAPSHOT\n"
 

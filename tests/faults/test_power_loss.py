@@ -7,7 +7,7 @@ boto3 and checks the property: a start that refuses names the path at fault on o
 succeeds holds a prefix of the history with every call acknowledged before the crash; no empty start from a
 tree whose durable log, manifest or snapshots held state.
 
-By default each workload checks a seeded sample of five trees (``REPLAY_FAULTS=all`` checks every one,
+By default each workload checks a seeded sample of three trees (``REPLAY_FAULTS=all`` checks every one,
 ``REPLAY_FAULTS=N`` N per workload; ``REPLAY_FAULTS_SEED``, ``REPLAY_FAULTS_JOBS`` and
 ``REPLAY_FAULTS_REPORT=PATH``, a JSON-lines record of every crash point and verdict, are described in
 ``powerloss_run``).  The sample always holds the trees left once each command is done, so a file or
