@@ -272,7 +272,9 @@ class ReplaySession:
             from werkzeug.serving import make_server
 
             self._server = make_server("127.0.0.1", 0, self.emulator.app, threaded=True, request_handler=_handler())
-            self._thread = threading.Thread(target=self._server.serve_forever, name="replay-pytest-http", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="replay-pytest-http", daemon=True
+            )
             self._thread.start()
             logger.info("serving moto on http://127.0.0.1:%d", self._server.server_port)
         return f"http://127.0.0.1:{self._server.server_port}"

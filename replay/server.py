@@ -32,6 +32,7 @@ __all__ = ["Server"]
 
 logger = logging.getLogger("replay.server")
 
+_POLL_INTERVAL = 0.05  # how soon a stop is noticed (the socket loop's and the main thread's); 0.5 s was the default
 _IDLE_TIMEOUT = 120.0  # seconds a connection may stay silent (mid-request or between requests) before it is closed
 
 
@@ -134,7 +135,9 @@ class Server:
 
     def serve(self) -> None:
         """Restore, serve until :meth:`stop` (or an exception such as ``KeyboardInterrupt``), shut down."""
-        thread = threading.Thread(target=self._http.serve_forever, name="replay-http", daemon=True)
+        thread = threading.Thread(
+            target=self._http.serve_forever, args=(_POLL_INTERVAL,), name="replay-http", daemon=True
+        )
         thread.start()
         try:
             logger.info("listening on %s; restoring state before serving", self.url)
@@ -142,7 +145,7 @@ class Server:
             self.long_polls = LongPolls(self.backend.wrap(self.emulator.app), self.classifier)
             self.endpoints.open(self.long_polls)
             logger.info("ready on %s (persistence %s)", self.url, self.backend.persistence)
-            while not self._stop.wait(0.5):
+            while not self._stop.wait(_POLL_INTERVAL):
                 pass
         finally:
             self._shutdown(thread)
