@@ -26,7 +26,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from .mapping import IdMapping
-from .wsgi import drain, request_from_environ
+from .wsgi import REQUEST_KEY, drain, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -37,7 +37,6 @@ __all__ = ["LiveIdMapping"]
 _JSON_STRING = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 _TEXTUAL = ("json", "xml", "text/", "x-www-form-urlencoded")
 _FIXED_HEADERS = frozenset({"content-length", "content-type", "date", "server", "transfer-encoding", "etag"})
-_CACHED = "replay.request"
 
 
 class LiveIdMapping:
@@ -60,7 +59,7 @@ class LiveIdMapping:
         rewritten = self.forward.rewrite(request)
         if rewritten is not request:
             environ = dict(environ)
-            environ.pop(_CACHED, None)
+            environ.pop(REQUEST_KEY, None)
             environ["PATH_INFO"] = unquote_to_bytes(rewritten.path).decode("latin-1")
             environ["RAW_URI"] = environ["REQUEST_URI"] = rewritten.target
             environ["QUERY_STRING"] = rewritten.query

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BODY",
     "MAX_BODY_KEY",
+    "REQUEST_KEY",
     "SPOOL_DIR_KEY",
     "content_length",
     "drain",
@@ -123,7 +124,8 @@ def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> byte
         raise RequestError("400 Bad Request", f"the request body cannot be read: {exc}") from None
 
 
-_CACHED = "replay.request"
+REQUEST_KEY = "replay.request"
+"""The environ key the request read from it is kept under, so that each layer reads it once."""
 
 
 def request_from_environ(environ: WSGIEnvironment) -> Request:
@@ -135,12 +137,12 @@ def request_from_environ(environ: WSGIEnvironment) -> Request:
     The request is kept in ``environ`` (key ``replay.request``), so that the layers a
     request passes through read it once.
     """
-    cached = environ.get(_CACHED)
+    cached = environ.get(REQUEST_KEY)
     if cached is not None:
         request: Request = cached
         return request
     request = _read_request(environ)
-    environ[_CACHED] = request
+    environ[REQUEST_KEY] = request
     return request
 
 

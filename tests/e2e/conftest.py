@@ -32,6 +32,7 @@ LOG_NAME = "recorded_api_calls.json"
 HEALTH_PATH = "/_localstack/health"
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "secret"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}  # for child processes
 # alphanumeric on purpose: it reads the same raw, percent-encoded and form-encoded
 SESSION_TOKEN = "FwoGZXIvYXdzE2eSessionTokenQ7vX9kLmN3pR5tW8yZ0bC2dF4gH6jK"
 START_TIMEOUT = 30.0
@@ -245,6 +246,35 @@ class Servers:
                 except AssertionError as exc:
                     failures.append(str(exc))
         assert not failures, "\n\n".join(failures)
+
+
+def replay_cli(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m replay ARGS`` to its end (``inspect``, ``verify``, ``export`` ...), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "replay", *args],
+        capture_output=True,
+        text=True,
+        env=server_env(env),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``3m``) mounted at ``mount`` (made if missing), unmounted at the end; the test is
+    skipped where mounting is not allowed."""
+    mount.mkdir(exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 class AwsClients:

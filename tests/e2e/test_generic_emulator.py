@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from conftest import ReplayServer, Servers, server_env
+from conftest import ReplayServer, Servers, replay_cli, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -57,15 +57,20 @@ def assert_same(after: dict[str, bytes], before: dict[str, bytes]) -> None:
             pytest.fail(f"{path} differs after the restart in {fields}")
 
 
+def patch_if(server: ReplayServer, order_id: str, generation: object, item: str) -> requests.Response:
+    """Change an order's item, on condition that its generation is still ``generation``."""
+    return requests.patch(
+        f"{server.endpoint}/v1/orders/{order_id}",
+        params={"ifGenerationMatch": generation},
+        json={"item": item},
+        timeout=10,
+    )
+
+
 def workload(server: ReplayServer) -> tuple[list[str], list[str]]:
     ids = [post(server, "/v1/orders", {"item": f"item-{n}"})["id"] for n in range(6)]
     first = requests.get(f"{server.endpoint}/v1/orders/{ids[0]}", timeout=10).json()
-    updated = requests.patch(
-        f"{server.endpoint}/v1/orders/{ids[0]}",
-        params={"ifGenerationMatch": first["generation"]},
-        json={"item": "changed"},
-        timeout=10,
-    )
+    updated = patch_if(server, ids[0], first["generation"], "changed")
     assert updated.status_code == 200, updated.text
     assert requests.delete(f"{server.endpoint}/v1/orders/{ids[5]}", timeout=10).status_code == 204
     post(server, "/v1/projects", {"name": "alpha"})
@@ -92,12 +97,7 @@ def test_every_value_comes_back_byte_identical(servers: Servers, tmp_path: Path,
     assert "0 replayed API calls diverged from their recording" in stderr, stderr
     # a client that kept the generation can still use it as a precondition
     kept = orjson.loads(before[f"/v1/orders/{ids[1]}"])
-    answer = requests.patch(
-        f"{again.endpoint}/v1/orders/{ids[1]}",
-        params={"ifGenerationMatch": kept["generation"]},
-        json={"item": "after restart"},
-        timeout=10,
-    )
+    answer = patch_if(again, ids[1], kept["generation"], "after restart")
     assert answer.status_code == 200, answer.text
 
 
@@ -167,13 +167,7 @@ def test_calls_are_named_after_their_path_and_inspect_groups_them(servers: Serve
         ("projects", "POST /v1/projects"),
     ]
     server.stop()
-    inspected = subprocess.run(
-        [sys.executable, "-m", "replay", "inspect", str(data), "--json"],
-        capture_output=True,
-        env=server_env(),
-        timeout=60,
-        check=False,
-    )
+    inspected = replay_cli("inspect", str(data), "--json")
     assert inspected.returncode == 0, inspected.stderr
     assert orjson.loads(inspected.stdout)["services"] == {
         "orders": {"DELETE /v1/orders/{id}": 3, "POST /v1/orders": 3},
@@ -265,13 +259,7 @@ def test_replay_serve_answers_as_the_plain_app_and_verify_agrees(servers: Server
     finally:
         plain.shutdown()
     behind.stop()
-    verified = subprocess.run(
-        [sys.executable, "-m", "replay", "verify", str(data), "--app", FACTORY, "--json"],
-        capture_output=True,
-        env=server_env(ENV),
-        timeout=120,
-        check=False,
-    )
+    verified = replay_cli("verify", str(data), "--app", FACTORY, "--json", env=ENV)
     assert verified.returncode == 0, verified.stderr
     report = orjson.loads(verified.stdout)
     assert report["failed"] == 0 and report["diverged"] == 0 and report["restored"] == 2, report

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import orjson
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from conftest import ACCESS_KEY, SECRET_KEY, AwsClients, ReplayServer, Servers, server_env
+from conftest import CREDENTIALS, AwsClients, ReplayServer, Servers, replay_cli, tmpfs
 
 pytestmark = pytest.mark.e2e
 
@@ -137,13 +135,7 @@ def test_a_checkpoint_moves_folded_bodies_into_itself_and_keeps_the_rest(
     assert s3.get_object(Bucket="cpt", Key="after")["Body"].read() == after
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="cpt")["Contents"]] == ["after", "before"]
     # the checkpoint's own calls replay too (what `replay verify` and a refused snapshot fall back on)
-    verified = subprocess.run(
-        [sys.executable, "-m", "replay", "verify", str(data), "--json"],
-        capture_output=True,
-        env=server_env(),
-        timeout=120,
-        check=False,
-    )
+    verified = replay_cli("verify", str(data), "--json")
     assert verified.returncode == 0, verified.stderr
     assert orjson.loads(verified.stdout)["failed"] == 0
 
@@ -178,11 +170,8 @@ def test_archives_carry_the_bodies(servers: Servers, aws: AwsClients, tmp_path: 
     s3.put_object(Bucket="arc", Key="k", Body=BIG)
     server.stop()
     archive = tmp_path / "state.replay"
-    env = server_env({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
     for args in (["export", str(archive), "--data-dir", str(data)], ["import", str(archive), "--data-dir", "copy"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "replay", *args], capture_output=True, env=env, cwd=tmp_path, timeout=120
-        )
+        done = replay_cli(*args, cwd=tmp_path, env=CREDENTIALS)
         assert done.returncode == 0, done.stderr
     assert bodies(tmp_path / "copy") == {hashlib.sha256(BIG).hexdigest()}
     restored = servers.start(tmp_path / "copy")
@@ -240,12 +229,7 @@ def test_a_presigned_post_of_a_large_file_keeps_no_policy_or_signature(
 def test_no_room_for_a_large_body_is_a_503_and_nothing_reaches_the_emulator(
     servers: Servers, aws: AwsClients, tmp_path: Path
 ) -> None:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "2m") as mount:
         server = servers.start(mount / "volume")
         s3 = aws("s3", server)
         s3.create_bucket(Bucket="full")
@@ -258,8 +242,6 @@ def test_no_room_for_a_large_body_is_a_503_and_nothing_reaches_the_emulator(
         s3.put_object(Bucket="full", Key="fits", Body=b"small")  # small calls go on
         assert [e["operation"] for e in entries(server)] == ["CreateBucket", "PutObject"]
         server.stop()
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 SINK = textwrap.dedent(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCESS_KEY, SECRET_KEY, AwsClients, ReplayServer, Servers, server_env
+from conftest import ACCESS_KEY, SECRET_KEY, AwsClients, ReplayServer, Servers
+from conftest import replay_cli as run_replay
 
 pytestmark = pytest.mark.e2e
 
@@ -23,15 +23,9 @@ BODY = os.urandom(100_000)  # above the 64 KiB asset threshold: travels as an as
 
 
 def replay_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    extra = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "replay", *args],
-        capture_output=True,
-        text=True,
-        env=server_env(extra),
-        cwd=cwd,
-        timeout=120,
-        check=False,
+    """``python -m replay ARGS`` with the test credentials (for S3 transfers)."""
+    return run_replay(
+        *args, cwd=cwd, env={"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **(env or {})}
     )
 
 
