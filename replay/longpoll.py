@@ -37,7 +37,7 @@ from werkzeug.wsgi import ClosingIterator
 
 from .classify import Classifier, DefaultClassifier, query_param
 from .entry import Request, Response
-from .wsgi import request_from_environ, run_app
+from .wsgi import REQUEST_KEY, request_from_environ, run_app
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -179,7 +179,7 @@ class LongPolls:
         if request.query != environ.get("QUERY_STRING", ""):
             attempt["QUERY_STRING"] = request.query
             attempt["RAW_URI"] = attempt["REQUEST_URI"] = request.target
-        attempt["replay.request"] = request
+        attempt[REQUEST_KEY] = request
         return run_app(self.app, attempt)
 
     def _queue_default(self, environ: WSGIEnvironment, request: Request) -> int:
