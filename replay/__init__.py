@@ -48,6 +48,7 @@ from .entry import Response as Response
 from .entry import decode_entry as decode_entry
 from .entry import encode_entry as encode_entry
 from .errors import ArchiveError as ArchiveError
+from .errors import BackgroundSaveError as BackgroundSaveError
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
 from .errors import DataDirInUseError as DataDirInUseError
@@ -113,6 +114,7 @@ __all__ = [
     "ArchiveManifest",
     "Backend",
     "BackendKind",
+    "BackgroundSaveError",
     "Call",
     "CallLog",
     "Change",
@@ -227,7 +229,14 @@ def persist(
         classifier = DefaultClassifier(service_for=getattr(app, "service_for", None), name_by_path=True)
     owner = DataDirLock(Path(data_dir), command="replay.persist") if adapter is not None else None
     backend = RecordReplayBackend(
-        app, Path(data_dir) / "recorded_api_calls.json", policy, classifier, seeder, adapter, checkpoints
+        app,
+        Path(data_dir) / "recorded_api_calls.json",
+        policy,
+        classifier,
+        seeder,
+        adapter,
+        checkpoints,
+        exclusive=owner is not None,
     )
     try:
         backend.restore()

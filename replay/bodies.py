@@ -40,10 +40,11 @@ from typing import BinaryIO
 import orjson
 
 from .errors import RequestError
-from .files import FILE_MODE, ensure_private_dir, fsync_dir
+from .files import FILE_MODE, atomic_write, ensure_private_dir, fsync_dir
 
 __all__ = [
     "BODIES_DIR",
+    "CHECKPOINT_FILE_THRESHOLD",
     "INCOMING_DIR",
     "SPOOL_THRESHOLD",
     "BodyFile",
@@ -54,6 +55,7 @@ __all__ = [
     "keep_in",
     "named_in",
     "spool",
+    "store_bytes",
     "stream_of",
 ]
 
@@ -61,6 +63,10 @@ logger = logging.getLogger("replay.bodies")
 
 SPOOL_THRESHOLD = 1 << 20
 """Bodies larger than this many bytes go to disk while they arrive, and are recorded as files."""
+
+CHECKPOINT_FILE_THRESHOLD = 64 * 1024
+"""Bodies this large or larger are files in a checkpoint's ``calls.json`` (not base64 inside it): an S3 object
+put whole is then one file shared with the snapshot's asset of the same SHA-256 (moto's, from 64 KiB)."""
 
 BODIES_DIR = "bodies"
 INCOMING_DIR = ".incoming"
@@ -279,6 +285,19 @@ def keep_in(directory: Path, body: BodyFile) -> BodyFile:
             raise
     fsync_dir(directory)
     return BodyFile(target, body.size, body.digest, stored=True)
+
+
+def store_bytes(directory: Path, data: bytes) -> BodyFile:
+    """``data`` as a durable body file ``directory/<sha256>`` (written atomically, once); the stored body."""
+    digest = hashlib.sha256(data).hexdigest()
+    target = directory / digest
+    try:
+        if target.stat().st_size == len(data):
+            return BodyFile(target, len(data), digest, stored=True)
+    except FileNotFoundError:
+        pass
+    atomic_write(target, data)  # temporary file, fsync, rename, directory fsync
+    return BodyFile(target, len(data), digest, stored=True)
 
 
 class BodyStore:

@@ -44,22 +44,26 @@ header).  A log whose header names neither is refused, and nothing is changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .adapters import StateAdapter
-from .bodies import BODIES_DIR, is_digest, named_in
+from .bgsave import mode as bgsave_mode
+from .bgsave import run_save
+from .bodies import BODIES_DIR, CHECKPOINT_FILE_THRESHOLD, is_digest, named_in
 from .errors import CheckpointError, SnapshotError
 from .files import atomic_write, ensure_private_dir, fsync_dir
+from .lazyload import Saved
 from .locks import MutationGate
 from .log import CallLog, Segment, read_header
 from .rewrite import RewriteReport, compact_logs
@@ -72,6 +76,7 @@ __all__ = [
     "Checkpoint",
     "Checkpointer",
     "Manifest",
+    "check_snapshots",
     "finish_interrupted",
     "history",
     "load_snapshots",
@@ -275,18 +280,40 @@ class Checkpoint:
     def assets(self, service: str) -> Path:
         return self.directory / "assets" / service
 
-    def read_snapshots(self, services: Iterable[str], key: bytes) -> dict[str, bytes]:
-        """Every snapshot's payload, each checked (:func:`~replay.snapshot.read_snapshot`) before any is used.
+    def saved(self, service: str) -> Saved:
+        return Saved(self.state(service), self.assets(service))
+
+    def read_snapshots(self, services: Iterable[str], key: bytes) -> None:
+        """Check every snapshot (:func:`~replay.snapshot.read_snapshot`), one at a time.
 
         :raises SnapshotError: one is torn, corrupt, foreign, newer or missing.
         """
-        payloads = {}
         for service in services:
             path = self.state(service)
             if not path.exists():
                 raise SnapshotError(path, "malformed", "missing from its checkpoint")
-            _header, payloads[service] = read_snapshot(path, key)
-        return payloads
+            read_snapshot(path, key)
+
+
+def check_snapshots(data_dir: Path, manifest: Manifest, adapter: StateAdapter, key: bytes) -> dict[str, Saved]:
+    """Where each snapshot of the checkpoint is, once every file has passed its checks (none is unpickled).
+
+    Services the adapter no longer has (not selected any more) are left out.
+
+    :raises CheckpointError: another emulator version wrote it.
+    :raises SnapshotError: a snapshot is refused (torn, corrupt, foreign, newer or missing).
+    """
+    checkpoint = Checkpoint(data_dir, manifest.checkpoint)
+    ours = {name: value for name, value in adapter.meta().items() if name != "python"}
+    theirs = {name: value for name, value in manifest.meta.items() if name != "python"}
+    if ours != theirs:
+        raise CheckpointError(
+            checkpoint.directory,
+            f"taken with {theirs or 'an unknown emulator'}, this is {ours}: its snapshots are not used",
+        )
+    checkpoint.read_snapshots(manifest.services, key)  # each file read and checked, one at a time
+    kept = set(adapter.services())
+    return {service: checkpoint.saved(service) for service in manifest.services if service in kept}
 
 
 def load_snapshots(data_dir: Path, manifest: Manifest, adapter: StateAdapter, key: bytes) -> None:
@@ -298,17 +325,10 @@ def load_snapshots(data_dir: Path, manifest: Manifest, adapter: StateAdapter, ke
     :raises CheckpointError: another emulator version wrote it (nothing was changed).
     :raises SnapshotError: a snapshot is refused (nothing was changed).
     """
-    checkpoint = Checkpoint(data_dir, manifest.checkpoint)
-    ours = {name: value for name, value in adapter.meta().items() if name != "python"}
-    theirs = {name: value for name, value in manifest.meta.items() if name != "python"}
-    if ours != theirs:
-        raise CheckpointError(
-            checkpoint.directory,
-            f"taken with {theirs or 'an unknown emulator'}, this is {ours}: its snapshots are not used",
-        )
-    payloads = checkpoint.read_snapshots(manifest.services, key)
-    for service, payload in payloads.items():
-        adapter.load(service, payload, checkpoint.assets(service))
+    saved = check_snapshots(data_dir, manifest, adapter, key)
+    for service, where in saved.items():
+        _header, payload = read_snapshot(where.state, key)
+        adapter.load(service, payload, where.assets)
 
 
 @dataclasses.dataclass
@@ -347,6 +367,9 @@ class Checkpointer:
     :param tail: where the calls since the current checkpoint start in ``log``.
     :param quiesce_timeout: how long to wait for calls in flight before giving up.
     :param step: called with each step's name once it is done (tests stop the process there).
+    :param pending: the services whose saved state is not loaded yet (:mod:`replay.lazyload`): their
+        snapshot files are linked from the current checkpoint, not dumped from the (empty) emulator.
+    :param moved: told of a new checkpoint once it is current (pending services' files are in it now).
     """
 
     def __init__(
@@ -360,6 +383,8 @@ class Checkpointer:
         tail: int,
         quiesce_timeout: float = 5.0,
         step: Callable[[str], None] | None = None,
+        pending: Callable[[], frozenset[str]] = frozenset,
+        moved: Callable[[Checkpoint], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.adapter = adapter
@@ -371,6 +396,9 @@ class Checkpointer:
         self._bodies_mark = 0.0  # when the last capture began: bodies kept since are never pruned
         self.quiesce_timeout = quiesce_timeout
         self.step = step
+        self.pending = pending
+        self.moved = moved
+        self.bgsave = bgsave_mode()  # fork: calls wait only for the fork (replay.bgsave)
         self._lock = threading.Lock()
 
     @property
@@ -402,25 +430,59 @@ class Checkpointer:
         with self._lock:
             return self._checkpoint()
 
-    def _capture(self, new: Checkpoint, before: Iterable[str]) -> tuple[int, str | None, dict[str, bytes], float]:
-        """With no state-changing call in flight: the log's end, its header, every active service's state."""
+    @contextlib.contextmanager
+    def _quiesced(self, captured: dict[str, Any], before: Iterable[str]) -> Iterator[None]:
+        """No state-changing call in flight: note the log's end, its header and the services to capture."""
         with self.gate.quiesced(self.quiesce_timeout):
-            paused = time.perf_counter()
             self._bodies_mark = self.log.bodies.mark()
-            offset = self.log.size()
-            header, _ = read_header(self.log.path)
+            captured["offset"] = self.log.size()
+            captured["header"] = read_header(self.log.path)[0]
             # asked here, not before: a call that finished meanwhile may have made a service's first state
-            services = sorted(set(self.adapter.active()) | set(before))
-            payloads: dict[str, bytes] = {}
-            for service in services:
-                for attempt in range(_DUMP_ATTEMPTS):
-                    try:
-                        payloads[service] = self.adapter.dump(service, new.assets(service))
-                        break
-                    except RuntimeError:  # a read changed a dict being pickled (moto makes backends lazily)
-                        if attempt == _DUMP_ATTEMPTS - 1:
-                            raise
-            return offset, header, payloads, time.perf_counter() - paused
+            linked = self.pending() & set(before)  # not loaded, so unchanged since the current checkpoint
+            captured["linked"] = sorted(linked)
+            captured["services"] = sorted((set(self.adapter.active()) | set(before)) - linked)
+            yield
+
+    def _dump(self, new: Checkpoint, services: Iterable[str]) -> dict[str, bytes]:
+        """Every service's state, serialised (its large data written to the checkpoint's assets)."""
+        payloads: dict[str, bytes] = {}
+        for service in services:
+            for attempt in range(_DUMP_ATTEMPTS):
+                try:
+                    payloads[service] = self.adapter.dump(service, new.assets(service))
+                    break
+                except RuntimeError:  # inline, a read changed a dict being pickled (moto makes backends lazily)
+                    if attempt == _DUMP_ATTEMPTS - 1:
+                        raise
+        return payloads
+
+    def _write(
+        self, new: Checkpoint, previous: Checkpoint | None, payloads: dict[str, bytes], captured: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write the snapshots and ``calls.json`` of ``new`` (in the save's child when forked); what was written."""
+        began = time.perf_counter()
+        meta, key = self.adapter.meta(), self.key()
+        for service, payload in payloads.items():
+            write_snapshot(new.state(service), service, payload, key, meta)
+            self.adapter.prune_assets(new.assets(service))
+        linked: list[str] = captured["linked"]
+        if linked and previous is not None:
+            _link_states(previous, new, linked)
+        size = (
+            sum(len(payload) for payload in payloads.values())
+            + sum(new.state(service).stat().st_size for service in linked)
+            + _bytes_under(new.directory / "assets")
+        )
+        services = sorted([*payloads, *linked])
+        offset = captured["offset"]
+        payloads.clear()
+        written = time.perf_counter()
+        segments = [Segment(previous.base_log)] if previous is not None else []
+        segments.append(Segment(self.log.path, self.tail, offset))
+        base = compact_logs(segments, new.base_log, files_from=CHECKPOINT_FILE_THRESHOLD)
+        _share_bodies(new)
+        timings = {"snapshots": written - began, "base": time.perf_counter() - written}
+        return {"services": services, "size": size, "base": base.to_dict(), "timings": timings}
 
     def _checkpoint(self) -> CheckpointResult:
         previous = Checkpoint(self.data_dir, self.manifest.checkpoint) if self.manifest is not None else None
@@ -432,24 +494,28 @@ class Checkpointer:
         if self.manifest is not None:  # those the adapter still has: a service no longer selected is left out
             kept = set(self.adapter.services())
             before = [service for service in self.manifest.services if service in kept]
+        captured: dict[str, Any] = {}
         try:
             if previous is not None:
                 _link_assets(previous, new, before)
-            offset, header, payloads, pause = self._capture(new, before)
-            services = sorted(payloads)
-            mark = self._done("captured", timings, mark)
-            meta, key = self.adapter.meta(), self.key()
-            for service, payload in payloads.items():
-                write_snapshot(new.state(service), service, payload, key, meta)
-                self.adapter.prune_assets(new.assets(service))
-            size = sum(len(payload) for payload in payloads.values()) + _bytes_under(new.directory / "assets")
-            del payloads
-            mark = self._done("snapshots", timings, mark)
-            segments = [Segment(previous.base_log)] if previous is not None else []
-            segments.append(Segment(self.log.path, self.tail, offset))
-            base = compact_logs(segments, new.base_log)
-            _share_bodies(new)
-            mark = self._done("base", timings, mark)
+            meta = self.adapter.meta()
+            self.key()  # made (or read) before the fork: the child only signs with it
+            outcome = run_save(
+                lambda: self._dump(new, captured["services"]),
+                lambda payloads: self._write(new, previous, payloads, captured),
+                self._quiesced(captured, before),
+                self.bgsave,
+            )
+            written: dict[str, Any] = outcome.result
+            timings["captured"] = outcome.held
+            timings.update({step: float(written["timings"][step]) for step in ("snapshots", "base")})
+            for step in ("captured", "snapshots", "base"):  # the child did the last two: told once it is done
+                if self.step is not None:
+                    self.step(step)
+            mark = time.perf_counter()
+            services, size = list(written["services"]), int(written["size"])
+            base = RewriteReport.from_dict(written["base"])
+            offset, header, pause = captured["offset"], captured["header"], outcome.held
         except Exception:
             shutil.rmtree(new.directory, ignore_errors=True)
             raise
@@ -472,6 +538,8 @@ class Checkpointer:
         write_manifest(self.data_dir, manifest)
         self.manifest = manifest
         self.tail = offset
+        if self.moved is not None:
+            self.moved(new)
         mark = self._done("manifest", timings, mark)
         self.log.rewrite(offset, new.name)
         self.tail = read_header(self.log.path)[1]
@@ -524,6 +592,18 @@ def _share_bodies(checkpoint: Checkpoint) -> None:
             continue
     if shared:
         fsync_dir(bodies)
+
+
+def _link_states(previous: Checkpoint, new: Checkpoint, services: list[str]) -> None:
+    """The previous checkpoint's snapshot files of ``services`` (not loaded since), in the new one, durably."""
+    for service in services:
+        target = new.state(service)
+        ensure_private_dir(target.parent)
+        try:
+            os.link(previous.state(service), target)
+        except OSError:  # no hard links here: a copy
+            atomic_write(target, previous.state(service).read_bytes())
+    fsync_dir(new.directory / "state")
 
 
 def _link_assets(previous: Checkpoint, new: Checkpoint, services: Iterable[str]) -> None:

@@ -352,7 +352,11 @@ class DefaultClassifier:
         """The service of a request that is no AWS call: the emulator's ``service_for``, else its path's."""
         if self.service_for is not None:
             try:
-                named = self.service_for(environ_from_request(request))
+                environ = environ_from_request(request)
+                try:
+                    named = self.service_for(environ)
+                finally:
+                    environ["wsgi.input"].close()
             except Exception:  # the emulator's hook failed: fall back to the path, never fail the call
                 logger.warning("service_for failed for %s %s; naming it by its path", request.method, request.path)
                 named = None

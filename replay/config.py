@@ -198,7 +198,8 @@ class Config:
     :ivar backend: the persistence strategy (``--backend`` / ``PERSISTENCE_BACKEND``).
     :ivar fsync: the log's fsync policy (``--fsync`` / ``REPLAY_FSYNC``).
     :ivar save_strategy: ``SNAPSHOT_SAVE_STRATEGY`` (snapshot backend).
-    :ivar load_strategy: ``SNAPSHOT_LOAD_STRATEGY`` (snapshot backend).
+    :ivar load_strategy: ``SNAPSHOT_LOAD_STRATEGY``: when saved state is loaded (snapshot backend; for the replay
+        backend's checkpoints, ``ON_STARTUP`` loads every service at start, anything else on first use).
     :ivar flush_interval: ``SNAPSHOT_FLUSH_INTERVAL``, seconds between scheduled saves.
     :ivar checkpoint_percentage: ``REPLAY_CHECKPOINT_PERCENTAGE``: a checkpoint is taken when the
         calls logged since the last one reach this share of its size (0: never automatically).

@@ -13,6 +13,7 @@
      ├── SnapshotError                     a snapshot file is refused (torn, corrupt, foreign, newer)
      ├── CheckpointError                   a checkpoint's manifest and the call log do not fit together
      ├── QuiesceTimeoutError (TimeoutError)  state-changing calls stayed in flight; no checkpoint taken
+     ├── BackgroundSaveError               a save's child process failed, died or hung; nothing was committed
      ├── DataDirInUseError                 another replay process owns the data dir
      ├── SourceError                       a path is missing, or holds nothing replay reads
      ├── ArchiveError (ValueError)         an archive cannot be imported (torn, corrupt, newer, untrusted)
@@ -28,6 +29,7 @@ from pathlib import Path
 
 __all__ = [
     "ArchiveError",
+    "BackgroundSaveError",
     "CheckpointError",
     "ConfigError",
     "DataDirInUseError",
@@ -184,6 +186,10 @@ class QuiesceTimeoutError(ReplayError, TimeoutError):
 
     Nothing was written; the checkpoint can be tried again later.
     """
+
+
+class BackgroundSaveError(ReplayError):
+    """A save's forked child failed (its error, in one line), died or hung; the parent committed nothing."""
 
 
 class DataDirInUseError(ReplayError):

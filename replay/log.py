@@ -22,7 +22,12 @@ Writing (:class:`CallLog`):
   given offset (what a checkpoint leaves of the log) while appenders go on:
   the bulk is copied without blocking them, the rest under the locks, then the
   new file is renamed over the old one.  Appenders in other processes notice
-  the replaced file under ``flock`` and reopen it.
+  the replaced file under ``flock`` and reopen it;
+* an *exclusive* log (``CallLog(..., exclusive=True)``, for a process that owns
+  its data dir: :class:`~replay.datadir.DataDirLock`) takes the ``flock`` once,
+  when it opens, and keeps it until it closes (a rewritten file is locked
+  before it is renamed into place); its appends neither lock nor ``fstat``:
+  the file's end and the last sequence number are kept in memory.
 
 A log that continues a checkpoint (:mod:`replay.checkpoint`) starts with a
 header line that names it, ``{"v": 1, "checkpoint": "000004", "seq": 812}``
@@ -160,6 +165,11 @@ class CallLog:
         when the file is new or empty (an existing header is left as it is).
     :param on_failure: told, in one line, when the once-a-second sync of ``everysec`` fails
         (appends themselves raise :class:`~replay.errors.LogWriteError`).
+    :param exclusive: this object is the file's only writer (its process holds the data dir's
+        :class:`~replay.datadir.DataDirLock`): the ``flock`` is taken once, now, and kept until
+        :meth:`close`, and appends skip the per-append ``flock`` and ``fstat``.
+
+    :raises LogWriteError: ``exclusive``, and another writer holds the file's ``flock``.
 
     :attr:`header` is the checkpoint the file's header names (``None``: no header).
     """
@@ -170,16 +180,23 @@ class CallLog:
         fsync: FsyncPolicy = FsyncPolicy.EVERYSEC,
         header: str | None = None,
         on_failure: Callable[[str], None] | None = None,
+        *,
+        exclusive: bool = False,
     ) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.header = header
         self.on_failure = on_failure  # told (one line) when a background sync fails
+        self.exclusive = exclusive
         self._always = fsync is FsyncPolicy.ALWAYS
         ensure_private_dir(self.path.parent)
         self.bodies = BodyStore(bodies_beside(self.path))
-        self.bodies.clear_incoming()
-        self._fd = self._open()
+        if exclusive:  # locked before anything another writer may be using is touched
+            self._fd = self._open_exclusive()
+            self.bodies.clear_incoming()
+        else:
+            self.bodies.clear_incoming()
+            self._fd = self._open()
         _remove_leftovers(self.path)
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -188,25 +205,37 @@ class CallLog:
         self._synced = 0  # of those, how many are known to be on disk
         self._seq = 0  # the last sequence number in the file
         self._end = -1  # the file's size after the last append seen: another size means another writer
+        self._cut_to: int | None = None  # a failed append's partial bytes could not be removed: cut here first
         self._dirty = False
         self._closed = False
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         with self._lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                self._repair_tail()
-                if header is not None and os.fstat(self._fd).st_size == 0:
-                    os.write(self._fd, encode_header(header))
-                    os.fsync(self._fd)
-                self.header = _decode_header(_first_line(self._fd)[0])
-                self._end = os.fstat(self._fd).st_size
-                self._seq = _last_seq(self._fd, self._end)
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if exclusive:
+                try:
+                    self._prepare(header)
+                except BaseException:
+                    os.close(self._fd)  # a corrupt log, say: its lock must not outlive the error
+                    raise
+            else:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    self._prepare(header)
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
         if fsync is FsyncPolicy.EVERYSEC:
             self._syncer = threading.Thread(target=self._sync_every_second, name="replay-fsync", daemon=True)
             self._syncer.start()
+
+    def _prepare(self, header: str | None) -> None:
+        """Repair the tail, write ``header`` into an empty file, read the header, the end and the last number."""
+        self._repair_tail()
+        if header is not None and os.fstat(self._fd).st_size == 0:
+            os.write(self._fd, encode_header(header))
+            os.fsync(self._fd)
+        self.header = _decode_header(_first_line(self._fd)[0])
+        self._end = os.fstat(self._fd).st_size
+        self._seq = _last_seq(self._fd, self._end)
 
     def _open(self) -> int:
         created = not self.path.exists()
@@ -214,6 +243,19 @@ class CallLog:
         os.fchmod(fd, FILE_MODE)
         if created:
             fsync_dir(self.path.parent)
+        return fd
+
+    def _open_exclusive(self) -> int:
+        """:meth:`_open`, with the ``flock`` taken for good (the one writer).
+
+        :raises LogWriteError: another writer holds it.
+        """
+        fd = self._open()
+        try:
+            _lock_now(fd, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     def _lock_current(self) -> tuple[int, int]:
@@ -292,7 +334,15 @@ class CallLog:
         with self._lock:
             if self._closed:
                 raise LogWriteError(self.path, f"{self.path}: the log is closed")
-            fd, size = self._lock_current()
+            if self._cut_to is not None:
+                self._cut_partial()
+            exclusive = self.exclusive
+            if exclusive:  # the flock is held for good and nobody else writes: the end is known
+                fd, size = self._fd, self._end
+                if size < 0:  # unknown after a failed append
+                    size = _fstat(fd).st_size
+            else:
+                fd, size = self._lock_current()
             try:
                 if size != self._end:  # another process appended: count on from its last entry
                     self._seq = max(self._seq, _last_seq(fd, size))
@@ -307,12 +357,15 @@ class CallLog:
                         written += more
                 except OSError as exc:
                     if written:
-                        self._truncate_back(written)
+                        self._truncate_back(written, size if exclusive else None)
+                    if exclusive:
+                        self._end = -1  # the next append asks the file (were the truncate to have failed)
                     raise LogWriteError(self.path, f"{self.path}: cannot append an entry: {_os_reason(exc)}") from exc
                 self._seq += 1
                 self._end = size + written
             finally:
-                _flock(fd, _LOCK_UN)
+                if not exclusive:
+                    _flock(fd, _LOCK_UN)
             self._written += 1
             ticket = self._written
             if not self._always:
@@ -328,11 +381,35 @@ class CallLog:
                 raise LogWriteError(self.path, f"{self.path}: fsync failed: {_os_reason(exc)}") from exc
             self._synced = covered
 
-    def _truncate_back(self, written: int) -> None:
+    def _truncate_back(self, written: int, end: int | None = None) -> None:
+        """Remove the ``written`` bytes of a failed append: cut back to ``end`` (where the file ended before it,
+        when that is known) or to the file's size less them.  If that fails too, the next append tries again
+        first and refuses to write after the partial bytes (they would make the line it writes unreadable)."""
+        if not self.exclusive:  # other writers may append after it: only this attempt is safe
+            try:
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+            except OSError:
+                logger.exception("%s: could not remove a partial entry; the next line will be unreadable", self.path)
+            return
+        self._cut_to = end if end is not None else max(0, self._end)
         try:
-            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
-        except OSError:
-            logger.exception("%s: could not remove a partial entry; the reader will drop it", self.path)
+            self._cut_partial()
+        except LogWriteError:
+            logger.error("%s: could not remove a partial entry; appends are refused until it is", self.path)
+
+    def _cut_partial(self) -> None:
+        """Remove what a failed append left past :attr:`_cut_to`.
+
+        :raises LogWriteError: it cannot be removed (yet).
+        """
+        assert self._cut_to is not None
+        try:
+            os.ftruncate(self._fd, self._cut_to)
+        except OSError as exc:
+            raise LogWriteError(
+                self.path, f"{self.path}: cannot remove a failed append's partial entry: {_os_reason(exc)}"
+            ) from exc
+        self._cut_to = None
 
     def sync(self) -> None:
         """Force everything appended so far to disk."""
@@ -370,7 +447,7 @@ class CallLog:
             with self._sync_lock, self._lock:
                 if self._closed:
                     raise LogWriteError(self.path, f"{self.path}: the log is closed")
-                fd, _size = self._lock_current()
+                fd = self._fd if self.exclusive else self._lock_current()[0]
                 try:
                     if os.fstat(fd).st_ino != inode:
                         raise LogWriteError(
@@ -378,10 +455,21 @@ class CallLog:
                         )
                     self._copy_from(out, copied, os.fstat(fd).st_size)
                     os.fsync(out)
-                    os.replace(temporary, self.path)
-                    # appends go to the new file from here on (were this open to fail, the next append
-                    # would find the old file unlinked and reopen the path itself)
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+                    if self.exclusive:
+                        # the new file is locked before its name is: no moment where another writer could take it
+                        new = os.open(temporary, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+                        try:
+                            _lock_now(new, self.path)
+                            os.replace(temporary, self.path)
+                        except BaseException:
+                            os.close(new)
+                            raise
+                        self._fd = new
+                    else:
+                        os.replace(temporary, self.path)
+                        # appends go to the new file from here on (were this open to fail, the next append
+                        # would find the old file unlinked and reopen the path itself)
+                        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
                     self.header = header
                     self._synced = self._written
                     self._dirty = False
@@ -389,7 +477,8 @@ class CallLog:
                     self._end = os.fstat(self._fd).st_size
                     return self._end
                 finally:
-                    _flock(fd, _LOCK_UN)
+                    if self._fd != fd or not self.exclusive:  # an exclusive log keeps its current file's lock
+                        _flock(fd, _LOCK_UN)
                     if self._fd != fd:
                         os.close(fd)  # the replaced file
         except BaseException:
@@ -450,6 +539,8 @@ class CallLog:
             try:
                 os.fsync(self._fd)
             finally:
+                if self.exclusive:
+                    _flock(self._fd, _LOCK_UN)  # explicitly: a forked child may share the open file
                 os.close(self._fd)
                 for fd in self._retired:
                     os.close(fd)
@@ -461,7 +552,20 @@ class CallLog:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<CallLog {self.path} fsync={self.fsync.value}>"
+        return f"<CallLog {self.path} fsync={self.fsync.value}{' exclusive' if self.exclusive else ''}>"
+
+
+def _lock_now(fd: int, path: Path) -> None:
+    """Take the exclusive ``flock`` on ``fd`` (the log at ``path``) without waiting.
+
+    :raises LogWriteError: another writer holds it.
+    """
+    try:
+        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LogWriteError(
+            path, f"{path}: another writer holds the log's lock (another replay on this data dir?); stop it first"
+        ) from None
 
 
 def _remove_leftovers(path: Path) -> None:

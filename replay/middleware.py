@@ -45,7 +45,7 @@ from .locks import MutationGate
 from .redact import redact, redact_answer
 from .seeding import Seeder, waited
 from .writeguard import WriteGuard, refusal
-from .wsgi import SPOOL_DIR_KEY, request_from_environ
+from .wsgi import SPOOL_DIR_KEY, closing_body, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -111,6 +111,9 @@ class RecordingMiddleware:
         self.spool_dir: Path | None = getattr(log, "spool_dir", None)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return closing_body(environ, self._handle(environ, start_response))
+
+    def _handle(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.spool_dir is not None and SPOOL_DIR_KEY not in environ:
             environ[SPOOL_DIR_KEY] = self.spool_dir
         request = request_from_environ(environ)

@@ -18,8 +18,9 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from .bodies import bodies_beside, keep_in, named_in
+from .bodies import bodies_beside, keep_in, named_in, store_bytes
 from .compaction import plan_compaction
 from .entry import Entry, encode_entry
 from .files import atomic_writer
@@ -43,6 +44,19 @@ class RewriteReport:
     @property
     def dropped(self) -> int:
         return self.read - self.kept
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> RewriteReport:
+        """The report :meth:`to_dict` described (as a save's child sends it back)."""
+        return cls(
+            Path(document["destination"]),
+            int(document["read"]),
+            int(document["kept"]),
+            int(document["bytes_before"]),
+            int(document["bytes_after"]),
+            float(document["duration"]),
+            {str(rule): int(count) for rule, count in dict(document["by_rule"]).items()},
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -68,12 +82,15 @@ def compact_logs(
     destination: Path,
     from_empty: bool = True,
     header: str | None = None,
+    files_from: int | None = None,
 ) -> RewriteReport:
     """Write the calls of ``segments`` that still matter to ``destination`` (atomically).
 
     :param from_empty: the segments start from an empty emulator (a whole
         history); ``False`` when they apply on top of a checkpoint.
     :param header: the checkpoint the new file continues (its first line), if any.
+    :param files_from: request bodies this large or larger, inline in the segments, are written as
+        body files beside ``destination`` and named by their entries (a checkpoint's ``calls.json``).
     :raises LogCorruptError: a segment has a malformed line before its end
         (``destination`` is left as it was).
     """
@@ -91,8 +108,12 @@ def compact_logs(
                 if plan.keeps(index):
                     if segment.legacy:  # a LocalStack line: written as our entry
                         line = encode_entry(entry)
-                    if entry.request.file is not None:  # its body goes beside it, durably, before the file is
-                        keep_in(bodies, entry.request.file)
+                    request = entry.request
+                    if request.file is not None:  # its body goes beside it, durably, before the file is
+                        keep_in(bodies, request.file)
+                    elif files_from is not None and len(request.body) >= files_from:
+                        entry.request = request.replace(body=store_bytes(bodies, request.body))
+                        line = encode_entry(entry)
                     report.bytes_after += out.write(line if line.endswith(b"\n") else line + b"\n")
                     report.kept += 1
                 index += 1

@@ -362,6 +362,12 @@ class SelectiveAdapter:
     def prune_assets(self, assets: Path) -> None:
         self.adapter.prune_assets(assets)
 
+    def defer(self, service: str, load: Callable[[], None]) -> bool:
+        return self.adapter.defer(service, load) if self.selected(service) else True  # never loaded: no wait
+
+    def undefer(self, service: str) -> None:
+        self.adapter.undefer(service)
+
 
 def narrow(
     selection: ServiceSelection,

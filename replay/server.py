@@ -102,7 +102,13 @@ class Server:
         self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
         try:
             self.backend: Backend = create_backend(
-                config, emulator.app, self.classifier, emulator.seeder, emulator.adapter, emulator.reset
+                config,
+                emulator.app,
+                self.classifier,
+                emulator.seeder,
+                emulator.adapter,
+                emulator.reset,
+                exclusive=self._owner is not None,
             )
             adapter = emulator.adapter
             self.endpoints = ControlEndpoints(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote, unquote_to_bytes
 
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import ClosingIterator, get_input_stream
 
 from .bodies import SPOOL_THRESHOLD, BodyFile, spool, stream_of
 from .entry import Request, Response
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 __all__ = [
+    "BODY_STREAM_KEY",
     "DEFAULT_MAX_BODY",
     "MAX_BODY_KEY",
     "REQUEST_KEY",
     "SPOOL_DIR_KEY",
+    "closing_body",
     "content_length",
     "drain",
     "environ_from_request",
@@ -125,6 +127,31 @@ def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> byte
 
 
 REQUEST_KEY = "replay.request"
+BODY_STREAM_KEY = "replay.body_stream"  # a body too large for memory: its file, and the handle the app reads
+
+
+def _stream(environ: WSGIEnvironment, body: bytes | BodyFile) -> BinaryIO:
+    stream = stream_of(body)
+    if isinstance(body, BodyFile):
+        environ[BODY_STREAM_KEY] = (stream, body)
+    return stream
+
+
+def _release(spooled: tuple[BinaryIO, BodyFile]) -> None:
+    stream, body = spooled
+    stream.close()
+    body.discard()  # a temporary spool file goes now (a recorded body was kept under its own name)
+
+
+def closing_body(environ: WSGIEnvironment, response: Iterable[bytes]) -> Iterable[bytes]:
+    """``response``, closing and removing the file the request's body was spooled to (if it was) when it is
+    closed, not whenever it is collected."""
+    spooled = environ.pop(BODY_STREAM_KEY, None)
+    if spooled is None:
+        return response
+    return ClosingIterator(response, lambda: _release(spooled))
+
+
 """The environ key the request read from it is kept under, so that each layer reads it once."""
 
 
@@ -173,12 +200,12 @@ def _read_request(environ: WSGIEnvironment) -> Request:
     body: bytes | BodyFile
     if environ.get("wsgi.input_terminated"):
         body = _read_body(environ, None, limit)
-        environ["wsgi.input"] = stream_of(body)
+        environ["wsgi.input"] = _stream(environ, body)
     elif not length:
         body = b""
     else:
         body = _read_body(environ, length, limit)
-        environ["wsgi.input"] = stream_of(body)
+        environ["wsgi.input"] = _stream(environ, body)
     return Request(method, path, environ.get("QUERY_STRING", ""), headers, body, index, safe_headers=True)
 
 
@@ -232,8 +259,15 @@ def run_app(app: WSGIApplication, environ: WSGIEnvironment) -> Response:
         headers = response_headers
         return written.append
 
-    iterable = app(environ, start_response)  # type: ignore[arg-type]
-    body = drain(iterable)  # first: an app may call start_response only once it is iterated
+    opened = environ["wsgi.input"]
+    try:
+        iterable = app(environ, start_response)  # type: ignore[arg-type]
+        body = drain(iterable)  # first: an app may call start_response only once it is iterated
+    finally:  # a body file's handles are closed now, not when collected
+        opened.close()
+        spooled = environ.pop(BODY_STREAM_KEY, None)
+        if spooled is not None:
+            _release(spooled)
     return Response(status, headers, b"".join(written) + body)
 
 

@@ -219,3 +219,72 @@ def test_a_receive_that_changed_nothing_saves_nothing_and_one_that_redrove_is_sa
     backend, transport = serve(fresh, tmp_path, save=SaveStrategy.ON_REQUEST)
     dead = call("sqs", "AmazonSQS.ReceiveMessage", {"QueueUrl": "http://localhost/123456789012/dead"})
     assert b"poison" in transport.send(dead).body
+
+
+@pytest.mark.parametrize("how", ["fork", "inline"])
+def test_one_image_saves_every_dirty_service_and_a_failing_one_stays_dirty(
+    fresh: Emulator, tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLAY_BGSAVE", how)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert backend.status()["saves"] == how
+    assert transport.send(create_queue("q1")).ok
+    assert transport.send(call("dynamodb", "DynamoDB_20120810.CreateTable", TABLE)).ok
+    assert {"sqs", "dynamodb"} <= backend.dirty
+    assert backend.save_services(["sqs", "dynamodb"]) == {}
+    assert backend.path("sqs").exists() and backend.path("dynamodb").exists()
+    assert backend.last_saves["sqs"]["forked"] is (how == "fork")
+    assert backend.last_saves["sqs"]["held"] == backend.last_saves["dynamodb"]["held"]  # one image, one hold
+    assert not ({"sqs", "dynamodb"} & backend.dirty)
+
+    real_dump = backend.adapter.dump
+
+    def dump(service: str, *args: object, **kwargs: object) -> bytes:
+        if service == "dynamodb":
+            raise OSError(28, "No space left on device")
+        return real_dump(service, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend.adapter, "dump", dump)  # inherited by the child: it fails there
+    assert transport.send(create_queue("q2")).ok
+    assert transport.send(call("dynamodb", "DynamoDB_20120810.DeleteTable", {"TableName": "t"})).ok
+    results = list(backend.save(["sqs", "dynamodb"]))
+    assert results[0] == {"service": "sqs", "status": "ok"}
+    assert results[1]["status"] == "error" and "No space left on device" in results[1]["message"]
+    assert "dynamodb" in backend.dirty and "sqs" not in backend.dirty
+    assert backend.persistence == "error"  # writes are refused until a save works (Redis's MISCONF)
+    monkeypatch.setattr(backend.adapter, "dump", real_dump)
+    backend.close()
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert queues(transport) == ["q1", "q2"]  # saved from the image the failing service shared
+    backend.close()
+
+
+def test_a_save_whose_child_dies_fails_every_service_in_it(
+    fresh: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    monkeypatch.setenv("REPLAY_BGSAVE", "fork")
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert transport.send(create_queue("q1")).ok
+    monkeypatch.setattr(backend.adapter, "dump", lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL))
+    results = list(backend.save(["sqs"]))
+    assert results == [
+        {
+            "service": "sqs",
+            "status": "error",
+            "message": "could not save sqs: the save's child process was killed by SIGKILL before it finished",
+        }
+    ]
+    assert "sqs" in backend.dirty and not backend.path("sqs").exists()
+    backend.close()
+
+
+TABLE = {
+    "TableName": "t",
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
 from replay.config import FsyncPolicy
-from replay.entry import Entry, Request, Response, decode_entry, encode_entry
+from replay.entry import Entry, Request, Response, decode_entry, encode_entry, numbered
 from replay.errors import LogCorruptError, LogError, LogVersionError, LogWriteError
 from replay.log import CallLog, LogReader, encode_header, read_header
 
@@ -791,3 +793,273 @@ def test_numbering_goes_on_after_a_torn_tail_is_moved_aside(tmp_path: Path) -> N
     with CallLog(path, FsyncPolicy.NO) as log:
         log.append(line(4))
     assert [entry.seq for _, entry in LogReader(path)] == [1, 2, 3]
+
+
+# --- exclusive mode: one writer, locked once -------------------------------------------------
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether another open file could take the log's ``flock`` now."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_an_exclusive_log_appends_and_numbers_without_flock_or_fstat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import replay.log
+
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(1))  # numbering goes on from what the file holds
+    calls: list[str] = []
+    with CallLog(path, FsyncPolicy.ALWAYS, exclusive=True) as log:
+        assert not lock_is_free(path)  # held from the open on, by this log
+        real_flock, real_fstat = replay.log._flock, replay.log._fstat
+        monkeypatch.setattr(replay.log, "_flock", lambda *a: (calls.append("flock"), real_flock(*a))[1])
+        monkeypatch.setattr(replay.log, "_fstat", lambda *a: (calls.append("fstat"), real_fstat(*a))[1])
+        for number in range(2, 6):
+            log.append(line(number))
+        assert calls == []  # no lock and no fstat per append
+        assert log.size() == path.stat().st_size
+        assert "exclusive" in repr(log)
+        monkeypatch.undo()
+    assert lock_is_free(path)  # released on close
+    assert plain(path.read_bytes()) == b"".join(line(number) for number in range(1, 6))
+    assert [entry.seq for _, entry in LogReader(path)] == [1, 2, 3, 4, 5]
+
+
+def test_a_second_exclusive_writer_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO, exclusive=True) as first:
+        first.append(line(1))
+        open_files = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(LogWriteError) as caught:
+            CallLog(path, FsyncPolicy.NO, exclusive=True)
+        message = str(caught.value)
+        assert "\n" not in message and message.startswith(f"{path}: another writer holds the log's lock")
+        assert caught.value.path == path
+        assert len(os.listdir("/proc/self/fd")) == open_files  # the refused open left nothing open
+        first.rewrite(first.size(), "000001")
+        with pytest.raises(LogWriteError, match="another writer holds"):  # the rewritten file is locked too
+            CallLog(path, FsyncPolicy.NO, exclusive=True)
+        first.append(line(2))
+    with CallLog(path, FsyncPolicy.NO, exclusive=True) as second:  # free once the first is closed
+        second.append(line(3))
+    assert [entry.seq for _, entry in LogReader(path)] == [2, 3]
+
+
+def test_a_second_exclusive_writer_in_another_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from replay.config import FsyncPolicy
+        from replay.errors import LogWriteError
+        from replay.log import CallLog
+        try:
+            CallLog(Path(sys.argv[1]), FsyncPolicy.NO, exclusive=True)
+        except LogWriteError as exc:
+            print(exc)
+            sys.exit(3)
+        """
+    )
+    with CallLog(path, FsyncPolicy.NO, exclusive=True):
+        other = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 3, other.stderr
+    assert (
+        other.stdout
+        == f"{path}: another writer holds the log's lock (another replay on this data dir?); stop it first\n"
+    )
+
+
+def test_an_exclusive_log_follows_its_own_rewrites(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    stop = threading.Event()
+    appended: list[int] = []
+    with CallLog(path, FsyncPolicy.NO, exclusive=True) as log:
+        for number in range(200):
+            log.append(line(number))
+            appended.append(number)
+
+        def appender() -> None:
+            number = 200
+            while not stop.is_set():
+                log.append(line(number))
+                appended.append(number)
+                number += 1
+
+        worker = threading.Thread(target=appender)
+        worker.start()
+        open_files = len(os.listdir("/proc/self/fd"))
+        for round_ in range(1, 6):
+            log.rewrite(log.size(), f"{round_:06d}")
+            assert not lock_is_free(path)  # the file now at the path is locked by the log
+        assert len(os.listdir("/proc/self/fd")) == open_files  # each replaced file (and its lock) was let go
+        stop.set()
+        worker.join()
+        inode = path.stat().st_ino
+        log.append(line(100_000))  # after the rewrites: in the new file, last
+        assert path.stat().st_ino == inode
+        assert log.size() == path.stat().st_size
+    assert lock_is_free(path)
+    reader = LogReader(path)
+    pairs = list(reader)
+    kept = [int(entry.time - 1_700_000_000.0) for _, entry in pairs]
+    assert reader.checkpoint == "000005"
+    assert kept[-1] == 100_000
+    assert kept[:-1] == appended[appended.index(kept[0]) :]  # in order, none lost, none twice
+    seqs = [entry.seq for _, entry in pairs]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # numbers go on through every rewrite
+    assert path.read_bytes().startswith(encode_header("000005", seqs[0] - 1))
+
+
+def test_an_exclusive_log_repairs_a_torn_tail_at_open(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    with CallLog(path, FsyncPolicy.NO) as log:
+        log.append(line(1))
+        log.append(line(2))
+    good = path.read_bytes()
+    path.write_bytes(good + line(3)[:20])  # a crash in the middle of the third
+    with CallLog(path, FsyncPolicy.NO, exclusive=True) as log:
+        assert path.read_bytes() == good
+        log.append(line(4))
+    assert len(torn_files(tmp_path)) == 1
+    assert [entry.seq for _, entry in LogReader(path)] == [1, 2, 3]
+
+
+def test_an_exclusive_log_that_cannot_open_a_corrupt_file_lets_its_lock_go(tmp_path: Path) -> None:
+    path = tmp_path / LOG_NAME
+    path.write_bytes(line(1) + b"not an entry\n")
+    with pytest.raises(LogCorruptError):
+        CallLog(path, FsyncPolicy.NO, exclusive=True)
+    assert lock_is_free(path)
+
+
+def test_an_exclusive_log_removes_a_failed_write_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import replay.log
+
+    path = tmp_path / LOG_NAME
+    real_write = os.write
+    failures = {"truncate": False}
+
+    def half_then_full(fd: int, data: bytes) -> int:  # a disk that fills up half-way through the entry
+        if len(data) > 100:
+            return real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_truncate = os.ftruncate
+
+    def truncate(fd: int, length: int) -> None:
+        if failures["truncate"]:
+            raise OSError(errno.EIO, "Input/output error")
+        real_truncate(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", truncate)
+    with CallLog(path, FsyncPolicy.NO, exclusive=True) as log:
+        log.append(line(1))
+        before = path.read_bytes()
+        monkeypatch.setattr(replay.log, "_write", half_then_full)
+        with pytest.raises(LogWriteError, match=rf"^{path}: cannot append an entry: No space left on device$"):
+            log.append(line(2))
+        assert path.read_bytes() == before  # no part of it left
+        monkeypatch.setattr(replay.log, "_write", real_write)
+        log.append(line(3))
+        assert path.read_bytes().startswith(before) and log.size() == path.stat().st_size
+        # a partial entry that cannot be removed: the log learns where the file ends, and never cuts
+        # an acknowledged entry when a later failed one is removed
+        failures["truncate"] = True
+        monkeypatch.setattr(replay.log, "_write", half_then_full)
+        with pytest.raises(LogWriteError):
+            log.append(line(4))
+        failures["truncate"] = False
+        monkeypatch.setattr(replay.log, "_write", real_write)
+        log.append(line(5))
+        acknowledged = path.read_bytes()
+        assert acknowledged.endswith(numbered(line(5), 3))  # 1 and 2 went to lines 1 and 3; 4 failed
+        monkeypatch.setattr(replay.log, "_write", half_then_full)
+        with pytest.raises(LogWriteError):
+            log.append(line(6))
+        assert path.read_bytes() == acknowledged
+        monkeypatch.setattr(replay.log, "_write", real_write)
+        assert log.size() == len(acknowledged)
+
+
+@contextlib.contextmanager
+def small_disk(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``mount``, unmounted at the end; the test is skipped where mounting is not allowed."""
+    mount.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("exclusive", [True, False], ids=["exclusive", "shared"])
+def test_a_full_disk_leaves_no_partial_entry(tmp_path: Path, exclusive: bool) -> None:
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        path = disk / LOG_NAME
+        big = [encode_entry(make_entry(number, body=b'"' + b"x" * 30_000 + b'"')) for number in range(20)]
+        appended = 0
+        with CallLog(path, FsyncPolicy.ALWAYS, exclusive=exclusive) as log:
+            with pytest.raises(LogWriteError, match=rf"^{path}: cannot append an entry: No space left on device$"):
+                for entry in big:
+                    log.append(entry)
+                    appended += 1
+            assert 0 < appended < len(big)
+            assert path.read_bytes().endswith(b"\n") and log.size() == path.stat().st_size
+            log.append(line(99))  # a small one still fits, after the last whole entry
+        reader = LogReader(path)
+        seqs = [entry.seq for _, entry in reader]
+        assert reader.torn_line is None and reader.position == reader.size
+        assert seqs == list(range(1, appended + 2))
+
+
+def test_an_exclusive_log_never_writes_after_partial_bytes_it_could_not_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import replay.log as log_module
+
+    path = tmp_path / "recorded_api_calls.json"
+    log = CallLog(path, FsyncPolicy.NO, exclusive=True)
+    log.append(encode_entry(make_entry(1, "First")))
+    real_write, real_truncate = log_module._write, os.ftruncate
+
+    calls: list[int] = []
+
+    def half_write(fd: int, data: bytes) -> int:  # a short write, then the disk is full
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(log_module, "_write", half_write)
+    monkeypatch.setattr(os, "ftruncate", no_truncate)
+    with pytest.raises(LogWriteError, match="No space left on device"):
+        log.append(encode_entry(make_entry(2, "Second")))
+    monkeypatch.setattr(log_module, "_write", real_write)
+    with pytest.raises(LogWriteError, match="cannot remove a failed append's partial entry"):
+        log.append(encode_entry(make_entry(3, "Third")))  # refused: it would follow the partial bytes
+    monkeypatch.setattr(os, "ftruncate", real_truncate)
+    log.append(encode_entry(make_entry(4, "Fourth")))
+    log.close()
+    assert [entry.operation for _, entry in LogReader(path)] == ["First", "Fourth"]

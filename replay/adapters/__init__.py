@@ -58,6 +58,15 @@ class StateAdapter(Protocol):
         """The services a state-changing call to ``service`` may change (itself included)."""
         ...
 
+    def defer(self, service: str, load: Callable[[], None]) -> bool:
+        """Arrange for ``load`` to run before anything reads or changes ``service``'s state, including
+        the emulator's own code for another service; ``False``: this adapter cannot (load it now)."""
+        ...
+
+    def undefer(self, service: str) -> None:
+        """Forget what :meth:`defer` arranged for ``service``."""
+        ...
+
     def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
         """For a call whose answer may not show that it changed state (an SQS ``ReceiveMessage``
         that returned nothing), a check to run after it: did it change anything?  Taken before

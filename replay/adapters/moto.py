@@ -396,6 +396,37 @@ def keep_signing_keys(module: Any) -> None:
     setattr(subscription, _SIGNING_KEY, True)
 
 
+_DEFERRED: dict[str, Callable[[], None]] = {}  # BackendDict._id -> what loads its saved state first
+_HOOKED_METHODS = ("__getitem__", "__iter__", "__len__", "__contains__", "get", "items", "keys", "values")
+
+
+def _hook_backend_dicts(kind: type) -> None:
+    """Make every way into a ``BackendDict`` run its deferred load first (once per process; cheap when none is)."""
+    if getattr(kind, "_replay_deferred", False):
+        return
+    for name in _HOOKED_METHODS:
+        original = getattr(kind, name)
+
+        def hooked(self: Any, *args: Any, __original: Any = original) -> Any:
+            if _DEFERRED:
+                load = _DEFERRED.get(self._id)
+                if load is not None:
+                    load()
+            return __original(self, *args)
+
+        functools.update_wrapper(hooked, original)
+        setattr(kind, name, hooked)
+    kind._replay_deferred = True  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _meta() -> dict[str, str]:
+    """moto's and Python's versions: asked once (``importlib.metadata`` scans the path, milliseconds)."""
+    from importlib.metadata import version
+
+    return {"moto": version("moto"), "python": sys.version.split()[0]}
+
+
 class MotoAdapter:
     """Dump and restore moto's backends (see the module docstring)."""
 
@@ -484,6 +515,17 @@ class MotoAdapter:
             return frozenset(self.services())
         return frozenset({service, *others})
 
+    def defer(self, service: str, load: Callable[[], None]) -> bool:
+        """Call ``load`` before anything reaches ``service``'s backends (a request, or another service's
+        code: Lambda reading an IAM role), once; :meth:`undefer` when it is loaded or must not be."""
+        backend_dict = self._backend_dict(service)
+        _hook_backend_dicts(type(backend_dict))
+        _DEFERRED[backend_dict._id] = load
+        return True
+
+    def undefer(self, service: str) -> None:
+        _DEFERRED.pop(self._backend_dict(service)._id, None)
+
     def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
         """An SQS ``ReceiveMessage`` may move messages to a dead-letter queue and return nothing
         (:mod:`replay.adapters.moto_effects`); nothing else needs watching."""
@@ -492,6 +534,4 @@ class MotoAdapter:
         return None
 
     def meta(self) -> dict[str, str]:
-        from importlib.metadata import version
-
-        return {"moto": version("moto"), "python": sys.version.split()[0]}
+        return dict(_meta())

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..adapters import StateAdapter
 from ..classify import Classifier
-from ..config import BackendKind, Config
+from ..config import BackendKind, Config, LoadStrategy
 from ..errors import ConfigError, ReplayError
 from ..scope import narrow
 from ..seeding import Seeder
@@ -118,11 +118,15 @@ def create_backend(
     seeder: Seeder | None = None,
     adapter: StateAdapter | None = None,
     reset: Callable[[], None] | None = None,
+    *,
+    exclusive: bool = False,
 ) -> Backend:
     """The backend ``config`` asks for, restoring into and recording around ``app``.
 
     ``config.services`` and ``config.scope`` narrow ``classifier`` and ``adapter``
     (:func:`replay.scope.narrow`): what is not kept is neither recorded nor saved.
+
+    ``exclusive``: the caller holds the data dir's lock (the ``replay`` backend's log then has one writer).
 
     :raises ConfigError: ``snapshot`` was asked for an emulator without a state adapter, or
         ``config.services`` names a service the emulator does not have.
@@ -144,6 +148,8 @@ def create_backend(
             policy,
             reset,
             call_timeout=config.call_timeout,
+            exclusive=exclusive,
+            lazy=config.load_strategy is not LoadStrategy.ON_STARTUP,
         )
     if config.backend is BackendKind.SNAPSHOT:
         if adapter is None:

@@ -29,6 +29,7 @@ from ..checkpoint import (
     Checkpointer,
     CheckpointResult,
     Manifest,
+    check_snapshots,
     checkpoints_dir,
     finish_interrupted,
     history,
@@ -40,6 +41,7 @@ from ..checkpoint import (
 from ..classify import Classifier
 from ..config import REPORT_FILE_NAME, FsyncPolicy
 from ..errors import CheckpointError, QuiesceTimeoutError
+from ..lazyload import PendingState
 from ..livemap import LiveIdMapping
 from ..locks import MutationGate
 from ..log import CallLog
@@ -94,6 +96,9 @@ class RecordReplayBackend:
     :param reset: empties the emulator (used when a checkpoint's snapshots fail half-way through loading).
     :param step: passed to the :class:`~replay.checkpoint.Checkpointer` (tests stop the process there).
     :param call_timeout: seconds one replayed call may take before the restore stops.
+    :param lazy: load the checkpoint's snapshots per service on first use (:mod:`replay.lazyload`), not at start.
+    :param exclusive: this process holds the data dir's :class:`~replay.datadir.DataDirLock`, so the log
+        has one writer (:class:`~replay.log.CallLog`'s ``exclusive``: no ``flock`` per append).
     """
 
     def __init__(
@@ -108,9 +113,14 @@ class RecordReplayBackend:
         reset: Callable[[], None] | None = None,
         step: Callable[[str], None] | None = None,
         call_timeout: float = CALL_TIMEOUT,
+        exclusive: bool = False,
+        lazy: bool = True,
     ) -> None:
         self.app = app
+        self.lazy = lazy
+        self.pending: PendingState | None = None
         self.call_timeout = call_timeout
+        self.exclusive = exclusive
         self.seeder = seeder
         self.log_path = Path(log_path)
         self.data_dir = self.log_path.parent
@@ -141,9 +151,13 @@ class RecordReplayBackend:
             return "error"
         return "initialized" if self.report is not None else "initializing"
 
+    def _served(self) -> WSGIApplication:
+        """The emulator, loading pending saved state before the calls that need it."""
+        return self.pending.wrap(self.app, self.classifier) if self.pending is not None else self.app
+
     def _replayer(self, report_path: Path | None) -> Replayer:
         return Replayer(
-            WSGITransport(self.app),
+            WSGITransport(self._served()),
             progress=self._progressed,
             progress_interval=self.progress_interval,
             seeder=self.seeder,
@@ -160,7 +174,11 @@ class RecordReplayBackend:
         start = tail_start(manifest, self.log_path)
         if manifest is not None:
             self._load_checkpoint(manifest)
-        report = self._replayer(self.report_path).replay(self.log_path, start)
+        try:
+            report = self._replayer(self.report_path).replay(self.log_path, start)
+        except BaseException:
+            self._drop_pending()  # nothing of this start may load into the emulator later
+            raise
         logger.info(
             "state restored in %.2f s: %s%d calls replayed (%.0f calls/s)",
             time.perf_counter() - started,
@@ -174,6 +192,7 @@ class RecordReplayBackend:
             self.fsync,
             header=manifest.checkpoint if manifest is not None else None,
             on_failure=self._log_failed,
+            exclusive=self.exclusive,
         )
         start = finish_interrupted(self.log, manifest, start)
         removed = remove_stale(self.data_dir, manifest)
@@ -189,6 +208,8 @@ class RecordReplayBackend:
                 manifest,
                 start,
                 step=self.step,
+                pending=self.pending.services if self.pending is not None else frozenset,
+                moved=self._moved,
             )
         self._compacted_size = self.log.size()
         if self.policy.percentage > 0:
@@ -209,8 +230,16 @@ class RecordReplayBackend:
         try:
             if self.adapter is None:
                 raise CheckpointError(checkpoint.directory, "this emulator has no state adapter to load snapshots with")
-            load_snapshots(self.data_dir, manifest, self.adapter, load_key(self.data_dir / "state"))
+            key = load_key(self.data_dir / "state")
+            if self.lazy:
+                saved = check_snapshots(self.data_dir, manifest, self.adapter, key)
+                self.pending = PendingState(self.adapter, saved, key, f"checkpoint {manifest.checkpoint}")
+            else:
+                load_snapshots(self.data_dir, manifest, self.adapter, key)
         except Exception as exc:  # refused, another emulator version, or failed to unpickle
+            if self.pending is not None:
+                self.pending.drop()
+                self.pending = None
             if self.reset is not None:
                 self.reset()  # some services may be loaded already: start from empty again
             how = "calls"
@@ -240,14 +269,28 @@ class RecordReplayBackend:
             "folded": manifest.folded,
             "seconds": round(elapsed, 6),
         }
+        if self.pending is not None:  # checked now, each loaded on first use
+            self.loaded["pending"] = sorted(self.pending.services())
         logger.info(
-            "Loaded checkpoint %s (%d services, %d calls of history) from its %s in %.0f ms",
+            "Loaded checkpoint %s (%d services, %d calls of history) from its %s in %.0f ms%s",
             manifest.checkpoint,
             len(manifest.services),
             manifest.folded,
             how,
             elapsed * 1000,
+            " (checked; each service is loaded when first used)" if self.pending is not None else "",
         )
+
+    def _drop_pending(self) -> None:
+        if self.pending is not None:
+            self.pending.drop()
+            self.pending = None
+
+    def _moved(self, checkpoint: Checkpoint) -> None:
+        """A new checkpoint is current: what is still pending is loaded from its files from now on."""
+        if self.pending is not None:
+            services = self.pending.services()
+            self.pending.moved({s: checkpoint.saved(s) for s in services}, f"checkpoint {checkpoint.name}")
 
     def _progressed(self, progress: Progress) -> None:
         """Seen by the health endpoint while restoring; logged for the terminal on long restores."""
@@ -344,6 +387,8 @@ class RecordReplayBackend:
                 "with the new ones, and answers show the old ones",
                 len(learned),
             )
+        if self.pending is not None:
+            app = self.pending.wrap(app, self.classifier)
         return RecordingMiddleware(app, self.log, self.classifier, self.seeder, self.gate, watch, self.guard)
 
     def _log_failed(self, cause: str) -> None:
@@ -431,5 +476,6 @@ class RecordReplayBackend:
             except Exception as exc:
                 logger.warning("could not take a checkpoint at shutdown (the log holds every call): %s", exc)
         self.guard.stop()
+        self._drop_pending()  # saved, and folded into the checkpoint above: never loaded after this backend
         if self.log is not None:
             self.log.close()

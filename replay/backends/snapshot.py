@@ -8,15 +8,17 @@ Layout under the data dir::
 
 Saving and loading follow the configured strategies
 (:class:`~replay.config.SaveStrategy`, :class:`~replay.config.LoadStrategy`).
-A request to a service holds that service's lock for reading; a save or load
-holds it for writing, so requests to that service wait for it while other
-services keep serving.  A state-changing call marks its service dirty, and the
-services the emulator changes on its behalf (SNS delivering to SQS ...); a
-scheduled save writes the dirty services only.
+A request to a service holds that service's lock for reading; a load holds it
+for writing, and so does a save, but only while it forks (:mod:`replay.bgsave`):
+the child writes the image while the service and every other one keep serving.
+A state-changing call marks its service dirty, and the services the emulator
+changes on its behalf (SNS delivering to SQS ...); a scheduled save writes the
+dirty services only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -28,6 +30,8 @@ import orjson
 
 from ..adapters import StateAdapter
 from ..archive import stage_snapshot, stage_snapshot_files
+from ..bgsave import mode as bgsave_mode
+from ..bgsave import run_save
 from ..classify import Call, Classifier, DefaultClassifier
 from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
@@ -35,7 +39,7 @@ from ..locks import ReadWriteLock
 from ..snapshot import load_key, read_snapshot, write_snapshot
 from ..sources import SourceKind, check_backend, snapshot_path, snapshot_services
 from ..writeguard import WriteGuard, refusal
-from ..wsgi import request_from_environ
+from ..wsgi import closing_body, request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -77,6 +81,9 @@ class SnapshotBackend:
         self.loaded: set[str] = set()
         self.dirty: set[str] = set()
         self._locks: dict[str, ReadWriteLock] = {}
+        self._saving: dict[str, threading.Lock] = {}
+        self.bgsave = bgsave_mode()  # fork: saves hold a service only for the fork (replay.bgsave)
+        self.last_saves: dict[str, dict[str, object]] = {}
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -111,6 +118,7 @@ class SnapshotBackend:
             "load_strategy": self.load_strategy.value,
             "loaded": sorted(self.loaded),
             "dirty": sorted(self.dirty),
+            "saves": self.bgsave.value,
         }
         error = self.guard.status()
         if error is not None:
@@ -147,21 +155,93 @@ class SnapshotBackend:
             self.key = load_key(self.state_dir)
         return self.key
 
-    def save_service(self, service: str) -> None:
-        """Write ``service``'s snapshot now (requests to it wait meanwhile)."""
-        with self.lock(service).write():
-            self.dirty.discard(service)
+    def save_service(self, service: str) -> float:
+        """Write ``service``'s snapshot now; the seconds requests to it waited (only for the fork, see
+        :mod:`replay.bgsave`; inline, for its serialisation).  Returns once the snapshot is durable.
+
+        :raises ReplayError: it could not be written, in one line (the service stays dirty).
+        """
+        failed = self.save_services([service])
+        if failed:
+            raise ReplayError(failed[service])
+        return float(self.last_saves[service]["held"])  # type: ignore[arg-type]
+
+    def save_services(self, services: Iterable[str]) -> dict[str, str]:
+        """Write the snapshots of ``services`` from one image (one fork for all); the ones that failed, with why.
+
+        Requests to these services wait while the image is taken; each snapshot is durable when this returns.
+        A service that fails stays dirty, the others are saved.
+
+        :raises BackgroundSaveError: the save's child failed as a whole (every service stays dirty).
+        """
+        chosen = sorted(set(services))
+        if not chosen:
+            return {}
+        key, meta, adapter = self._key(), self.adapter.meta(), self.adapter
+        where = {service: (self.assets(service), self.path(service)) for service in chosen}
+
+        def capture() -> dict[str, bytes | str]:
+            images: dict[str, bytes | str] = {}
+            for service in chosen:
+                try:
+                    images[service] = adapter.dump(service, where[service][0])
+                except Exception as exc:  # this service fails; the others are saved
+                    images[service] = _one_line(exc)
+            return images
+
+        def write(images: dict[str, bytes | str]) -> dict[str, Any]:
+            written: dict[str, Any] = {}
+            for service, image in images.items():
+                if isinstance(image, str):
+                    written[service] = image
+                    continue
+                assets, path = where[service]
+                try:
+                    write_snapshot(path, service, image, key, meta)
+                    adapter.prune_assets(assets)  # the old snapshot is gone only now
+                except Exception as exc:
+                    written[service] = _one_line(exc)
+                else:
+                    written[service] = len(image)
+            return written
+
+        with contextlib.ExitStack() as saving:
+            for service in chosen:  # one save of a service at a time: a later image must not lose the race
+                saving.enter_context(self._saving_lock(service))
             try:
-                data = self.adapter.dump(service, self.assets(service))
-                write_snapshot(self.path(service), service, data, self._key(), self.adapter.meta())
-                self.adapter.prune_assets(self.assets(service))  # the old snapshot is gone only now
+                outcome = run_save(capture, write, self._capturing(chosen), self.bgsave)
             except BaseException:
-                self.dirty.add(service)
+                self.dirty.update(chosen)
                 raise
+        failed: dict[str, str] = {}
+        for service in chosen:
+            result = outcome.result.get(service)
+            if isinstance(result, int):
+                self.last_saves[service] = {"held": outcome.held, "bytes": result, "forked": outcome.forked}
+            else:
+                self.dirty.add(service)
+                failed[service] = str(result)
+        return failed
+
+    @contextlib.contextmanager
+    def _capturing(self, services: list[str]) -> Iterator[None]:
+        """Requests to ``services`` wait while their image is taken; a change after that makes one dirty again."""
+        with contextlib.ExitStack() as held:
+            for service in services:  # sorted: two saves never wait for each other's locks crosswise
+                held.enter_context(self.lock(service).write())
+            self.dirty.difference_update(services)
+            yield
+
+    def _saving_lock(self, service: str) -> threading.Lock:
+        with self._guard:
+            lock = self._saving.get(service)
+            if lock is None:
+                lock = self._saving[service] = threading.Lock()
+            return lock
 
     def load_service(self, service: str) -> bool:
         """Replace ``service``'s live state with its snapshot; ``False`` when it has none."""
-        with self.lock(service).write():
+        with self._saving_lock(service), self.lock(service).write():  # never under a save of it still running
             path = self.path(service)
             if not path.exists():
                 self.loaded.add(service)
@@ -181,17 +261,30 @@ class SnapshotBackend:
         return [name for name in snapshot_services(self.state_dir.parent) if name in kept]
 
     def _each(self, services: Iterable[str], action: str) -> Iterator[dict[str, str]]:
+        if action == "save":
+            yield from self._save_each(list(services))
+            return
         for service in services:
             try:
-                if action == "save":
-                    self.save_service(service)
-                else:
-                    self.load_service(service)
+                self.load_service(service)
             except Exception as exc:
-                message = f"could not {action} {service}: {' '.join(str(exc).split())}"
+                message = f"could not load {service}: {_one_line(exc)}"
                 logger.error("%s", message)
-                if action == "save":
-                    self.guard.failed(message, retry=self.save_dirty)
+                yield {"service": service, "status": "error", "message": message}
+            else:
+                yield {"service": service, "status": "ok"}
+
+    def _save_each(self, services: list[str]) -> Iterator[dict[str, str]]:
+        """Save ``services`` from one image; one result per service, in the order given."""
+        try:
+            failed = self.save_services(services)
+        except Exception as exc:
+            failed = {service: _one_line(exc) for service in services}
+        for service in services:
+            if service in failed:
+                message = f"could not save {service}: {failed[service]}"
+                logger.error("%s", message)
+                self.guard.failed(message, retry=self.save_dirty)
                 yield {"service": service, "status": "error", "message": message}
             else:
                 yield {"service": service, "status": "ok"}
@@ -238,12 +331,24 @@ class SnapshotBackend:
                 pass  # a failure closed the guard and was logged
 
     def save_dirty(self) -> None:
-        """Save every service changed since its last save.
+        """Save every service changed since its last save, from one image.
 
         :raises Exception: one of them could not be saved (the rest may have been).
         """
-        for service in sorted(self.dirty):
-            self.save_service(service)
+        failed = self.save_services(sorted(self.dirty))
+        if failed:
+            service, why = sorted(failed.items())[0]
+            raise ReplayError(f"{service}: {why}")
+
+    def save_dirty_of(self, services: Iterable[str]) -> None:
+        """Save those of ``services`` that are dirty, from one image.
+
+        :raises ReplayError: one could not be saved.
+        """
+        failed = self.save_services(set(services) & self.dirty)
+        if failed:
+            service, why = sorted(failed.items())[0]
+            raise ReplayError(f"{service}: {why}")
 
     def touched(self, service: str) -> None:
         """A state-changing call to ``service`` succeeded.
@@ -254,8 +359,7 @@ class SnapshotBackend:
         self.dirty.update(affected)
         if self.save_strategy is SaveStrategy.ON_REQUEST:
             try:
-                for name in sorted(affected & self.dirty):
-                    self.save_service(name)
+                self.save_dirty_of(affected)
             except Exception as exc:
                 self.guard.failed(f"could not save {service}: {' '.join(str(exc).split())}", retry=self.save_dirty)
                 raise
@@ -269,6 +373,9 @@ class _Persisting:
         self.app = app
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return closing_body(environ, self._handle(environ, start_response))
+
+    def _handle(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         backend = self.backend
         request = request_from_environ(environ)
         call = backend.classifier(request)
@@ -317,3 +424,7 @@ class _Persisting:
                 start_response(status, headers, sys.exc_info())
                 return [refused]
         return body
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -192,3 +192,91 @@ class Workload:
             requests.append(self.purge)
             index += 1
         return requests[:calls]
+
+
+BIG_TABLE = "big-table"
+BIG_BUCKET = "big-bucket"
+BIG_QUEUE = "big-queue"
+BIG_QUEUE_URL = f"http://{HOST}/{ACCOUNT}/{BIG_QUEUE}"
+_BATCH = 25  # DynamoDB's BatchWriteItem limit
+
+
+def big_item_key(number: int) -> str:
+    """The partition key of item ``number`` of :func:`big_state`."""
+    return f"item-{number:06d}"
+
+
+def big_item_payload(number: int, chars: int = 1000) -> str:
+    """The ``payload`` string of item ``number`` of :func:`big_state`: ``chars`` characters, distinct per item."""
+    unit = hashlib.sha256(f"payload-{number}".encode()).hexdigest()
+    return (unit * (chars // len(unit) + 1))[:chars]
+
+
+def big_object_body(number: int, size: int = 256 * 1024) -> bytes:
+    """The body of object ``number`` of :func:`big_state`: ``size`` bytes, distinct per object (no dedup)."""
+    seed = hashlib.sha256(f"object-{number}".encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def big_state(items: int, objects: int, item_chars: int = 1000, object_bytes: int = 256 * 1024) -> list[Request]:
+    """The calls that build a large state: a table of ``items`` items of about ``item_chars`` bytes each
+    (``BatchWriteItem`` of 25), a bucket of ``objects`` objects of ``object_bytes`` each, and an SQS queue.
+
+    With the defaults of the benchmarks (8,000 items, 160 objects of 256 kB) that is about 60 MB of state.
+    """
+    calls: list[Request] = [
+        json_request(
+            "dynamodb",
+            "DynamoDB_20120810.CreateTable",
+            {
+                "TableName": BIG_TABLE,
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            },
+        ),
+        s3_request("PUT", f"/{BIG_BUCKET}"),
+        json_request("sqs", "AmazonSQS.CreateQueue", {"QueueName": BIG_QUEUE}, query_mode=True),
+    ]
+    for first in range(0, items, _BATCH):
+        writes = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": big_item_key(number)},
+                        "n": {"N": str(number)},
+                        "payload": {"S": big_item_payload(number, item_chars)},
+                    }
+                }
+            }
+            for number in range(first, min(items, first + _BATCH))
+        ]
+        calls.append(
+            json_request("dynamodb", "DynamoDB_20120810.BatchWriteItem", {"RequestItems": {BIG_TABLE: writes}})
+        )
+    for number in range(objects):
+        body = big_object_body(number, object_bytes)
+        calls.append(s3_request("PUT", f"/{BIG_BUCKET}/objects/{number:05d}.bin", body))
+    return calls
+
+
+def big_get_item(number: int) -> Request:
+    """DynamoDB ``GetItem`` of item ``number`` of :func:`big_state` (strongly consistent)."""
+    return json_request(
+        "dynamodb",
+        "DynamoDB_20120810.GetItem",
+        {"TableName": BIG_TABLE, "Key": {"pk": {"S": big_item_key(number)}}, "ConsistentRead": True},
+    )
+
+
+def big_item_matches(body: bytes, number: int, item_chars: int = 1000) -> bool:
+    """Whether a ``GetItem`` answer ``body`` holds item ``number`` of :func:`big_state` as it was written."""
+    try:
+        item = orjson.loads(body).get("Item") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return (
+        item.get("pk") == {"S": big_item_key(number)}
+        and item.get("n") == {"N": str(number)}
+        and item.get("payload") == {"S": big_item_payload(number, item_chars)}
+    )

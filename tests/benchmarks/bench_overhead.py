@@ -9,7 +9,7 @@ template environ plus a fresh ``BytesIO`` per call), consume the response
 iterable fully and call ``close()`` when there is one, so the harness costs the
 same in every arm.  Each round runs ``calls`` calls per arm, in rotating order,
 and a fresh log per round and policy (closed and removed outside the timed
-region, so the files stay small).  The paired value is
+region, so the files stay small), opened ``exclusive`` as ``replay serve`` opens it.  The paired value is
 ``(time with - time without) / calls`` in microseconds.
 """
 
@@ -98,7 +98,7 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
             return _time_calls(noop_app, template, body, calls)
         policy = FsyncPolicy(name.split("+")[0])
         directory = workdir / f"overhead-{name}"
-        log = CallLog(directory / LOG_FILE_NAME, policy)
+        log = CallLog(directory / LOG_FILE_NAME, policy, exclusive=True)  # as a served log (one writer) is
         try:
             middleware = RecordingMiddleware(noop_app, log, seeder=seeder if name == seeded else None)
             elapsed = _time_calls(middleware, template, body, calls)

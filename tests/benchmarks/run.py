@@ -29,7 +29,18 @@ spread; targets are a column, never asserted):
     benchmark: about 10 minutes (recording and fully replaying 100,000 calls);
 (g) portable archives: ``replay export`` and ``replay import`` of a 20,000-call
     history, and the first start from the imported archive vs a full replay of
-    that history.
+    that history;
+(h) stall during saves, with ~60 MB of state (a DynamoDB table of 8,000 1 kB
+    items, an S3 bucket of 160 256 kB objects): SQS SendMessage latency while
+    saves run back to back in another thread vs idle, median and p99 (targets
+    <= 1.5x, <= 3x), for the snapshot backend (``save_service`` of DynamoDB and
+    S3) and the replay backend (``checkpoint()``); how long a save held the
+    captured service, in ms per 100 MB of state; and the snapshot save vs plain
+    ``pickle.dumps`` of the same backends + write + fsync (target <= 1.3x);
+(i) restart with that state: start-to-healthy of a real ``replay serve`` on a
+    copy of its data dir vs on an empty one (target <= 1.3x), for
+    ``--backend replay`` (a checkpoint) and ``--backend snapshot``, and the
+    first DynamoDB GetItem after the start (its answer checked).
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -53,13 +64,15 @@ import bench_concurrent
 import bench_memory
 import bench_overhead
 import bench_replay
+import bench_restart
 import bench_snapshot
+import bench_stall
 import bench_startup
 import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g")
+BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -109,6 +122,18 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
         say("(g) portable archives ...")
         archive = bench_archive.Settings(live=300, calls=2_000, rounds=2) if quick else bench_archive.Settings()
         results += bench_archive.run(archive, workdir, say)
+    if "h" in selected:
+        say("(h) stall during saves of a large state ...")
+        stall = (
+            bench_stall.Settings(items=400, objects=8, rounds=2, seconds=0.5, save_rounds=2)
+            if quick
+            else bench_stall.Settings()
+        )
+        results += bench_stall.run(stall, workdir, say)
+    if "i" in selected:
+        say("(i) restart with a large state ...")
+        restart = bench_restart.Settings(items=400, objects=8, rounds=2) if quick else bench_restart.Settings()
+        results += bench_restart.run(restart, workdir, say)
     return results
 
 
@@ -148,7 +173,11 @@ def format_table(results: Sequence[Result], info: dict[str, object], elapsed: fl
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
-    facts = {result.key: result.details for result in results if result.key[:2] in ("f-", "g-") and result.details}
+    facts = {
+        result.key: result.details
+        for result in results
+        if result.key[:2] in ("f-", "g-", "h-", "i-") and result.details
+    }
     if facts:
         lines.append("")
         for key, details in facts.items():
@@ -171,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay), d (snapshots), "
-        "e (restore memory), f (start-up), g (archives); default: all",
+        "e (restore memory), f (start-up), g (archives), h (stall during saves), i (restart with a large state); "
+        "default: all",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary logs go (default: $TMPDIR)")
     args = parser.parse_args(argv)
