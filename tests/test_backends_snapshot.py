@@ -288,3 +288,82 @@ TABLE = {
     "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
     "BillingMode": "PAY_PER_REQUEST",
 }
+
+
+def sns(transport: WSGITransport, action: str, **params: str) -> Response:
+    from urllib.parse import urlencode
+
+    scope = "AK/20240101/us-east-1/sns/aws4_request"
+    headers = [
+        ("Authorization", f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ]
+    body = urlencode({"Action": action, "Version": "2010-03-31", **params}).encode()
+    answer = transport.send(Request("POST", "/", "", headers, body))
+    assert answer.ok, answer.body
+    return answer
+
+
+def messages(transport: WSGITransport, queue: str) -> list[str]:
+    url = f"http://localhost:4566/123456789012/{queue}"
+    answer = transport.send(
+        call("sqs", "AmazonSQS.ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 0})
+    )
+    assert answer.ok, answer.body
+    return [message["Body"] for message in orjson.loads(answer.body).get("Messages", [])]
+
+
+def test_another_services_call_loads_what_it_reaches_first(fresh: Emulator, tmp_path: Path) -> None:
+    """SNS delivering to a queue loads SQS's snapshot first (the adapter's hook), never delivers into nothing,
+    and SQS marked changed by a publish it was not loaded for is not saved empty over its snapshot."""
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert transport.send(create_queue("inbox")).ok
+    assert transport.send(create_queue("other")).ok
+    topic = "arn:aws:sns:us-east-1:123456789012:news"
+    quiet = "arn:aws:sns:us-east-1:123456789012:quiet"
+    sns(transport, "CreateTopic", Name="news")
+    sns(transport, "CreateTopic", Name="quiet")
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:inbox"
+    sns(
+        transport,
+        "Subscribe",
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        **{"Attributes.entry.1.key": "RawMessageDelivery", "Attributes.entry.1.value": "true"},
+    )
+    assert backend.save_services(["sqs", "sns"]) == {}
+    backend.close()
+
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)  # ON_REQUEST: nothing loaded yet
+    sns(transport, "Publish", TopicArn=quiet, Message="nobody listens")  # marks SQS changed, reaches nothing
+    assert "sqs" in backend.dirty and "sqs" not in backend.loaded
+    assert backend.save_services(sorted(backend.dirty)) == {}  # SQS not loaded: its file stays its state
+    sns(transport, "Publish", TopicArn=topic, Message="hello")  # delivers into SQS: loads it first
+    assert "sqs" in backend.loaded
+    assert backend.save_services(sorted(backend.dirty)) == {}
+    backend.close()
+
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert queues(transport) == ["inbox", "other"]
+    assert messages(transport, "inbox") == ["hello"]
+    backend.close()
+
+
+def test_a_reset_is_not_undone_by_a_later_lazy_load(fresh: Emulator, tmp_path: Path) -> None:
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert transport.send(create_queue("kept")).ok
+    assert backend.save_services(["sqs"]) == {}
+    backend.close()
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert transport.send(Request("POST", "/moto-api/reset", "", [], b"")).ok
+    assert queues(transport) == []  # the reset state, not the snapshot loaded after it
+    assert backend.save_services(sorted(backend.dirty)) == {}
+    backend.close()
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert queues(transport) == []  # the reset was saved
+    backend.close()

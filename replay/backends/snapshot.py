@@ -19,6 +19,7 @@ dirty services only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -84,6 +85,8 @@ class SnapshotBackend:
         self._saving: dict[str, threading.Lock] = {}
         self.bgsave = bgsave_mode()  # fork: saves hold a service only for the fork (replay.bgsave)
         self.last_saves: dict[str, dict[str, object]] = {}
+        self._deferred: set[str] = set()  # saved services whose load the adapter runs on their first use
+        self._here = threading.local()  # .loading: the services this thread is loading now
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -103,6 +106,10 @@ class SnapshotBackend:
         if self.load_strategy is LoadStrategy.ON_STARTUP:
             for service in self.saved_services():
                 self.load_service(service)  # a refused file stops the start (SnapshotError names it)
+        elif self.load_strategy is LoadStrategy.ON_REQUEST:
+            for service in self.saved_services():  # loaded before anything reaches it, another service's code too
+                if self.adapter.defer(service, functools.partial(self._load_deferred, service)):
+                    self._deferred.add(service)
         if self.save_strategy is SaveStrategy.SCHEDULED:
             self._scheduler = threading.Thread(target=self._save_periodically, name="replay-snapshot", daemon=True)
             self._scheduler.start()
@@ -133,6 +140,27 @@ class SnapshotBackend:
         if self.key is not None and self.save_strategy in (SaveStrategy.ON_SHUTDOWN, SaveStrategy.SCHEDULED):
             for _result in self.save(sorted(self.dirty)):
                 pass  # a failure was logged, in one line
+        self._undefer(self._deferred)  # nothing of this data dir loads into the process's emulator later
+
+    def _undefer(self, services: Iterable[str]) -> None:
+        for service in sorted(services):
+            self.adapter.undefer(service)
+            self._deferred.discard(service)
+
+    def _load_deferred(self, service: str) -> None:
+        """The adapter's hook: something is about to reach ``service``'s state; load it first (once)."""
+        loading: set[str] = getattr(self._here, "loading", set())
+        if service in self.loaded or service in loading:  # loaded, or its own load reaching its state
+            return
+        self.load_service(service)
+
+    def reset_done(self) -> None:
+        """The emulator was emptied: nothing saved may load into it now, and every saved service is saved empty."""
+        for service in self.saved_services():
+            if service not in self.loaded:
+                self.loaded.add(service)
+        self._undefer(self._deferred)
+        self.dirty.update(self.loaded)
 
     # saving and loading
 
@@ -175,6 +203,11 @@ class SnapshotBackend:
         :raises BackgroundSaveError: the save's child failed as a whole (every service stays dirty).
         """
         chosen = sorted(set(services))
+        if self.load_strategy is LoadStrategy.ON_REQUEST:  # a saved service not loaded yet: its file is its state
+            kept = set(self.saved_services())  # those the adapter persists: it refuses the others in one line
+            unloaded = {s for s in chosen if s in kept and s not in self.loaded}
+            self.dirty.difference_update(unloaded)
+            chosen = [s for s in chosen if s not in unloaded]
         if not chosen:
             return {}
         key, meta, adapter = self._key(), self.adapter.meta(), self.adapter
@@ -245,14 +278,20 @@ class SnapshotBackend:
             path = self.path(service)
             if not path.exists():
                 self.loaded.add(service)
+                self._undefer([service] if service in self._deferred else [])
                 return False
             _header, payload = read_snapshot(path, self._key())  # refuses, before unpickling, what we did not write
+            loading: set[str] = self._here.__dict__.setdefault("loading", set())
+            loading.add(service)
             try:
                 self.adapter.load(service, payload, self.assets(service))
             except Exception as exc:  # e.g. an asset file that does not match its digest
                 raise SnapshotError(path, "corrupt", f"could not be loaded: {exc}") from exc
+            finally:
+                loading.discard(service)
             self.loaded.add(service)
             self.dirty.discard(service)
+            self._undefer([service] if service in self._deferred else [])
             return True
 
     def saved_services(self) -> list[str]:
@@ -384,7 +423,7 @@ class _Persisting:
             start_response(status, headers)
             return [refused]
         if call.service == "moto" and call.operation == "Reset":  # everything becomes empty: save that too
-            backend.dirty.update(backend.loaded | set(backend.saved_services()))
+            backend.reset_done()
         service = backend.adapter.service_for(call.service)
         if service is None:
             return self.app(environ, start_response)
