@@ -367,3 +367,19 @@ def test_a_reset_is_not_undone_by_a_later_lazy_load(fresh: Emulator, tmp_path: P
     backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
     assert queues(transport) == []  # the reset was saved
     backend.close()
+
+
+def test_a_service_changed_only_through_another_is_saved_every_time(fresh: Emulator, tmp_path: Path) -> None:
+    """A service no request named (changed by moto for another service's call, as SNS delivering to SQS)
+    has no snapshot at first: each save writes its state, not only the first one."""
+    backend, _transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    plain = WSGITransport(fresh.app)  # straight to moto: the backend sees no request to SQS
+    for name in ("first", "second"):
+        assert plain.send(create_queue(name)).ok
+        backend.dirty.add("sqs")  # as a fan-out marks it
+        assert backend.save_services(["sqs"]) == {}
+    backend.close()
+    restart(fresh)
+    backend, transport = serve(fresh, tmp_path, save=SaveStrategy.MANUAL)
+    assert queues(transport) == ["first", "second"]
+    backend.close()

@@ -103,6 +103,7 @@ def test_a_start_checks_the_snapshots_and_loads_each_service_on_its_first_call(f
     app = backend.wrap(fresh.app)
     assert sqs(app, "ReceiveMessage", QueueUrl=QUEUE)["Messages"][0]["Body"] == "first"
     assert "sqs" not in pending(backend) and "dynamodb" in pending(backend)  # only what was needed
+    assert "sqs" not in backend.status()["loaded"]["pending"]  # type: ignore[index]
     assert dynamodb(app, "GetItem", TableName="orders", Key={"pk": {"S": "a"}})["Item"] == item("a")
     assert "dynamodb" not in pending(backend)
     backend.close()

@@ -422,6 +422,9 @@ class RecordReplayBackend:
         }
         if self.loaded is not None:
             status["loaded"] = self.loaded
+            if "pending" in self.loaded:  # as it is now: services load as they are first used
+                pending = self.pending
+                status["loaded"] = {**self.loaded, "pending": sorted(pending.services()) if pending else []}
         if self.checkpointer is not None:
             manifest = self.checkpointer.manifest
             status["checkpoint"] = {
@@ -461,6 +464,9 @@ class RecordReplayBackend:
 
     def close(self, checkpoint: bool = True) -> None:
         """Stop taking checkpoints and close the log.
+
+        Services of the checkpoint not loaded yet (:mod:`replay.lazyload`) are not loaded into the emulator
+        after this: what they hold is in the checkpoint, for the next start.
 
         With automatic checkpoints on (and ``checkpoint``), the calls logged since the last
         checkpoint are folded into a new one first, as Redis saves on ``SHUTDOWN``: the next

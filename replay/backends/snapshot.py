@@ -251,6 +251,7 @@ class SnapshotBackend:
             result = outcome.result.get(service)
             if isinstance(result, int):
                 self.last_saves[service] = {"held": outcome.held, "bytes": result, "forked": outcome.forked}
+                self.loaded.add(service)  # its file is its live state now: later saves write it again
             else:
                 self.dirty.add(service)
                 failed[service] = str(result)

@@ -246,8 +246,9 @@ def restore(emulator: Emulator, data: Path) -> tuple[float, Any, dict[str, Any]]
     if backend.report.failures:
         raise BenchmarkError(f"{data}: {backend.report.failed} calls failed on restore")
     facts = {"tail": backend.report.restored, "loaded": backend.loaded}
+    state = live_state(emulator)  # while the backend is open: services not used yet load on first use
     backend.close()
-    return elapsed, live_state(emulator), facts
+    return elapsed, state, facts
 
 
 def replay_plain(emulator: Emulator, plain: Path) -> tuple[float, Any]:

@@ -51,7 +51,10 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     calls_per_round = sum(len(batch) for batch in batches)
 
     policies = (FsyncPolicy.EVERYSEC, FsyncPolicy.ALWAYS)
-    logs = {policy: CallLog(workdir / f"throughput-{policy.value}" / LOG_FILE_NAME, policy) for policy in policies}
+    logs = {  # exclusive, as a served log is (its process holds the data dir's lock)
+        policy: CallLog(workdir / f"throughput-{policy.value}" / LOG_FILE_NAME, policy, exclusive=True)
+        for policy in policies
+    }
     arms: dict[str, WSGITransport] = {"without": plain}
     for policy in policies:
         arms[policy.value] = WSGITransport(RecordingMiddleware(app, logs[policy], seeder=moto_seeder()))
@@ -109,6 +112,69 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
                     "per_call_us_with": round(per_call_us(policy.value), 2),
                     "calls_per_round": calls_per_round,
                     "rounds": settings.rounds,
+                },
+            )
+        )
+    results += _always_ceiling(workdir, times["without"], times[FsyncPolicy.EVERYSEC.value], calls_per_round)
+    return results
+
+
+def _sync_costs(workdir: Path, samples: int = 400, line: int = 1024) -> tuple[list[float], list[float]]:
+    """Seconds for one ``fdatasync`` after appending a ``line``-byte entry (the file grows: its size is metadata
+    the sync must also commit), and after writing one in place into a preallocated, zero-filled file (only data
+    to flush); interleaved, on the log's filesystem."""
+    import os
+    import time
+
+    grow, inplace = workdir / "sync-append", workdir / "sync-inplace"
+    appended = os.open(grow, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+    ahead = os.open(inplace, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    data = b"x" * (line - 1) + b"\n"
+    try:
+        os.write(ahead, bytes(line * samples))  # zeros, durable before the samples
+        os.fsync(ahead)
+        costs: tuple[list[float], list[float]] = ([], [])
+        for number in range(samples):
+            for arm in (0, 1) if number % 2 else (1, 0):
+                started = time.perf_counter()
+                if arm == 0:
+                    os.write(appended, data)
+                    os.fdatasync(appended)
+                else:
+                    os.pwrite(ahead, data, number * line)
+                    os.fdatasync(ahead)
+                costs[arm].append(time.perf_counter() - started)
+        return costs
+    finally:
+        os.close(appended)
+        os.close(ahead)
+        grow.unlink(missing_ok=True)
+        inplace.unlink(missing_ok=True)
+
+
+def _always_ceiling(workdir: Path, without: list[int], everysec: list[int], calls: int) -> list[Result]:
+    """The best ``always`` can do with one caller here: each call costs what ``everysec`` costs plus one sync."""
+    appended, inplace = _sync_costs(workdir)
+    base_ns = Spread.of([float(t) / calls for t in without]).median
+    everysec_ns = Spread.of([float(t) / calls for t in everysec]).median
+    results = []
+    for key, label, costs in (
+        ("append", "appending (the log's way)", appended),
+        ("inplace", "into a preallocated zero-filled file", inplace),
+    ):
+        ratios = [base_ns / (everysec_ns + cost * 1e9) for cost in costs]
+        results.append(
+            Result(
+                key=f"throughput.always-ceiling-{key}",
+                title=f"(a) ceiling of fsync=always, one caller: without / (everysec + one fdatasync {label})",
+                unit="x",
+                value=Spread.of(ratios),
+                target=None,
+                higher_is_better=True,
+                details={
+                    "fdatasync_us": round(Spread.of([cost * 1e6 for cost in costs]).median, 1),
+                    "per_call_us_without": round(base_ns / 1000, 1),
+                    "per_call_us_everysec": round(everysec_ns / 1000, 1),
                 },
             )
         )
