@@ -326,7 +326,7 @@ def load_snapshots(data_dir: Path, manifest: Manifest, adapter: StateAdapter, ke
     :raises SnapshotError: a snapshot is refused (nothing was changed).
     """
     saved = check_snapshots(data_dir, manifest, adapter, key)
-    for service, where in saved.items():
+    for service, where in saved.items():  # read again (checked again): holding every payload would double the peak
         _header, payload = read_snapshot(where.state, key)
         adapter.load(service, payload, where.assets)
 

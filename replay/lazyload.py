@@ -28,6 +28,7 @@ import orjson
 from .adapters import StateAdapter
 from .classify import Classifier, DefaultClassifier
 from .errors import SnapshotError
+from .locks import LockTable
 from .snapshot import read_snapshot
 from .wsgi import request_from_environ
 
@@ -62,7 +63,7 @@ class PendingState:
         self.origin = origin
         self._saved = dict(saved)
         self._guard = threading.Lock()
-        self._locks: dict[str, threading.RLock] = {}
+        self._locks = LockTable(threading.RLock)
         self._loading: set[str] = set()
         deferred = [service for service in sorted(self._saved) if adapter.defer(service, self._loader(service))]
         if len(deferred) < len(self._saved):
@@ -77,11 +78,7 @@ class PendingState:
             return frozenset(self._saved)
 
     def _lock(self, service: str) -> threading.RLock:
-        with self._guard:
-            lock = self._locks.get(service)
-            if lock is None:
-                lock = self._locks[service] = threading.RLock()
-            return lock
+        return self._locks[service]
 
     def ensure(self, services: Iterable[str]) -> None:
         """Load those of ``services`` that are still pending (each once; others' calls go on meanwhile).

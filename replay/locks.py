@@ -16,11 +16,33 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from .errors import QuiesceTimeoutError
 
-__all__ = ["MutationGate", "ReadWriteLock"]
+__all__ = ["LockTable", "MutationGate", "ReadWriteLock"]
+
+
+L = TypeVar("L")
+
+
+class LockTable(Generic[L]):
+    """One lock per name (a service), made by ``factory`` on first use; safe to ask from any thread."""
+
+    def __init__(self, factory: Callable[[], L]) -> None:
+        self._factory = factory
+        self._locks: dict[str, L] = {}
+        self._guard = threading.Lock()
+
+    def __getitem__(self, name: str) -> L:
+        lock = self._locks.get(name)
+        if lock is None:
+            with self._guard:
+                lock = self._locks.get(name)
+                if lock is None:
+                    lock = self._locks[name] = self._factory()
+        return lock
 
 
 class ReadWriteLock:

@@ -64,3 +64,25 @@ def test_quiesced_does_not_nest() -> None:
     gate = MutationGate()
     with gate.quiesced(1.0), pytest.raises(RuntimeError), gate.quiesced(1.0):
         pass  # pragma: no cover
+
+
+def test_a_lock_table_makes_one_lock_per_name_once_whatever_the_threads() -> None:
+    import threading
+
+    from replay.locks import LockTable
+
+    made: list[object] = []
+
+    def factory() -> object:
+        made.append(object())
+        return made[-1]
+
+    table: LockTable[object] = LockTable(factory)
+    seen: list[object] = []
+    threads = [threading.Thread(target=lambda: seen.append(table["sqs"])) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and all(lock is made[0] for lock in seen)
+    assert table["s3"] is not table["sqs"] and len(made) == 2

@@ -36,7 +36,7 @@ from ..bgsave import run_save
 from ..classify import Call, Classifier, DefaultClassifier
 from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
-from ..locks import ReadWriteLock
+from ..locks import LockTable, ReadWriteLock
 from ..snapshot import load_key, read_snapshot, write_snapshot
 from ..sources import SourceKind, check_backend, snapshot_path, snapshot_services
 from ..writeguard import WriteGuard, refusal
@@ -81,13 +81,12 @@ class SnapshotBackend:
         self.key: bytes | None = None
         self.loaded: set[str] = set()
         self.dirty: set[str] = set()
-        self._locks: dict[str, ReadWriteLock] = {}
-        self._saving: dict[str, threading.Lock] = {}
+        self._locks = LockTable(ReadWriteLock)
+        self._saving = LockTable(threading.Lock)
         self.bgsave = bgsave_mode()  # fork: saves hold a service only for the fork (replay.bgsave)
         self.last_saves: dict[str, dict[str, object]] = {}
         self._deferred: set[str] = set()  # saved services whose load the adapter runs on their first use
         self._here = threading.local()  # .loading: the services this thread is loading now
-        self._guard = threading.Lock()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
         self.guard = WriteGuard(Path(data_dir))  # closed while a snapshot cannot be written
@@ -172,11 +171,7 @@ class SnapshotBackend:
         return self.state_dir / service
 
     def lock(self, service: str) -> ReadWriteLock:
-        with self._guard:
-            lock = self._locks.get(service)
-            if lock is None:
-                lock = self._locks[service] = ReadWriteLock()
-            return lock
+        return self._locks[service]
 
     def _key(self) -> bytes:
         if self.key is None:
@@ -267,11 +262,7 @@ class SnapshotBackend:
             yield
 
     def _saving_lock(self, service: str) -> threading.Lock:
-        with self._guard:
-            lock = self._saving.get(service)
-            if lock is None:
-                lock = self._saving[service] = threading.Lock()
-            return lock
+        return self._saving[service]
 
     def load_service(self, service: str) -> bool:
         """Replace ``service``'s live state with its snapshot; ``False`` when it has none."""
