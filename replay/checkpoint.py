@@ -63,11 +63,10 @@ from .bgsave import run_save
 from .bodies import BODIES_DIR, CHECKPOINT_FILE_THRESHOLD, is_digest, named_in
 from .errors import CheckpointError, SnapshotError
 from .files import atomic_write, ensure_private_dir, fsync_dir
-from .lazyload import Saved
 from .locks import MutationGate
 from .log import CallLog, Segment, read_header
 from .rewrite import RewriteReport, compact_logs
-from .snapshot import read_snapshot, write_snapshot
+from .snapshot import Saved, read_snapshot, write_snapshot
 
 __all__ = [
     "CHECKPOINTS_DIR",

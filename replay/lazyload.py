@@ -15,12 +15,10 @@ start) is refused: the call is answered 500 naming it, never from empty state.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
@@ -29,23 +27,15 @@ from .adapters import StateAdapter
 from .classify import Classifier, DefaultClassifier
 from .errors import SnapshotError
 from .locks import LockTable
-from .snapshot import read_snapshot
+from .snapshot import Saved, read_snapshot
 from .wsgi import request_from_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["PendingState", "Saved"]
+__all__ = ["PendingState"]
 
 logger = logging.getLogger("replay.lazyload")
-
-
-@dataclasses.dataclass(frozen=True)
-class Saved:
-    """Where one service's saved state is: its snapshot file and its assets directory."""
-
-    state: Path
-    assets: Path
 
 
 class PendingState:

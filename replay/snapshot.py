@@ -22,6 +22,7 @@ Files are written with :func:`replay.files.atomic_write`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -35,7 +36,7 @@ import orjson
 from .errors import SnapshotError
 from .files import FILE_MODE, atomic_write, ensure_private_dir, fsync_dir
 
-__all__ = ["FORMAT", "MAGIC", "load_key", "read_snapshot", "write_snapshot"]
+__all__ = ["FORMAT", "MAGIC", "Saved", "load_key", "read_snapshot", "write_snapshot"]
 
 logger = logging.getLogger("replay.snapshot")
 
@@ -44,6 +45,14 @@ FORMAT = 1
 KEY_FILE_NAME = "snapshot.key"
 _KEY_BYTES = 32
 _MAX_HEADER = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """Where one service's saved state is: its snapshot file and its assets directory."""
+
+    state: Path
+    assets: Path
 
 
 def load_key(state_dir: Path, create: bool = True) -> bytes:
