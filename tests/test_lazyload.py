@@ -100,6 +100,7 @@ def test_a_start_checks_the_snapshots_and_loads_each_service_on_its_first_call(f
     backend = restart(fresh, data, backend)
     assert {"sqs", "dynamodb"} <= set(pending(backend))
     assert backend.status()["loaded"]["pending"] == pending(backend)  # type: ignore[index]
+    assert backend.status()["checkpoint"]["saves"] == "fork"  # type: ignore[index]
     app = backend.wrap(fresh.app)
     assert sqs(app, "ReceiveMessage", QueueUrl=QUEUE)["Messages"][0]["Body"] == "first"
     assert "sqs" not in pending(backend) and "dynamodb" in pending(backend)  # only what was needed

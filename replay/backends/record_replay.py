@@ -432,6 +432,7 @@ class RecordReplayBackend:
                 "log_bytes_since": self.checkpointer.tail_bytes,
                 "next_at_bytes": self.policy.threshold(manifest) if self.policy.percentage > 0 else None,
                 "last": self.last_checkpoint.to_dict() if self.last_checkpoint is not None else None,
+                "saves": self.checkpointer.bgsave.value,  # fork, or inline (replay.bgsave)
             }
         error = self.guard.status()
         if error is not None:
