@@ -52,7 +52,7 @@ from .errors import BackgroundSaveError, ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["MODE_VARIABLE", "Outcome", "SaveMode", "mode", "run_save"]
+__all__ = ["MODE_VARIABLE", "Outcome", "SaveMode", "describe", "mode", "run_save"]
 
 logger = logging.getLogger("replay.bgsave")
 
@@ -85,6 +85,13 @@ def mode(environ: dict[str, str] | None = None) -> SaveMode:
     if chosen is SaveMode.FORK and not hasattr(os, "fork"):
         raise ConfigError(MODE_VARIABLE, value, hint="this platform has no fork(2); use inline")
     return chosen
+
+
+def describe(how: SaveMode) -> str:
+    """One line for the start-up log: how saves will run."""
+    if how is SaveMode.FORK:
+        return "saves run in a forked child (REPLAY_BGSAVE=fork): calls wait only for the fork"
+    return "saves run in-process (REPLAY_BGSAVE=inline): calls to the saved services wait while state is pickled"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -159,3 +159,10 @@ def test_the_mode_comes_from_replay_bgsave(environ: dict[str, str], expected: Sa
 def test_a_bad_mode_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match=r"invalid value for REPLAY_BGSAVE: 'thread' \(valid values: fork, inline\)"):
         mode({"REPLAY_BGSAVE": "thread"})
+
+
+def test_the_start_up_line_names_the_mode_and_what_waits() -> None:
+    from replay.bgsave import describe
+
+    assert "REPLAY_BGSAVE=fork" in describe(SaveMode.FORK) and "only for the fork" in describe(SaveMode.FORK)
+    assert "REPLAY_BGSAVE=inline" in describe(SaveMode.INLINE) and "wait" in describe(SaveMode.INLINE)

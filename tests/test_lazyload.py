@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.checkpoint import Checkpoint, read_manifest
@@ -94,10 +97,14 @@ def with_state(emulator: Emulator, data: Path) -> tuple[RecordReplayBackend, Any
     return backend, app
 
 
-def test_a_start_checks_the_snapshots_and_loads_each_service_on_its_first_call(fresh: Emulator, tmp_path: Path) -> None:
+def test_a_start_checks_the_snapshots_and_loads_each_service_on_its_first_call(
+    fresh: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = tmp_path / "data"
     backend, _app = with_state(fresh, data)
-    backend = restart(fresh, data, backend)
+    with caplog.at_level(logging.INFO, logger="replay.replayer"):
+        backend = restart(fresh, data, backend)
+    assert "checkpoints: saves run in a forked child (REPLAY_BGSAVE=fork)" in caplog.text
     assert {"sqs", "dynamodb"} <= set(pending(backend))
     assert backend.status()["loaded"]["pending"] == pending(backend)  # type: ignore[index]
     assert backend.status()["checkpoint"]["saves"] == "fork"  # type: ignore[index]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..adapters import StateAdapter
 from ..archive import stage_calls
+from ..bgsave import describe as describe_saves
 from ..checkpoint import (
     MANIFEST_NAME,
     Checkpoint,
@@ -211,6 +212,7 @@ class RecordReplayBackend:
                 pending=self.pending.services if self.pending is not None else frozenset,
                 moved=self._moved,
             )
+            logger.info("checkpoints: %s", describe_saves(self.checkpointer.bgsave))
         self._compacted_size = self.log.size()
         if self.policy.percentage > 0:
             self._trigger = threading.Thread(target=self._watch, name="replay-compaction", daemon=True)

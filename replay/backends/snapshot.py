@@ -31,6 +31,7 @@ import orjson
 
 from ..adapters import StateAdapter
 from ..archive import stage_snapshot, stage_snapshot_files
+from ..bgsave import describe as describe_saves
 from ..bgsave import mode as bgsave_mode
 from ..bgsave import run_save
 from ..classify import Call, Classifier, DefaultClassifier
@@ -102,6 +103,7 @@ class SnapshotBackend:
     def restore(self) -> None:
         check_backend(self.state_dir.parent, SourceKind.SNAPSHOT)
         self.key = load_key(self.state_dir)
+        logger.info("%s", describe_saves(self.bgsave))
         if self.load_strategy is LoadStrategy.ON_STARTUP:
             for service in self.saved_services():
                 self.load_service(service)  # a refused file stops the start (SnapshotError names it)
