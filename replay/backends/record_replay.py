@@ -239,9 +239,7 @@ class RecordReplayBackend:
             else:
                 load_snapshots(self.data_dir, manifest, self.adapter, key)
         except Exception as exc:  # refused, another emulator version, or failed to unpickle
-            if self.pending is not None:
-                self.pending.drop()
-                self.pending = None
+            self._drop_pending()
             if self.reset is not None:
                 self.reset()  # some services may be loaded already: start from empty again
             how = "calls"
@@ -271,8 +269,6 @@ class RecordReplayBackend:
             "folded": manifest.folded,
             "seconds": round(elapsed, 6),
         }
-        if self.pending is not None:  # checked now, each loaded on first use
-            self.loaded["pending"] = sorted(self.pending.services())
         logger.info(
             "Loaded checkpoint %s (%d services, %d calls of history) from its %s in %.0f ms%s",
             manifest.checkpoint,
@@ -424,9 +420,8 @@ class RecordReplayBackend:
         }
         if self.loaded is not None:
             status["loaded"] = self.loaded
-            if "pending" in self.loaded:  # as it is now: services load as they are first used
-                pending = self.pending
-                status["loaded"] = {**self.loaded, "pending": sorted(pending.services()) if pending else []}
+            if self.pending is not None:  # as it is now: services load as they are first used
+                status["loaded"] = {**self.loaded, "pending": sorted(self.pending.services())}
         if self.checkpointer is not None:
             manifest = self.checkpointer.manifest
             status["checkpoint"] = {

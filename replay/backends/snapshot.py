@@ -157,9 +157,7 @@ class SnapshotBackend:
 
     def reset_done(self) -> None:
         """The emulator was emptied: nothing saved may load into it now, and every saved service is saved empty."""
-        for service in self.saved_services():
-            if service not in self.loaded:
-                self.loaded.add(service)
+        self.loaded.update(self.saved_services())
         self._undefer(self._deferred)
         self.dirty.update(self.loaded)
 
