@@ -395,7 +395,7 @@ def _compact(args: argparse.Namespace) -> int:
         with DataDirLock(data_dir, command="replay compact"):
             manifest = read_manifest(data_dir)
             start = tail_start(manifest, log_path)
-            with CallLog(log_path, FsyncPolicy.NO) as log:
+            with CallLog(log_path, FsyncPolicy.NO, exclusive=True) as log:
                 start = finish_interrupted(log, manifest, start)
                 result = {"status": "ok", "kind": "log", **compact_in_place(log, start).to_dict()}
     if args.json:
