@@ -19,34 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .adapters import StateAdapter as StateAdapter
-from .archive import ArchiveManifest as ArchiveManifest
-from .archive import ImportReport as ImportReport
-from .archive import import_archive as import_archive
 from .backends import Backend as Backend
 from .backends import DisabledBackend as DisabledBackend
 from .backends import create_backend as create_backend
 from .backends.record_replay import CheckpointPolicy as CheckpointPolicy
 from .backends.record_replay import RecordReplayBackend as RecordReplayBackend
-from .checkpoint import Manifest as Manifest
-from .classify import READ_OPERATIONS as READ_OPERATIONS
-from .classify import READ_PREFIXES as READ_PREFIXES
-from .classify import STATE_CHANGING_READS as STATE_CHANGING_READS
-from .classify import Call as Call
-from .classify import Classifier as Classifier
-from .classify import DefaultClassifier as DefaultClassifier
 from .compaction import CompactionPlan as CompactionPlan
 from .compaction import plan_compaction as plan_compaction
 from .config import BackendKind as BackendKind
 from .config import Config as Config
 from .config import FsyncPolicy as FsyncPolicy
-from .datadir import DataDirLock as DataDirLock
-from .diff import Change as Change
-from .entry import FORMAT_VERSION as FORMAT_VERSION
-from .entry import Entry as Entry
-from .entry import Request as Request
-from .entry import Response as Response
-from .entry import decode_entry as decode_entry
-from .entry import encode_entry as encode_entry
 from .errors import ArchiveError as ArchiveError
 from .errors import BackgroundSaveError as BackgroundSaveError
 from .errors import CheckpointError as CheckpointError
@@ -63,43 +45,61 @@ from .errors import ReplayStalledError as ReplayStalledError
 from .errors import RequestError as RequestError
 from .errors import SourceError as SourceError
 from .errors import TransportError as TransportError
-from .livemap import LiveIdMapping as LiveIdMapping
-from .localstack import ConversionReport as ConversionReport
-from .localstack import LocalStackReader as LocalStackReader
-from .localstack import convert as convert_localstack
 from .locks import MutationGate as MutationGate
-from .log import CallLog as CallLog
-from .log import LogReader as LogReader
-from .log import Segment as Segment
-from .longpoll import LongPolls as LongPolls
-from .mapping import IdMapping as IdMapping
-from .middleware import RecordingMiddleware as RecordingMiddleware
-from .redact import redact as redact
-from .replayer import Divergence as Divergence
-from .replayer import Failure as Failure
-from .replayer import Progress as Progress
-from .replayer import Replayer as Replayer
-from .replayer import ReplayReport as ReplayReport
-from .rewrite import RewriteReport as RewriteReport
-from .rewrite import compact_logs as compact_logs
+from .record.classify import READ_OPERATIONS as READ_OPERATIONS
+from .record.classify import READ_PREFIXES as READ_PREFIXES
+from .record.classify import STATE_CHANGING_READS as STATE_CHANGING_READS
+from .record.classify import Call as Call
+from .record.classify import Classifier as Classifier
+from .record.classify import DefaultClassifier as DefaultClassifier
+from .record.entry import FORMAT_VERSION as FORMAT_VERSION
+from .record.entry import Entry as Entry
+from .record.entry import Request as Request
+from .record.entry import Response as Response
+from .record.entry import decode_entry as decode_entry
+from .record.entry import encode_entry as encode_entry
+from .record.log import CallLog as CallLog
+from .record.log import LogReader as LogReader
+from .record.log import Segment as Segment
+from .record.longpoll import LongPolls as LongPolls
+from .record.middleware import RecordingMiddleware as RecordingMiddleware
+from .record.redact import redact as redact
+from .record.seeding import Seeder as Seeder
+from .record.seeding import ThreadSeeder as ThreadSeeder
+from .record.seeding import generic_seeder as generic_seeder
+from .record.seeding import moto_seeder as moto_seeder
+from .restore.diff import Change as Change
+from .restore.livemap import LiveIdMapping as LiveIdMapping
+from .restore.mapping import IdMapping as IdMapping
+from .restore.replayer import Divergence as Divergence
+from .restore.replayer import Failure as Failure
+from .restore.replayer import Progress as Progress
+from .restore.replayer import Replayer as Replayer
+from .restore.replayer import ReplayReport as ReplayReport
+from .restore.transport import HTTPTransport as HTTPTransport
+from .restore.transport import Transport as Transport
+from .restore.transport import WSGITransport as WSGITransport
 from .scope import DATA_PLANE_OPERATIONS as DATA_PLANE_OPERATIONS
 from .scope import PersistenceScope as PersistenceScope
 from .scope import SelectiveAdapter as SelectiveAdapter
 from .scope import SelectiveClassifier as SelectiveClassifier
 from .scope import ServiceSelection as ServiceSelection
-from .seeding import Seeder as Seeder
-from .seeding import ThreadSeeder as ThreadSeeder
-from .seeding import generic_seeder as generic_seeder
-from .seeding import moto_seeder as moto_seeder
-from .sources import Source as Source
-from .sources import SourceKind as SourceKind
-from .sources import identify as identify
-from .transfer import ExportReport as ExportReport
-from .transfer import export_state as export_state
-from .transfer import import_state as import_state
-from .transport import HTTPTransport as HTTPTransport
-from .transport import Transport as Transport
-from .transport import WSGITransport as WSGITransport
+from .share.archive import ArchiveManifest as ArchiveManifest
+from .share.archive import ImportReport as ImportReport
+from .share.archive import import_archive as import_archive
+from .share.localstack import ConversionReport as ConversionReport
+from .share.localstack import LocalStackReader as LocalStackReader
+from .share.localstack import convert as convert_localstack
+from .share.sources import Source as Source
+from .share.sources import SourceKind as SourceKind
+from .share.sources import identify as identify
+from .share.transfer import ExportReport as ExportReport
+from .share.transfer import export_state as export_state
+from .share.transfer import import_state as import_state
+from .storage.checkpoint import Manifest as Manifest
+from .storage.datadir import DataDirLock as DataDirLock
+from .storage.rewrite import RewriteReport as RewriteReport
+from .storage.rewrite import compact_logs as compact_logs
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -209,7 +209,7 @@ def persist(
 
     Each recorded call runs with its own clock and random stream, so that its replay makes the same ids,
     times and tokens: ``seeder`` chooses how (:func:`moto_seeder` for moto); without one, the standard
-    library's sources are seeded (:func:`replay.seeding.generic_seeder`; ``seed=False``: none at all).
+    library's sources are seeded (:func:`replay.record.seeding.generic_seeder`; ``seed=False``: none at all).
     Calls that are not AWS calls are named after the app's ``service_for(environ)``, if it has one, else
     after their path (moto's app excepted).
     Pass ``adapter`` (e.g. ``replay.adapters.moto.MotoAdapter()``) to fold the log into checkpoints

@@ -1,5 +1,5 @@
 """``python -m replay`` is the ``replay`` command."""
 
-from .cli import run
+from .cli.commands import run
 
 run()

@@ -8,10 +8,10 @@ Which state
     ``@pytest.mark.replay_state(path)`` on a test, a class or a module (``pytestmark``), else
     ``--replay-state PATH``, else the ini value ``replay_state``; ``replay_state(None)`` or none of
     them: an empty emulator.  A relative marker path is read from the directory of the test's file, a
-    relative option or ini path from the rootdir.  ``path`` is anything :func:`replay.sources.identify`
+    relative option or ini path from the rootdir.  ``path`` is anything :func:`replay.share.sources.identify`
     reads: a call log, a data dir of the ``replay`` backend (with or without checkpoints), one of the
     ``snapshot`` backend, a LocalStack legacy log, or an archive made by ``replay export``, which is
-    imported into a session temp dir first (:func:`replay.archive.import_archive`: a ``snapshot``
+    imported into a session temp dir first (:func:`replay.share.archive.import_archive`: a ``snapshot``
     archive needs ``REPLAY_ARCHIVE_KEY`` or ``--replay-trust``).
 
 Fixtures (each can be overridden)
@@ -31,13 +31,13 @@ How tests are kept apart
     back (about a millisecond): what a test changed is gone for the next one, and tests switch between
     states without replaying anything again.  A state that cannot be restored (missing, foreign,
     refused, or a replayed call failed) errors each test that asks for it, at setup, with one line
-    naming it (each failed call is logged on ``replay.replayer``, shown as the test's captured log).
+    naming it (each failed call is logged on ``replay.restore.replayer``, shown as the test's captured log).
 
 Limits
     ``moto.mock_aws`` shares the same process-global backends and resets them when it starts and
     stops: inside the block a test sees an empty moto (over ``replay_aws`` too: calls to
     ``endpoint_url`` still reach the plugin's server), and after it the restored state is gone for the
-    rest of that test; the next test gets its state back.  moto's seeder (:func:`replay.seeding.moto_seeder`)
+    rest of that test; the next test gets its state back.  moto's seeder (:func:`replay.record.seeding.moto_seeder`)
     is installed in the test process on first use.  Give the option as ``--replay-state=PATH``: pytest
     reads a separate ``PATH`` argument as a rootdir candidate before plugins' options are known.
 """
@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
     from werkzeug.test import Client
 
-    from .emulators import Emulator
-    from .sources import Loaded, Source
+    from .serve.emulators import Emulator
+    from .share.sources import Loaded, Source
 
 __all__ = [
     "ACCESS_KEY",
@@ -241,7 +241,7 @@ class ReplaySession:
     def emulator(self) -> Emulator:
         """moto's server app, its seeder and state adapter (made on first use)."""
         if self._emulator is None:
-            from .emulators import moto_emulator
+            from .serve.emulators import moto_emulator
 
             self._emulator = moto_emulator()
         return self._emulator
@@ -316,9 +316,9 @@ class ReplaySession:
         pytest.fail(failure, pytrace=False)
 
     def _capture(self, path: Path, number: int) -> _Baseline:
-        from .archive import import_archive
         from .config import Config
-        from .sources import SourceKind, identify
+        from .share.archive import import_archive
+        from .share.sources import SourceKind, identify
 
         started = time.perf_counter()
         source = identify(path)

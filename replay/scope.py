@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from .adapters import StateAdapter
-from .classify import Call, Classifier, DefaultClassifier
-from .entry import Request
 from .errors import ConfigError, ReplayError
+from .record.classify import Call, Classifier, DefaultClassifier
+from .record.entry import Request
 
 __all__ = [
     "DATA_PLANE_OPERATIONS",
@@ -219,7 +219,7 @@ DATA_PLANE_OPERATIONS: Mapping[str, frozenset[str]] = {
 }
 """Per service (signing name), the operations that move data through a resource rather than change it.
 
-REST operations are named as :class:`~replay.classify.DefaultClassifier` names them
+REST operations are named as :class:`~replay.record.classify.DefaultClassifier` names them
 (``"POST /2015-03-31/functions/f/invocations"``); :func:`is_data_plane` maps those to the
 names above.
 """

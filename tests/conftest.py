@@ -15,7 +15,7 @@ import requests
 from botocore.config import Config as BotoConfig
 from hypothesis import settings
 
-from replay.emulators import Emulator, moto_emulator
+from replay.serve.emulators import Emulator, moto_emulator
 
 # Property tests (marker ``fuzz``): a bounded, seeded sample by default (what CI runs); the full run is
 # ``REPLAY_FUZZ_EXAMPLES=500 python -m pytest -m fuzz``, with fresh random examples every time.
@@ -48,8 +48,8 @@ class InProcessServer:
 
     def __init__(self, data_dir: Path) -> None:
         from replay.config import Config
-        from replay.emulators import moto_emulator
-        from replay.server import Server
+        from replay.serve.emulators import moto_emulator
+        from replay.serve.server import Server
 
         config = Config.load({"host": "127.0.0.1", "port": 0, "data_dir": data_dir, "checkpoint_percentage": 0})
         self.data_dir = data_dir

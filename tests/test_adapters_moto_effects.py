@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from replay.cli import main
+from replay.cli.commands import main
 
 if TYPE_CHECKING:
     import pytest
     from conftest import InProcessServer
 
-    from replay.emulators import Emulator
+    from replay.serve.emulators import Emulator
 
 
 def operations(server: InProcessServer) -> list[tuple[str, bool]]:

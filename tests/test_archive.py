@@ -20,8 +20,12 @@ from typing import Any
 import orjson
 import pytest
 
-import replay.archive as archive_module
-from replay.archive import (
+import replay.share.archive as archive_module
+from replay.config import FsyncPolicy
+from replay.errors import ArchiveError, SnapshotError, SourceError
+from replay.record.entry import Entry, Request, Response, decode_entry, encode_entry
+from replay.record.log import CallLog, LogReader, Segment
+from replay.share.archive import (
     MANIFEST_MEMBER,
     import_archive,
     read_manifest,
@@ -29,11 +33,7 @@ from replay.archive import (
     stage_snapshot_files,
     write_archive,
 )
-from replay.config import FsyncPolicy
-from replay.entry import Entry, Request, Response, decode_entry, encode_entry
-from replay.errors import ArchiveError, SnapshotError, SourceError
-from replay.log import CallLog, LogReader, Segment
-from replay.snapshot import load_key, read_snapshot, write_snapshot
+from replay.storage.snapshot import load_key, read_snapshot, write_snapshot
 
 KEY = b"team-key-0123456789abcdef"
 LOG_NAME = "recorded_api_calls.json"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from replay.backends.record_replay import RecordReplayBackend
-from replay.entry import Entry, Request, Response, encode_entry
+from replay.record.entry import Entry, Request, Response, encode_entry
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

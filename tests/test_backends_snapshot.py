@@ -11,10 +11,10 @@ import pytest
 
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import LoadStrategy, SaveStrategy
-from replay.emulators import Emulator
-from replay.entry import Request, Response
 from replay.errors import SnapshotError
-from replay.transport import WSGITransport
+from replay.record.entry import Request, Response
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator
 
 
 def call(service: str, target: str, body: dict[str, object]) -> Request:

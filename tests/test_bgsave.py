@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from replay.bgsave import SaveMode, mode, run_save
 from replay.errors import BackgroundSaveError, ConfigError
+from replay.storage.bgsave import SaveMode, mode, run_save
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork(2) only")
 
@@ -114,7 +114,7 @@ def test_the_child_dies_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
         f"""
         import contextlib, os, time
         from pathlib import Path
-        from replay.bgsave import SaveMode, run_save
+        from replay.storage.bgsave import SaveMode, run_save
 
         def write(_image):
             Path({str(pid_file)!r}).write_text(str(os.getpid()))
@@ -162,7 +162,7 @@ def test_a_bad_mode_is_refused_in_one_line() -> None:
 
 
 def test_the_start_up_line_names_the_mode_and_what_waits() -> None:
-    from replay.bgsave import describe
+    from replay.storage.bgsave import describe
 
     assert "REPLAY_BGSAVE=fork" in describe(SaveMode.FORK) and "only for the fork" in describe(SaveMode.FORK)
     assert "REPLAY_BGSAVE=inline" in describe(SaveMode.INLINE) and "wait" in describe(SaveMode.INLINE)

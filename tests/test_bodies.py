@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay.bodies import (
+from replay.errors import LogCorruptError
+from replay.record.bodies import (
     SPOOL_THRESHOLD,
     BodyFile,
     BodyStore,
@@ -25,9 +26,8 @@ from replay.bodies import (
     named_in,
     spool,
 )
-from replay.entry import Request, decode_entry, encode_call
-from replay.errors import LogCorruptError
-from replay.log import CallLog, FsyncPolicy, LogReader
+from replay.record.entry import Request, decode_entry, encode_call
+from replay.record.log import CallLog, FsyncPolicy, LogReader
 
 
 class TooLarge(Exception):
@@ -244,7 +244,7 @@ _PARAM = st.sampled_from([b"a", b"Action", b"Signature", b"X-Amz-Signature", b"S
 def test_streaming_param_filter_agrees_with_the_whole_body_one(
     pairs: list[tuple[bytes, bytes]], sizes: list[int]
 ) -> None:
-    from replay.redact import _PieceFilter, _secret_param, _strip_params
+    from replay.record.redact import _PieceFilter, _secret_param, _strip_params
 
     body = b"&".join(name + b"=" + value for name, value in pairs)
     out = bytearray()
@@ -264,7 +264,7 @@ _FIELD = st.sampled_from(["key", "policy", "x-amz-signature", "x-amz-credential"
 def test_streaming_form_filter_agrees_with_the_whole_body_one(
     fields: list[tuple[str, bytes]], sizes: list[int]
 ) -> None:
-    from replay.redact import _PieceFilter, _secret_form_field, _strip_form_fields
+    from replay.record.redact import _PieceFilter, _secret_form_field, _strip_form_fields
 
     boundary = "b0und"
     body = (
@@ -282,7 +282,7 @@ def test_streaming_form_filter_agrees_with_the_whole_body_one(
 
 
 def test_redact_streams_a_signed_chunked_upload_held_in_a_file(tmp_path: Path) -> None:
-    from replay.redact import redact
+    from replay.record.redact import redact
 
     payload = os.urandom(3 * SPOOL_THRESHOLD)
     signature = "f" * 64
@@ -303,7 +303,7 @@ def test_redact_streams_a_signed_chunked_upload_held_in_a_file(tmp_path: Path) -
 
 
 def test_redact_strips_secrets_from_large_form_bodies_held_in_files(tmp_path: Path) -> None:
-    from replay.redact import redact
+    from replay.record.redact import redact
 
     message = b"m" * (2 * SPOOL_THRESHOLD)
     body = b"Action=SendMessage&MessageBody=" + message + b"&Signature=c2VjcmV0&SignatureMethod=HmacSHA256"

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
-from replay.checkpoint import (
+from replay.config import FsyncPolicy
+from replay.errors import CheckpointError, QuiesceTimeoutError
+from replay.record.entry import Request
+from replay.record.log import LogReader, Segment, encode_header, read_header
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator
+from replay.storage.checkpoint import (
     MANIFEST_NAME,
     Checkpoint,
     Manifest,
@@ -23,12 +29,6 @@ from replay.checkpoint import (
     tail_start,
     write_manifest,
 )
-from replay.config import FsyncPolicy
-from replay.emulators import Emulator
-from replay.entry import Request
-from replay.errors import CheckpointError, QuiesceTimeoutError
-from replay.log import LogReader, Segment, encode_header, read_header
-from replay.transport import WSGITransport
 
 ACCOUNT = "123456789012"
 SCOPE = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"
@@ -357,9 +357,9 @@ def test_checkpoints_are_taken_when_the_log_grows_past_the_trigger(fresh: Emulat
 PERSIST_SCRIPT = """
 import json, sys
 import replay
-from replay.emulators import moto_emulator
-from replay.entry import Request
-from replay.transport import WSGITransport
+from replay.serve.emulators import moto_emulator
+from replay.record.entry import Request
+from replay.restore.transport import WSGITransport
 
 data, mode, scope = sys.argv[1:]
 emulator = moto_emulator()

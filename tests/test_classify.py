@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from replay.classify import Call, DefaultClassifier, s3_operation
-from replay.entry import Request
+from replay.record.classify import Call, DefaultClassifier, s3_operation
+from replay.record.entry import Request
 
 
 def sigv4(service: str) -> tuple[str, str]:

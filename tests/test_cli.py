@@ -1,4 +1,4 @@
-"""`replay.cli.main` in-process: `restore` against `responses`-mocked HTTP, `serve` config errors."""
+"""`replay.cli.commands.main` in-process: `restore` against `responses`-mocked HTTP, `serve` config errors."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pytest
 import requests
 import responses
 
-from replay.cli import main
+from replay.cli.commands import main
 from replay.config import FsyncPolicy
-from replay.entry import Entry, Request, Response, encode_entry
-from replay.log import CallLog, encode_header
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import CallLog, encode_header
 
 LOG_NAME = "recorded_api_calls.json"
 TARGET = "http://emu.test:4566"
@@ -185,7 +185,7 @@ def test_restore_resolves_a_data_dir_to_its_log(
 def test_restore_of_a_checkpointed_data_dir_sends_its_calls_then_the_log_since(
     tmp_path: Path, http: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from replay.checkpoint import Checkpoint, Manifest, write_manifest
+    from replay.storage.checkpoint import Checkpoint, Manifest, write_manifest
 
     volume = tmp_path / "volume"
     base = Checkpoint(volume, "000003").base_log
@@ -308,9 +308,9 @@ def test_restore_rewrites_ids_the_target_generated_anew_unless_told_not_to(
 
 def record_moto_log(directory: Path) -> Path:
     """A real moto history, recorded in-process with seeding, as `replay serve` records it."""
-    from replay.emulators import moto_emulator
-    from replay.middleware import RecordingMiddleware
-    from replay.transport import WSGITransport
+    from replay.record.middleware import RecordingMiddleware
+    from replay.restore.transport import WSGITransport
+    from replay.serve.emulators import moto_emulator
 
     emulator = moto_emulator()
     assert emulator.reset is not None
@@ -370,7 +370,7 @@ SQS_HEADERS = [
 
 
 def sqs_calls(transport: object, calls: list[tuple[str, dict[str, object]]]) -> None:
-    from replay.transport import WSGITransport
+    from replay.restore.transport import WSGITransport
 
     assert isinstance(transport, WSGITransport)
     for target, body in calls:
@@ -390,9 +390,9 @@ CHURN: list[tuple[str, dict[str, object]]] = [
 def test_compact_offline_drops_undone_calls_and_restores_the_same_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from replay.emulators import moto_emulator
-    from replay.middleware import RecordingMiddleware
-    from replay.transport import WSGITransport
+    from replay.record.middleware import RecordingMiddleware
+    from replay.restore.transport import WSGITransport
+    from replay.serve.emulators import moto_emulator
 
     emulator = moto_emulator()
     assert emulator.reset is not None
@@ -421,9 +421,9 @@ def test_compact_asks_the_server_that_holds_the_data_dir(tmp_path: Path, capsys:
     import threading
 
     from replay.config import Config
-    from replay.emulators import moto_emulator
-    from replay.server import Server
-    from replay.transport import HTTPTransport
+    from replay.restore.transport import HTTPTransport
+    from replay.serve.emulators import moto_emulator
+    from replay.serve.server import Server
 
     data = tmp_path / "data"
     server = Server(Config(port=0, data_dir=data, checkpoint_percentage=0), moto_emulator())
@@ -672,8 +672,8 @@ def test_inspect_names_the_backend_and_describes_a_snapshot_data_dir(
 ) -> None:
     import pickle
 
-    from replay.snapshot import load_key, write_snapshot
-    from replay.sources import snapshot_path
+    from replay.share.sources import snapshot_path
+    from replay.storage.snapshot import load_key, write_snapshot
 
     data = tmp_path / "volume"
     key = load_key(data / "state")
@@ -693,7 +693,7 @@ def test_inspect_names_the_backend_and_describes_a_snapshot_data_dir(
 
 
 def test_os_errors_are_one_line_naming_the_path_without_an_errno() -> None:
-    from replay.cli import describe_os_error
+    from replay.cli.commands import describe_os_error
 
     assert describe_os_error(PermissionError(13, "Permission denied", "/x/volume")) == "/x/volume: Permission denied"
     assert describe_os_error(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == (

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from replay.compaction import CompactionPlan, plan_compaction
-from replay.entry import Entry, Request, Response
+from replay.record.entry import Entry, Request, Response
 
 ACCOUNT = "123456789012"
 T0 = 1_700_000_000.0

@@ -40,12 +40,12 @@ from werkzeug.serving import make_server
 
 from replay.compaction import CompactionPlan, plan_compaction
 from replay.config import FsyncPolicy
-from replay.emulators import Emulator, moto_emulator
-from replay.entry import decode_entry
-from replay.log import CallLog, LogReader
-from replay.middleware import RecordingMiddleware
-from replay.replayer import Replayer, ReplayReport
-from replay.transport import WSGITransport
+from replay.record.entry import decode_entry
+from replay.record.log import CallLog, LogReader
+from replay.record.middleware import RecordingMiddleware
+from replay.restore.replayer import Replayer, ReplayReport
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator, moto_emulator
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replay.cli import main
-from replay.convergence import Judge
-from replay.diff import REQUEST_IDS, Change
-from replay.identifiers import id_shape
-from replay.mapping import IdMapping
-from replay.timestamps import CallWindow
+from replay.cli.commands import main
+from replay.record.identifiers import id_shape
+from replay.restore.convergence import Judge
+from replay.restore.diff import REQUEST_IDS, Change
+from replay.restore.mapping import IdMapping
+from replay.restore.timestamps import CallWindow
 
 if TYPE_CHECKING:
     from conftest import InProcessServer

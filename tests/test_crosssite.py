@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from replay.config import Config
-from replay.crosssite import ControlAccess
+from replay.serve.crosssite import ControlAccess
 
 if TYPE_CHECKING:
     from conftest import InProcessServer

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from replay.datadir import LOCK_FILE_NAME, DataDirLock, owner
 from replay.errors import DataDirInUseError
+from replay.storage.datadir import LOCK_FILE_NAME, DataDirLock, owner
 
 
 def test_a_second_owner_is_refused_with_the_first_ones_url(tmp_path: Path) -> None:
@@ -30,7 +30,9 @@ def test_a_second_owner_is_refused_with_the_first_ones_url(tmp_path: Path) -> No
 
 def test_a_killed_owner_leaves_the_file_but_not_the_lock(tmp_path: Path) -> None:
     data = tmp_path / "volume"
-    code = "import os, sys; from replay.datadir import DataDirLock; DataDirLock(sys.argv[1], url='x'); os._exit(0)"
+    code = (
+        "import os, sys; from replay.storage.datadir import DataDirLock; DataDirLock(sys.argv[1], url='x'); os._exit(0)"
+    )
     subprocess.run([sys.executable, "-c", code, str(data)], check=True, timeout=60)
     assert (data / LOCK_FILE_NAME).read_bytes()  # what it wrote is still there
     assert owner(data) is None

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import orjson
 import pytest
 
-from replay.diff import Change, changes
-from replay.entry import Entry, Request, Response, encode_entry
-from replay.replayer import Replayer
-from replay.transport import WSGITransport
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.restore.diff import Change, changes
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-from replay.classify import DefaultClassifier, path_template, service_from_path
-from replay.emulators import load_emulator
-from replay.entry import Request
 from replay.errors import ConfigError
+from replay.record.classify import DefaultClassifier, path_template, service_from_path
+from replay.record.entry import Request
+from replay.serve.emulators import load_emulator
 
 APP_MODULE = """
 def app(environ, start_response):

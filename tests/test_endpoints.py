@@ -8,7 +8,7 @@ import orjson
 from werkzeug.test import Client
 
 from replay.backends import DisabledBackend
-from replay.endpoints import COMPACT_PATH, HEALTH_PATH, ControlEndpoints
+from replay.serve.endpoints import COMPACT_PATH, HEALTH_PATH, ControlEndpoints
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

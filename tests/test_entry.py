@@ -3,8 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from replay.entry import FORMAT_VERSION, Entry, Request, Response, decode_entry, encode_entry
 from replay.errors import EntryVersionError
+from replay.record.entry import FORMAT_VERSION, Entry, Request, Response, decode_entry, encode_entry
 
 
 def make_entry(request_body: bytes = b'{"QueueName": "q"}', response_body: bytes = b"ok") -> Entry:

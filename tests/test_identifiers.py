@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay.identifiers import digest_key, id_pairs, id_shape
+from replay.record.identifiers import digest_key, id_pairs, id_shape
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_names_made_of_words_are_never_ids(words: list[str], style: str, suffix:
 
 
 def test_values_under_keys_that_hold_names_are_never_ids() -> None:
-    from replay.identifiers import name_key
+    from replay.record.identifiers import name_key
 
     assert all(name_key(key) for key in ("TableName", "QueueName", "Name", "Key", "Description", "Value", "AliasName"))
     assert not any(name_key(key) for key in ("KeyId", "MessageId", "ReceiptHandle", "UploadId", "QueueUrl", "TopicArn"))

@@ -12,14 +12,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from replay.cli import main
-from replay.keys import rsa_key
-from replay.seeding import moto_seeder
+from replay.cli.commands import main
+from replay.record.keys import rsa_key
+from replay.record.seeding import moto_seeder
 
 if TYPE_CHECKING:
     from conftest import InProcessServer
 
-    from replay.emulators import Emulator
+    from replay.serve.emulators import Emulator
 
 
 def public_der(key: object) -> bytes:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
-from replay.checkpoint import Checkpoint, read_manifest
 from replay.config import FsyncPolicy
-from replay.emulators import Emulator
-from replay.entry import Request
-from replay.transport import WSGITransport
+from replay.record.entry import Request
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator
+from replay.storage.checkpoint import Checkpoint, read_manifest
 
 ACCOUNT = "123456789012"
 QUEUE = f"http://localhost:4566/{ACCOUNT}/jobs"

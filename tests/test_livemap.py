@@ -6,8 +6,8 @@ from typing import Any
 
 from werkzeug.test import Client
 
-from replay.livemap import LiveIdMapping
-from replay.mapping import IdMapping
+from replay.restore.livemap import LiveIdMapping
+from replay.restore.mapping import IdMapping
 
 OLD = "4f1c2a9e-5d3b-4c8e-9f7a-1b2c3d4e5f60"
 NEW = "9a8b7c6d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"

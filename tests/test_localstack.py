@@ -5,7 +5,7 @@ real WSGI app the way LocalStack's persistence did (PUT/POST/DELETE/PATCH answer
 ``X-Amz-Target`` values matching ``.List``/``.Describe``/``.Get``; one ``{"a","m","p","d","h","rd"}``
 line each, with the headers LocalStack's proxy added), while real boto3 clients with session
 credentials talk to it over HTTP.  moto is then reset and the file converted and replayed into it, or
-replayed directly through a :class:`~replay.localstack.LocalStackReader`, and boto3 checks the state.
+replayed directly through a :class:`~replay.share.localstack.LocalStackReader`, and boto3 checks the state.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.serving import make_server
 
-from replay.entry import Entry, Request, Response, encode_entry
 from replay.errors import LogCorruptError, ReplayError
-from replay.localstack import LocalStackReader, convert, decode_record, is_localstack_record, sniff
-from replay.log import LogReader
-from replay.replayer import Replayer
-from replay.transport import WSGITransport
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import LogReader
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
+from replay.share.localstack import LocalStackReader, convert, decode_record, is_localstack_record, sniff
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

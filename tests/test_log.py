@@ -20,9 +20,9 @@ import orjson
 import pytest
 
 from replay.config import FsyncPolicy
-from replay.entry import Entry, Request, Response, decode_entry, encode_entry, numbered
 from replay.errors import LogCorruptError, LogError, LogVersionError, LogWriteError
-from replay.log import CallLog, LogReader, encode_header, read_header
+from replay.record.entry import Entry, Request, Response, decode_entry, encode_entry, numbered
+from replay.record.log import CallLog, LogReader, encode_header, read_header
 
 LOG_NAME = "recorded_api_calls.json"
 
@@ -472,8 +472,8 @@ _WRITER = textwrap.dedent(
     from pathlib import Path
 
     from replay.config import FsyncPolicy
-    from replay.entry import Entry, Request, Response, encode_entry
-    from replay.log import CallLog
+    from replay.record.entry import Entry, Request, Response, encode_entry
+    from replay.record.log import CallLog
 
     path, tag, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     lines = [
@@ -724,7 +724,7 @@ def test_an_appender_in_another_process_follows_a_rewrite(tmp_path: Path) -> Non
                     import sys
                     from pathlib import Path
                     from replay.config import FsyncPolicy
-                    from replay.log import CallLog
+                    from replay.record.log import CallLog
                     with CallLog(Path(sys.argv[1]), FsyncPolicy.NO) as log:
                         log.rewrite(log.size(), "000001")
                     """
@@ -815,7 +815,7 @@ def lock_is_free(path: Path) -> bool:
 def test_an_exclusive_log_appends_and_numbers_without_flock_or_fstat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import replay.log
+    import replay.record.log
 
     path = tmp_path / LOG_NAME
     with CallLog(path, FsyncPolicy.NO) as log:
@@ -823,9 +823,9 @@ def test_an_exclusive_log_appends_and_numbers_without_flock_or_fstat(
     calls: list[str] = []
     with CallLog(path, FsyncPolicy.ALWAYS, exclusive=True) as log:
         assert not lock_is_free(path)  # held from the open on, by this log
-        real_flock, real_fstat = replay.log._flock, replay.log._fstat
-        monkeypatch.setattr(replay.log, "_flock", lambda *a: (calls.append("flock"), real_flock(*a))[1])
-        monkeypatch.setattr(replay.log, "_fstat", lambda *a: (calls.append("fstat"), real_fstat(*a))[1])
+        real_flock, real_fstat = replay.record.log._flock, replay.record.log._fstat
+        monkeypatch.setattr(replay.record.log, "_flock", lambda *a: (calls.append("flock"), real_flock(*a))[1])
+        monkeypatch.setattr(replay.record.log, "_fstat", lambda *a: (calls.append("fstat"), real_fstat(*a))[1])
         for number in range(2, 6):
             log.append(line(number))
         assert calls == []  # no lock and no fstat per append
@@ -865,7 +865,7 @@ def test_a_second_exclusive_writer_in_another_process_is_refused(tmp_path: Path)
         from pathlib import Path
         from replay.config import FsyncPolicy
         from replay.errors import LogWriteError
-        from replay.log import CallLog
+        from replay.record.log import CallLog
         try:
             CallLog(Path(sys.argv[1]), FsyncPolicy.NO, exclusive=True)
         except LogWriteError as exc:
@@ -951,7 +951,7 @@ def test_an_exclusive_log_that_cannot_open_a_corrupt_file_lets_its_lock_go(tmp_p
 def test_an_exclusive_log_removes_a_failed_write_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import replay.log
+    import replay.record.log
 
     path = tmp_path / LOG_NAME
     real_write = os.write
@@ -973,29 +973,29 @@ def test_an_exclusive_log_removes_a_failed_write_and_goes_on(tmp_path: Path, mon
     with CallLog(path, FsyncPolicy.NO, exclusive=True) as log:
         log.append(line(1))
         before = path.read_bytes()
-        monkeypatch.setattr(replay.log, "_write", half_then_full)
+        monkeypatch.setattr(replay.record.log, "_write", half_then_full)
         with pytest.raises(LogWriteError, match=rf"^{path}: cannot append an entry: No space left on device$"):
             log.append(line(2))
         assert path.read_bytes() == before  # no part of it left
-        monkeypatch.setattr(replay.log, "_write", real_write)
+        monkeypatch.setattr(replay.record.log, "_write", real_write)
         log.append(line(3))
         assert path.read_bytes().startswith(before) and log.size() == path.stat().st_size
         # a partial entry that cannot be removed: the log learns where the file ends, and never cuts
         # an acknowledged entry when a later failed one is removed
         failures["truncate"] = True
-        monkeypatch.setattr(replay.log, "_write", half_then_full)
+        monkeypatch.setattr(replay.record.log, "_write", half_then_full)
         with pytest.raises(LogWriteError):
             log.append(line(4))
         failures["truncate"] = False
-        monkeypatch.setattr(replay.log, "_write", real_write)
+        monkeypatch.setattr(replay.record.log, "_write", real_write)
         log.append(line(5))
         acknowledged = path.read_bytes()
         assert acknowledged.endswith(numbered(line(5), 3))  # 1 and 2 went to lines 1 and 3; 4 failed
-        monkeypatch.setattr(replay.log, "_write", half_then_full)
+        monkeypatch.setattr(replay.record.log, "_write", half_then_full)
         with pytest.raises(LogWriteError):
             log.append(line(6))
         assert path.read_bytes() == acknowledged
-        monkeypatch.setattr(replay.log, "_write", real_write)
+        monkeypatch.setattr(replay.record.log, "_write", real_write)
         assert log.size() == len(acknowledged)
 
 
@@ -1037,7 +1037,7 @@ def test_a_full_disk_leaves_no_partial_entry(tmp_path: Path, exclusive: bool) ->
 def test_an_exclusive_log_never_writes_after_partial_bytes_it_could_not_remove(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import replay.log as log_module
+    import replay.record.log as log_module
 
     path = tmp_path / "recorded_api_calls.json"
     log = CallLog(path, FsyncPolicy.NO, exclusive=True)

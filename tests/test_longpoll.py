@@ -15,8 +15,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from replay.entry import Request
-from replay.longpoll import requested_wait, without_wait
+from replay.record.entry import Request
+from replay.record.longpoll import requested_wait, without_wait
 
 if TYPE_CHECKING:
     from conftest import InProcessServer

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import orjson
 
-from replay.entry import Entry, Request, Response, encode_entry
-from replay.mapping import IdMapping
-from replay.replayer import Replayer
-from replay.transport import WSGITransport
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.restore.mapping import IdMapping
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
 
 OLD_ARN = "arn:aws:sns:us-east-1:123456789012:topic:11111111-aaaa-bbbb-cccc-000000000001"
 NEW_ARN = "arn:aws:sns:us-east-1:123456789012:topic:22222222-dddd-eeee-ffff-000000000002"
@@ -68,7 +68,7 @@ def test_rewrite_returns_the_same_request_when_nothing_applies() -> None:
 
 
 def test_replaying_a_multipart_upload_into_fresh_moto_converges(tmp_path: Path) -> None:
-    from replay.emulators import moto_emulator
+    from replay.serve.emulators import moto_emulator
 
     def auth(service: str) -> tuple[str, str]:
         scope = f"AK/20240101/us-east-1/{service}/aws4_request"

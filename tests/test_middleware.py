@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 from werkzeug.test import Client, EnvironBuilder
 
-from replay.classify import Call
-from replay.entry import Entry, Request, decode_entry
 from replay.errors import LogWriteError
-from replay.middleware import RecordingMiddleware
+from replay.record.classify import Call
+from replay.record.entry import Entry, Request, decode_entry
+from replay.record.middleware import RecordingMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

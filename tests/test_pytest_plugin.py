@@ -40,7 +40,7 @@ import replay
 from replay.adapters.moto import MotoAdapter
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import LoadStrategy, SaveStrategy
-from replay.emulators import moto_emulator
+from replay.serve.emulators import moto_emulator
 
 mode, data_dir = sys.argv[1], sys.argv[2]
 emulator = moto_emulator()

@@ -1,6 +1,6 @@
 """Reads that change moto's state: a behavioural oracle for replay's read classification.
 
-replay records only the calls :class:`~replay.classify.DefaultClassifier` calls mutating
+replay records only the calls :class:`~replay.record.classify.DefaultClassifier` calls mutating
 (and, for SQS ``ReceiveMessage``, only those that returned messages or, as moto's
 adapter watches them, changed the queue); after a restart only those are replayed.  A
 call classified as a read that changes moto's state loses that change across a restart.
@@ -61,9 +61,9 @@ from werkzeug.serving import make_server
 
 from replay import CheckpointPolicy, RecordReplayBackend
 from replay.adapters.moto import MotoAdapter
-from replay.classify import Call, DefaultClassifier
-from replay.emulators import Emulator
-from replay.wsgi import request_from_environ
+from replay.record.classify import Call, DefaultClassifier
+from replay.record.wsgi import request_from_environ
+from replay.serve.emulators import Emulator
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

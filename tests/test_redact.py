@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from replay.entry import Request
-from replay.redact import redact
+from replay.record.entry import Request
+from replay.record.redact import redact
 
 SIGNATURE = "f" * 64
 SIGV4 = (
@@ -120,7 +120,7 @@ def test_presigned_post_forms_lose_their_policy_signature_and_token_but_keep_the
 
 
 def test_secrets_in_answers_are_kept_as_digests_that_still_compare() -> None:
-    from replay.redact import REDACTED, conceals, redact_answer
+    from replay.record.redact import REDACTED, conceals, redact_answer
 
     token, secret = "IQoJb3JpZ2luX2VjEXAMPLETOKEN", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     xml = (

@@ -15,11 +15,11 @@ import requests
 import responses
 
 from replay.config import FsyncPolicy
-from replay.entry import Entry, Request, Response, encode_entry
 from replay.errors import ReplayStalledError, TransportError
-from replay.log import CallLog
-from replay.replayer import Progress, Replayer
-from replay.transport import HTTPTransport, WSGITransport
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import CallLog
+from replay.restore.replayer import Progress, Replayer
+from replay.restore.transport import HTTPTransport, WSGITransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

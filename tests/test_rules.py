@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import orjson
 
-from replay.entry import Entry, Request, Response
-from replay.rules import prepare
+from replay.record.entry import Entry, Request, Response
+from replay.restore.rules import prepare
 
 
 def receive(content_type: str, body: bytes) -> Entry:

@@ -18,12 +18,11 @@ from replay.adapters.moto import MotoAdapter
 from replay.backends import create_backend
 from replay.backends.record_replay import RecordReplayBackend
 from replay.backends.snapshot import SnapshotBackend
-from replay.checkpoint import read_manifest
-from replay.classify import Call, DefaultClassifier
 from replay.config import BackendKind, Config, SaveStrategy
-from replay.emulators import Emulator
-from replay.entry import Request
 from replay.errors import ConfigError, ReplayError
+from replay.record.classify import Call, DefaultClassifier
+from replay.record.entry import Request
+from replay.restore.transport import WSGITransport
 from replay.scope import (
     PersistenceScope,
     SelectiveAdapter,
@@ -32,7 +31,8 @@ from replay.scope import (
     is_data_plane,
     narrow,
 )
-from replay.transport import WSGITransport
+from replay.serve.emulators import Emulator
+from replay.storage.checkpoint import read_manifest
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

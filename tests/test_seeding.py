@@ -13,12 +13,12 @@ from pathlib import Path
 
 import orjson
 
-from replay.entry import Request
-from replay.log import CallLog, LogReader
-from replay.middleware import RecordingMiddleware
-from replay.replayer import Replayer
-from replay.seeding import ThreadSeeder, moto_seeder
-from replay.transport import WSGITransport
+from replay.record.entry import Request
+from replay.record.log import CallLog, LogReader
+from replay.record.middleware import RecordingMiddleware
+from replay.record.seeding import ThreadSeeder, moto_seeder
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
 
 
 def draws(generator: random.Random) -> tuple[int, float, bytes, str, bytes]:
@@ -93,7 +93,7 @@ def json_call(service: str, target: str, body: dict[str, object]) -> Request:
 
 
 def test_moto_ids_are_the_same_after_a_replay(tmp_path: Path) -> None:
-    from replay.emulators import moto_emulator
+    from replay.serve.emulators import moto_emulator
 
     emulator = moto_emulator()
     app, seeder = emulator.app, moto_seeder()
@@ -182,7 +182,7 @@ def _draw_everything() -> dict[str, object]:
 
 
 def test_the_generic_seeder_makes_every_stdlib_source_reproducible_inside_a_call_only() -> None:
-    from replay.seeding import generic_seeder
+    from replay.record.seeding import generic_seeder
 
     seeder = generic_seeder()
     clock = 1_700_000_000.25
@@ -205,7 +205,7 @@ def test_the_generic_seeder_makes_every_stdlib_source_reproducible_inside_a_call
 
 
 def test_generic_streams_are_per_thread_and_concurrent_calls_do_not_mix() -> None:
-    from replay.seeding import generic_seeder
+    from replay.record.seeding import generic_seeder
 
     seeder = generic_seeder()
     expected = {}

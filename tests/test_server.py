@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import requests
 
 from replay.config import Config
-from replay.emulators import Emulator, load_emulator
 from replay.errors import ConfigError
-from replay.server import Server
+from replay.serve.emulators import Emulator, load_emulator
+from replay.serve.server import Server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

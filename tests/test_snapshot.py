@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from replay.errors import SnapshotError
-from replay.snapshot import MAGIC, load_key, read_snapshot, write_snapshot
+from replay.storage.snapshot import MAGIC, load_key, read_snapshot, write_snapshot
 
 
 def test_round_trip_and_private_files(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ import orjson
 import pytest
 
 from replay.config import FsyncPolicy
-from replay.entry import Entry, Request, Response, encode_entry
 from replay.errors import SourceError
-from replay.log import CallLog, encode_header
-from replay.snapshot import load_key, write_snapshot
-from replay.sources import SourceKind, identify
-from replay.transport import WSGITransport
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import CallLog, encode_header
+from replay.restore.transport import WSGITransport
+from replay.share.sources import SourceKind, identify
+from replay.storage.snapshot import load_key, write_snapshot
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import orjson
 
-from replay.entry import Entry, Request, Response, encode_entry
-from replay.log import Segment
-from replay.summary import calls, resource_of, summarise
+from replay.cli.summary import calls, resource_of, summarise
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import Segment
 
 SCOPE = "AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/{}/aws4_request, SignedHeaders=host"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replay.timestamps import TOLERANCE, CallWindow, parse_time
+from replay.restore.timestamps import TOLERANCE, CallWindow, parse_time
 
 T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z
 

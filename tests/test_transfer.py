@@ -16,15 +16,15 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from replay.archive import read_manifest
 from replay.config import Config, FsyncPolicy
-from replay.datadir import DataDirLock
-from replay.emulators import Emulator, moto_emulator
-from replay.entry import Entry, Request, Response, encode_entry
 from replay.errors import ArchiveError, ConfigError, ReplayError, SourceError, TransportError
-from replay.log import CallLog, LogReader
-from replay.server import Server
-from replay.transfer import export_state, import_state
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import CallLog, LogReader
+from replay.serve.emulators import Emulator, moto_emulator
+from replay.serve.server import Server
+from replay.share.archive import read_manifest
+from replay.share.transfer import export_state, import_state
+from replay.storage.datadir import DataDirLock
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

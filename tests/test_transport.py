@@ -12,9 +12,9 @@ import pytest
 import requests
 import responses
 
-from replay.entry import Request
 from replay.errors import TransportError
-from replay.transport import HTTPTransport, WSGITransport
+from replay.record.entry import Request
+from replay.restore.transport import HTTPTransport, WSGITransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -15,12 +15,12 @@ import orjson
 import pytest
 from werkzeug.test import Client
 
-from replay.classify import Call
 from replay.config import FsyncPolicy
 from replay.errors import LogWriteError
-from replay.log import CallLog
-from replay.middleware import RecordingMiddleware
-from replay.writeguard import WriteGuard, refusal
+from replay.record.classify import Call
+from replay.record.log import CallLog
+from replay.record.middleware import RecordingMiddleware
+from replay.record.writeguard import WriteGuard, refusal
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from replay.errors import RequestError
-from replay.wsgi import MAX_BODY_KEY, content_length, request_from_environ
+from replay.record.wsgi import MAX_BODY_KEY, content_length, request_from_environ
 
 
 def environ(body: bytes = b"", **extra: object) -> dict[str, object]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..entry import Request
+    from ..record.entry import Request
 
 __all__ = ["StateAdapter"]
 

@@ -58,7 +58,7 @@ from ..files import atomic_write
 from .moto_effects import watch_receive
 
 if TYPE_CHECKING:
-    from ..entry import Request
+    from ..record.entry import Request
 
 __all__ = ["ASSET_THRESHOLD", "DATA_PLANE_ATTRIBUTES", "NOT_SERVICES", "MotoAdapter", "dumps", "keep_signing_keys"]
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 if TYPE_CHECKING:
-    from ..entry import Request
+    from ..record.entry import Request
 
 __all__ = ["watch_receive"]
 

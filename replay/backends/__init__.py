@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..adapters import StateAdapter
-from ..classify import Classifier
 from ..config import BackendKind, Config, LoadStrategy
 from ..errors import ConfigError, ReplayError
+from ..record.classify import Classifier
+from ..record.seeding import Seeder
 from ..scope import narrow
-from ..seeding import Seeder
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -67,7 +67,7 @@ class Backend(Protocol):
         ...
 
     def export(self, staging: Path) -> dict[str, Any]:
-        """Write the members of an archive of the current state into ``staging`` (:mod:`replay.archive`).
+        """Write the members of an archive of the current state into ``staging`` (:mod:`replay.share.archive`).
 
         Returns what the archive's manifest says besides its files: ``kind`` and, as they apply,
         ``calls``, ``services`` and ``emulator``.

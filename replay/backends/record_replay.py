@@ -1,10 +1,10 @@
 """The ``replay`` backend: record mutating calls, replay them on start, fold them into checkpoints.
 
 Without a state adapter every start replays the whole log, which is compacted
-in place (:func:`~replay.rewrite.compact_in_place`) whenever it has grown by
+in place (:func:`~replay.storage.rewrite.compact_in_place`) whenever it has grown by
 ``percentage`` since its last compaction and is at least ``min_size`` bytes
 (Redis's rule for its append-only file).  With one (moto's),
-the log is folded into a checkpoint (:mod:`replay.checkpoint`) whenever the
+the log is folded into a checkpoint (:mod:`replay.storage.checkpoint`) whenever the
 calls logged since the last one reach ``percentage`` of its size and at least
 ``min_size`` bytes (Redis's ``auto-aof-rewrite-percentage`` and ``-min-size``),
 on ``POST /_localstack/state/save``, and when the server stops; a start then
@@ -22,9 +22,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..adapters import StateAdapter
-from ..archive import stage_calls
-from ..bgsave import describe as describe_saves
-from ..checkpoint import (
+from ..config import REPORT_FILE_NAME, FsyncPolicy
+from ..errors import CheckpointError, QuiesceTimeoutError
+from ..locks import MutationGate
+from ..record.classify import Classifier
+from ..record.log import CallLog
+from ..record.middleware import RecordingMiddleware
+from ..record.seeding import Seeder
+from ..record.writeguard import WriteGuard
+from ..restore.lazyload import PendingState
+from ..restore.livemap import LiveIdMapping
+from ..restore.replayer import CALL_TIMEOUT, Progress, Replayer, ReplayReport
+from ..restore.transport import WSGITransport
+from ..share.archive import stage_calls
+from ..share.sources import SourceKind, check_backend
+from ..storage.bgsave import describe as describe_saves
+from ..storage.checkpoint import (
     MANIFEST_NAME,
     Checkpoint,
     Checkpointer,
@@ -39,21 +52,8 @@ from ..checkpoint import (
     remove_stale,
     tail_start,
 )
-from ..classify import Classifier
-from ..config import REPORT_FILE_NAME, FsyncPolicy
-from ..errors import CheckpointError, QuiesceTimeoutError
-from ..lazyload import PendingState
-from ..livemap import LiveIdMapping
-from ..locks import MutationGate
-from ..log import CallLog
-from ..middleware import RecordingMiddleware
-from ..replayer import CALL_TIMEOUT, Progress, Replayer, ReplayReport
-from ..rewrite import compact_in_place
-from ..seeding import Seeder
-from ..snapshot import load_key
-from ..sources import SourceKind, check_backend
-from ..transport import WSGITransport
-from ..writeguard import WriteGuard
+from ..storage.rewrite import compact_in_place
+from ..storage.snapshot import load_key
 
 logger = logging.getLogger("replay.replayer")
 
@@ -95,11 +95,12 @@ class RecordReplayBackend:
     :param adapter: reaches the emulator's state; with one, the log is folded into checkpoints.
     :param policy: when checkpoints are taken automatically.
     :param reset: empties the emulator (used when a checkpoint's snapshots fail half-way through loading).
-    :param step: passed to the :class:`~replay.checkpoint.Checkpointer` (tests stop the process there).
+    :param step: passed to the :class:`~replay.storage.checkpoint.Checkpointer` (tests stop the process there).
     :param call_timeout: seconds one replayed call may take before the restore stops.
-    :param lazy: load the checkpoint's snapshots per service on first use (:mod:`replay.lazyload`), not at start.
-    :param exclusive: this process holds the data dir's :class:`~replay.datadir.DataDirLock`, so the log
-        has one writer (:class:`~replay.log.CallLog`'s ``exclusive``: no ``flock`` per append).
+    :param lazy: load the checkpoint's snapshots per service on first use (:mod:`replay.restore.lazyload`),
+        not at start.
+    :param exclusive: this process holds the data dir's :class:`~replay.storage.datadir.DataDirLock`, so the log
+        has one writer (:class:`~replay.record.log.CallLog`'s ``exclusive``: no ``flock`` per append).
     """
 
     def __init__(
@@ -429,7 +430,7 @@ class RecordReplayBackend:
                 "log_bytes_since": self.checkpointer.tail_bytes,
                 "next_at_bytes": self.policy.threshold(manifest) if self.policy.percentage > 0 else None,
                 "last": self.last_checkpoint.to_dict() if self.last_checkpoint is not None else None,
-                "saves": self.checkpointer.bgsave.value,  # fork, or inline (replay.bgsave)
+                "saves": self.checkpointer.bgsave.value,  # fork, or inline (replay.storage.bgsave)
             }
         error = self.guard.status()
         if error is not None:
@@ -463,7 +464,7 @@ class RecordReplayBackend:
     def close(self, checkpoint: bool = True) -> None:
         """Stop taking checkpoints and close the log.
 
-        Services of the checkpoint not loaded yet (:mod:`replay.lazyload`) are not loaded into the emulator
+        Services of the checkpoint not loaded yet (:mod:`replay.restore.lazyload`) are not loaded into the emulator
         after this: what they hold is in the checkpoint, for the next start.
 
         With automatic checkpoints on (and ``checkpoint``), the calls logged since the last

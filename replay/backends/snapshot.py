@@ -3,13 +3,13 @@
 Layout under the data dir::
 
     state/snapshot.key                       this data dir's signing key (0600)
-    state/api_states/<service>/backend.state one service's snapshot (replay.snapshot)
+    state/api_states/<service>/backend.state one service's snapshot (replay.storage.snapshot)
     state/<service>/<sha256>                 its large data, e.g. S3 object bodies (assets)
 
 Saving and loading follow the configured strategies
 (:class:`~replay.config.SaveStrategy`, :class:`~replay.config.LoadStrategy`).
 A request to a service holds that service's lock for reading; a load holds it
-for writing, and so does a save, but only while it forks (:mod:`replay.bgsave`):
+for writing, and so does a save, but only while it forks (:mod:`replay.storage.bgsave`):
 the child writes the image while the service and every other one keep serving.
 A state-changing call marks its service dirty, and the services the emulator
 changes on its behalf (SNS delivering to SQS ...); a scheduled save writes the
@@ -30,18 +30,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..adapters import StateAdapter
-from ..archive import stage_snapshot, stage_snapshot_files
-from ..bgsave import describe as describe_saves
-from ..bgsave import mode as bgsave_mode
-from ..bgsave import run_save
-from ..classify import Call, Classifier, DefaultClassifier
 from ..config import LoadStrategy, SaveStrategy
 from ..errors import ReplayError, SnapshotError
 from ..locks import LockTable, ReadWriteLock
-from ..snapshot import load_key, read_snapshot, write_snapshot
-from ..sources import SourceKind, check_backend, snapshot_path, snapshot_services
-from ..writeguard import WriteGuard, refusal
-from ..wsgi import closing_body, request_from_environ
+from ..record.classify import Call, Classifier, DefaultClassifier
+from ..record.writeguard import WriteGuard, refusal
+from ..record.wsgi import closing_body, request_from_environ
+from ..share.archive import stage_snapshot, stage_snapshot_files
+from ..share.sources import SourceKind, check_backend, snapshot_path, snapshot_services
+from ..storage.bgsave import describe as describe_saves
+from ..storage.bgsave import mode as bgsave_mode
+from ..storage.bgsave import run_save
+from ..storage.snapshot import load_key, read_snapshot, write_snapshot
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -84,7 +84,7 @@ class SnapshotBackend:
         self.dirty: set[str] = set()
         self._locks = LockTable(ReadWriteLock)
         self._saving = LockTable(threading.Lock)
-        self.bgsave = bgsave_mode()  # fork: saves hold a service only for the fork (replay.bgsave)
+        self.bgsave = bgsave_mode()  # fork: saves hold a service only for the fork (replay.storage.bgsave)
         self.last_saves: dict[str, dict[str, object]] = {}
         self._deferred: set[str] = set()  # saved services whose load the adapter runs on their first use
         self._here = threading.local()  # .loading: the services this thread is loading now
@@ -180,7 +180,7 @@ class SnapshotBackend:
 
     def save_service(self, service: str) -> float:
         """Write ``service``'s snapshot now; the seconds requests to it waited (only for the fork, see
-        :mod:`replay.bgsave`; inline, for its serialisation).  Returns once the snapshot is durable.
+        :mod:`replay.storage.bgsave`; inline, for its serialisation).  Returns once the snapshot is durable.
 
         :raises ReplayError: it could not be written, in one line (the service stays dirty).
         """

@@ -4,7 +4,7 @@
 :class:`CompactionPlan`: for each entry (by its 0-based ordinal) whether it must
 be kept.  Replaying the kept entries, in the same order, into an empty emulator
 gives the same state as replaying all of them.  Replay reissues each call in the
-random stream and at the clock it was recorded with (:mod:`replay.seeding`), so
+random stream and at the clock it was recorded with (:mod:`replay.record.seeding`), so
 dropping a call never changes the ids or timestamps other calls generate: only
 real state dependencies count.  The planner never looks at emulator state, and
 keeps only small per-resource bookkeeping (ordinals and flags), never entries.

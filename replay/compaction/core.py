@@ -22,7 +22,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote_to_bytes
 
-from ..entry import Entry, Request
+from ..record.entry import Entry, Request
 from .parsing import _ARN, _QUEUE_URL, _arn_keys, _form, _Opaque, _pieces
 
 __all__: list[str] = []

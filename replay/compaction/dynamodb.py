@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..entry import Entry
+from ..record.entry import Entry
 from .core import (
     _DDB_OVER,
     _DDB_REDUNDANT,

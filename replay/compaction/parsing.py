@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..entry import Request
+from ..record.entry import Request
 
 __all__: list[str] = []
 

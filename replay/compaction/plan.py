@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 
-from ..entry import Entry
+from ..record.entry import Entry
 from .core import _CODE
 from .dynamodb import _DynamoDBRules
 from .s3 import _S3Rules

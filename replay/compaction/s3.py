@@ -13,7 +13,7 @@ import html
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..entry import Entry, Request
+from ..record.entry import Entry, Request
 from .core import (
     _DELETE,
     _PUT,

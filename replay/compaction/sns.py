@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..entry import Entry
+from ..record.entry import Entry
 from .core import _SNS_SUB, _WRITES, _Life, _PlannerCore
 from .parsing import _form, _json, _Opaque, _region, _text
 

@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-from ..entry import Entry, Request
+from ..record.entry import Entry, Request
 from .core import _REFERS, _SQS_MSG, _Life, _PlannerCore
 from .parsing import _digest, _form, _json, _Opaque, _region, _text
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from _workload import Workload, moto_reset
 
-from replay.emulators import moto_emulator
-from replay.entry import Request, Response
-from replay.transport import Transport, WSGITransport
+from replay.record.entry import Request, Response
+from replay.restore.transport import Transport, WSGITransport
+from replay.serve.emulators import moto_emulator
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

@@ -1,4 +1,4 @@
-"""Realistic moto requests, built as :class:`replay.entry.Request` objects the way boto3 sends them.
+"""Realistic moto requests, built as :class:`replay.record.entry.Request` objects the way boto3 sends them.
 
 The mix is chosen so that the cost of a call does not drift as the benchmark
 runs: DynamoDB ``PutItem`` over a fixed set of keys, S3 ``PutObject``
@@ -20,7 +20,7 @@ import zlib
 
 import orjson
 
-from replay.entry import Request
+from replay.record.entry import Request
 
 __all__ = ["Workload", "moto_reset", "prepare_environment"]
 

@@ -32,10 +32,10 @@ from typing import Any
 from _harness import BenchmarkError, Result, Spread, rotations
 from bench_startup import history, live_calls, record, replay_plain, restore
 
-from replay.archive import import_archive, read_manifest
 from replay.config import LOG_FILE_NAME
-from replay.emulators import moto_emulator
-from replay.transfer import export_state
+from replay.serve.emulators import moto_emulator
+from replay.share.archive import import_archive, read_manifest
+from replay.share.transfer import export_state
 
 __all__ = ["Settings", "run"]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns, rotations, send_ok
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
-from replay.log import CallLog
-from replay.middleware import RecordingMiddleware
-from replay.seeding import moto_seeder
-from replay.transport import WSGITransport
+from replay.record.log import CallLog
+from replay.record.middleware import RecordingMiddleware
+from replay.record.seeding import moto_seeder
+from replay.restore.transport import WSGITransport
 
 __all__ = ["Settings", "run"]
 

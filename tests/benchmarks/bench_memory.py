@@ -18,7 +18,7 @@ from pathlib import Path
 from _harness import BenchmarkError, Result, Spread
 
 from replay.config import LOG_FILE_NAME
-from replay.entry import Entry, Request, Response, encode_entry
+from replay.record.entry import Entry, Request, Response, encode_entry
 
 __all__ = ["Settings", "run"]
 
@@ -26,8 +26,8 @@ TARGET_MB = 100.0
 
 CHILD = """
 import json, resource, sys
-from replay.replayer import Replayer
-from replay.transport import WSGITransport
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
 
 def noop(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/json")])

@@ -26,10 +26,10 @@ from _harness import BenchmarkError, Result, Spread, now_ns, quiet_gc, rotations
 from _workload import TABLE, json_request
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
-from replay.log import CallLog
-from replay.middleware import RecordingMiddleware
-from replay.seeding import generic_seeder
-from replay.wsgi import environ_from_request
+from replay.record.log import CallLog
+from replay.record.middleware import RecordingMiddleware
+from replay.record.seeding import generic_seeder
+from replay.record.wsgi import environ_from_request
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -3,14 +3,14 @@
 ``calls`` mutating moto calls (the table, bucket and queue creation, then
 batches of DynamoDB PutItem / S3 PutObject / SQS SendMessage, each batch
 followed by a recorded PurgeQueue) are recorded once through
-:class:`~replay.middleware.RecordingMiddleware` to a log file.  Then, in rounds
+:class:`~replay.record.middleware.RecordingMiddleware` to a log file.  Then, in rounds
 whose order alternates, on a moto freshly reset with ``POST /moto-api/reset``
 (outside the timed region):
 
 * *replay*: ``Replayer(WSGITransport(app), seeder=moto_seeder()).replay(log_path)``
   (reading and decoding the log, seeding each call, the id mapping and the
   divergence check included: what ``replay serve`` does at start-up);
-* *direct*: the same :class:`~replay.entry.Request` objects, kept in memory,
+* *direct*: the same :class:`~replay.record.entry.Request` objects, kept in memory,
   sent through ``WSGITransport(app)``.
 
 The paired value is ``replay time / direct time``.  A third arm, *plain*,
@@ -28,13 +28,13 @@ from _harness import BenchmarkError, Result, Spread, now_ns, quiet_gc, rotations
 from _workload import Workload, moto_reset
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
-from replay.emulators import moto_emulator
-from replay.entry import Request
-from replay.log import CallLog
-from replay.middleware import RecordingMiddleware
-from replay.replayer import Replayer
-from replay.seeding import moto_seeder
-from replay.transport import WSGITransport
+from replay.record.entry import Request
+from replay.record.log import CallLog
+from replay.record.middleware import RecordingMiddleware
+from replay.record.seeding import moto_seeder
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import moto_emulator
 
 __all__ = ["Settings", "run"]
 

@@ -46,8 +46,8 @@ from _workload import (
     s3_request,
 )
 
-from replay.checkpoint import read_manifest
-from replay.transport import HTTPTransport
+from replay.restore.transport import HTTPTransport
+from replay.storage.checkpoint import read_manifest
 
 __all__ = ["Settings", "run"]
 

@@ -26,11 +26,11 @@ from _workload import TABLE, create_table, json_request, moto_reset
 
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import LOG_FILE_NAME, SaveStrategy
-from replay.emulators import moto_emulator
-from replay.log import CallLog
-from replay.middleware import RecordingMiddleware
-from replay.replayer import Replayer
-from replay.transport import WSGITransport
+from replay.record.log import CallLog
+from replay.record.middleware import RecordingMiddleware
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import moto_emulator
 
 __all__ = ["Settings", "run"]
 

@@ -44,10 +44,10 @@ from _workload import BIG_QUEUE_URL, big_state, json_request, moto_reset
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.backends.snapshot import SnapshotBackend
-from replay.checkpoint import Checkpoint, read_manifest
 from replay.config import LOG_FILE_NAME, SaveStrategy
-from replay.emulators import Emulator, moto_emulator
-from replay.transport import Transport, WSGITransport
+from replay.restore.transport import Transport, WSGITransport
+from replay.serve.emulators import Emulator, moto_emulator
+from replay.storage.checkpoint import Checkpoint, read_manifest
 
 __all__ = ["Settings", "run"]
 

@@ -40,12 +40,12 @@ from _workload import ACCOUNT, HOST, REGION, json_request, moto_reset, s3_reques
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.config import LOG_FILE_NAME, FsyncPolicy
-from replay.emulators import Emulator, moto_emulator
-from replay.entry import Request
-from replay.log import CallLog, LogReader
-from replay.middleware import RecordingMiddleware
-from replay.replayer import Replayer
-from replay.transport import WSGITransport
+from replay.record.entry import Request
+from replay.record.log import CallLog, LogReader
+from replay.record.middleware import RecordingMiddleware
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator, moto_emulator
 
 __all__ = ["Settings", "run"]
 

@@ -2,11 +2,11 @@
 
 Three arms share one moto app and are interleaved round by round (rotating
 order): *without* sends each request through
-:class:`~replay.transport.WSGITransport` straight to moto's app; *everysec* and
+:class:`~replay.restore.transport.WSGITransport` straight to moto's app; *everysec* and
 *always* send it through the same transport to the app wrapped in
-:class:`~replay.middleware.RecordingMiddleware` over a
-:class:`~replay.log.CallLog` with that fsync policy, seeding each call as
-``replay serve`` does (:func:`~replay.seeding.moto_seeder`).  Each log stays open for
+:class:`~replay.record.middleware.RecordingMiddleware` over a
+:class:`~replay.record.log.CallLog` with that fsync policy, seeding each call as
+``replay serve`` does (:func:`~replay.record.seeding.moto_seeder`).  Each log stays open for
 the whole benchmark, as in a server, so the once-a-second background sync of
 ``everysec`` happens while the rounds run.  A round is ``batches`` batches of
 DynamoDB PutItem / S3 PutObject / SQS SendMessage calls; the SQS queue is purged
@@ -23,10 +23,10 @@ from pathlib import Path
 from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns, quiet_gc, rotations, send_ok
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
-from replay.log import CallLog
-from replay.middleware import RecordingMiddleware
-from replay.seeding import moto_seeder
-from replay.transport import WSGITransport
+from replay.record.log import CallLog
+from replay.record.middleware import RecordingMiddleware
+from replay.record.seeding import moto_seeder
+from replay.restore.transport import WSGITransport
 
 __all__ = ["Settings", "run"]
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.config import FsyncPolicy
-from replay.emulators import Emulator, moto_emulator
-from replay.entry import Request
-from replay.transport import WSGITransport
+from replay.record.entry import Request
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator, moto_emulator
 
 ACCOUNT = "123456789012"
 SCOPE = (

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from replay.checkpoint import STEPS, read_manifest
+from replay.storage.checkpoint import STEPS, read_manifest
 
 pytestmark = pytest.mark.e2e
 

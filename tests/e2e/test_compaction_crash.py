@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from replay.config import FsyncPolicy
-from replay.emulators import Emulator, moto_emulator
-from replay.entry import Request
-from replay.log import CallLog, LogReader
-from replay.middleware import RecordingMiddleware
-from replay.replayer import Replayer
-from replay.rewrite import COMPACTION_STEPS
-from replay.transport import WSGITransport
+from replay.record.entry import Request
+from replay.record.log import CallLog, LogReader
+from replay.record.middleware import RecordingMiddleware
+from replay.restore.replayer import Replayer
+from replay.restore.transport import WSGITransport
+from replay.serve.emulators import Emulator, moto_emulator
+from replay.storage.rewrite import COMPACTION_STEPS
 
 pytestmark = pytest.mark.e2e
 
@@ -39,8 +39,8 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from replay.config import FsyncPolicy
-    from replay.log import CallLog
-    from replay.rewrite import compact_in_place
+    from replay.record.log import CallLog
+    from replay.storage.rewrite import compact_in_place
 
     def step(name):
         if name == sys.argv[2]:

@@ -111,7 +111,7 @@ def app(environ, start_response):
 def test_a_restore_that_cannot_make_progress_stops_with_one_line_naming_the_log_line(
     servers: Servers, tmp_path: Path
 ) -> None:
-    from replay.entry import Entry, Request, Response, encode_entry
+    from replay.record.entry import Entry, Request, Response, encode_entry
 
     (tmp_path / "hanging_app.py").write_text(HANGING_APP)
     data_dir = tmp_path / "volume"

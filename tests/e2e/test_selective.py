@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from replay.checkpoint import Checkpoint, read_manifest
-from replay.log import LogReader
+from replay.record.log import LogReader
+from replay.storage.checkpoint import Checkpoint, read_manifest
 
 if TYPE_CHECKING:
     from conftest import AwsClients, ReplayServer, Servers

@@ -1,0 +1,4 @@
+"""TODO"""
+
+from .commands import main as main
+from .commands import run as run
