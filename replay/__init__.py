@@ -12,18 +12,15 @@ into the app before ``persist`` returns.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-import atexit
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from .adapters import StateAdapter as StateAdapter
 from .backends import Backend as Backend
 from .backends import DisabledBackend as DisabledBackend
 from .backends import create_backend as create_backend
 from .backends.record_replay import CheckpointPolicy as CheckpointPolicy
 from .backends.record_replay import RecordReplayBackend as RecordReplayBackend
+from .backends.selective import DATA_PLANE_OPERATIONS as DATA_PLANE_OPERATIONS
+from .backends.selective import SelectiveAdapter as SelectiveAdapter
+from .backends.selective import SelectiveClassifier as SelectiveClassifier
 from .compaction import CompactionPlan as CompactionPlan
 from .compaction import plan_compaction as plan_compaction
 from .config import BackendKind as BackendKind
@@ -59,10 +56,10 @@ from .record.entry import Response as Response
 from .record.entry import decode_entry as decode_entry
 from .record.entry import encode_entry as encode_entry
 from .record.log import CallLog as CallLog
-from .record.log import LogReader as LogReader
-from .record.log import Segment as Segment
 from .record.longpoll import LongPolls as LongPolls
 from .record.middleware import RecordingMiddleware as RecordingMiddleware
+from .record.reader import LogReader as LogReader
+from .record.reader import Segment as Segment
 from .record.redact import redact as redact
 from .record.seeding import Seeder as Seeder
 from .record.seeding import ThreadSeeder as ThreadSeeder
@@ -79,11 +76,9 @@ from .restore.replayer import ReplayReport as ReplayReport
 from .restore.transport import HTTPTransport as HTTPTransport
 from .restore.transport import Transport as Transport
 from .restore.transport import WSGITransport as WSGITransport
-from .scope import DATA_PLANE_OPERATIONS as DATA_PLANE_OPERATIONS
 from .scope import PersistenceScope as PersistenceScope
-from .scope import SelectiveAdapter as SelectiveAdapter
-from .scope import SelectiveClassifier as SelectiveClassifier
 from .scope import ServiceSelection as ServiceSelection
+from .serve.persist import persist as persist
 from .share.archive import ArchiveManifest as ArchiveManifest
 from .share.archive import ImportReport as ImportReport
 from .share.archive import import_archive as import_archive
@@ -100,9 +95,7 @@ from .storage.checkpoint import Manifest as Manifest
 from .storage.datadir import DataDirLock as DataDirLock
 from .storage.rewrite import RewriteReport as RewriteReport
 from .storage.rewrite import compact_logs as compact_logs
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+from .version import __version__ as __version__
 
 __all__ = [
     "DATA_PLANE_OPERATIONS",
@@ -190,61 +183,3 @@ __all__ = [
     "plan_compaction",
     "redact",
 ]
-
-
-def persist(
-    app: WSGIApplication,
-    data_dir: str | Path = "volume",
-    fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
-    classifier: Classifier | None = None,
-    seeder: Seeder | None = None,
-    adapter: StateAdapter | None = None,
-    checkpoints: CheckpointPolicy | None = None,
-    seed: bool = True,
-) -> WSGIApplication:
-    """Restore ``app`` from ``data_dir`` and return it wrapped so that new calls are recorded.
-
-    The wrapping is :class:`RecordingMiddleware` behind :class:`LongPolls` (SQS long polls wait
-    outside the app, as instant attempts).
-
-    Each recorded call runs with its own clock and random stream, so that its replay makes the same ids,
-    times and tokens: ``seeder`` chooses how (:func:`moto_seeder` for moto); without one, the standard
-    library's sources are seeded (:func:`replay.record.seeding.generic_seeder`; ``seed=False``: none at all).
-    Calls that are not AWS calls are named after the app's ``service_for(environ)``, if it has one, else
-    after their path (moto's app excepted).
-    Pass ``adapter`` (e.g. ``replay.adapters.moto.MotoAdapter()``) to fold the log into checkpoints
-    as ``checkpoints`` says (by default as ``replay serve`` does), so that a start replays only the
-    calls since the last one.
-
-    The log is synced and closed at interpreter exit.  With ``adapter``, this process owns the data
-    dir until then (checkpoints fold the log into this process's state).
-
-    :raises LogCorruptError: the log has a malformed line before its end.
-    :raises DataDirInUseError: with ``adapter``, another process owns the data dir.
-    """
-    policy = fsync if isinstance(fsync, FsyncPolicy) else Config.load({"fsync": fsync}).fsync
-    if seeder is None and seed:
-        seeder = generic_seeder()
-    if classifier is None and not type(app).__module__.startswith("moto."):
-        classifier = DefaultClassifier(service_for=getattr(app, "service_for", None), name_by_path=True)
-    owner = DataDirLock(Path(data_dir), command="replay.persist") if adapter is not None else None
-    backend = RecordReplayBackend(
-        app,
-        Path(data_dir) / "recorded_api_calls.json",
-        policy,
-        classifier,
-        seeder,
-        adapter,
-        checkpoints,
-        exclusive=owner is not None,
-    )
-    try:
-        backend.restore()
-    except BaseException:
-        if owner is not None:
-            owner.release()
-        raise
-    if owner is not None:
-        atexit.register(owner.release)  # registered first, so it runs after the log is closed
-    atexit.register(backend.close)
-    return LongPolls(backend.wrap(app), classifier)

@@ -24,7 +24,8 @@ import replay.share.archive as archive_module
 from replay.config import FsyncPolicy
 from replay.errors import ArchiveError, SnapshotError, SourceError
 from replay.record.entry import Entry, Request, Response, decode_entry, encode_entry
-from replay.record.log import CallLog, LogReader, Segment
+from replay.record.log import CallLog
+from replay.record.reader import LogReader, Segment
 from replay.share.archive import (
     MANIFEST_MEMBER,
     import_archive,

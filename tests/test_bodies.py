@@ -27,7 +27,8 @@ from replay.record.bodies import (
     spool,
 )
 from replay.record.entry import Request, decode_entry, encode_call
-from replay.record.log import CallLog, FsyncPolicy, LogReader
+from replay.record.log import CallLog, FsyncPolicy
+from replay.record.reader import LogReader
 
 
 class TooLarge(Exception):

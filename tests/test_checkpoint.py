@@ -16,7 +16,8 @@ from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.config import FsyncPolicy
 from replay.errors import CheckpointError, QuiesceTimeoutError
 from replay.record.entry import Request
-from replay.record.log import LogReader, Segment, encode_header, read_header
+from replay.record.log import encode_header, read_header
+from replay.record.reader import LogReader, Segment
 from replay.restore.transport import WSGITransport
 from replay.serve.emulators import Emulator
 from replay.storage.checkpoint import (

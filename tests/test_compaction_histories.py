@@ -41,8 +41,9 @@ from werkzeug.serving import make_server
 from replay.compaction import CompactionPlan, plan_compaction
 from replay.config import FsyncPolicy
 from replay.record.entry import decode_entry
-from replay.record.log import CallLog, LogReader
+from replay.record.log import CallLog
 from replay.record.middleware import RecordingMiddleware
+from replay.record.reader import LogReader
 from replay.restore.replayer import Replayer, ReplayReport
 from replay.restore.transport import WSGITransport
 from replay.serve.emulators import Emulator, moto_emulator

@@ -32,10 +32,10 @@ from werkzeug.serving import make_server
 
 from replay.errors import LogCorruptError, ReplayError
 from replay.record.entry import Entry, Request, Response, encode_entry
-from replay.record.log import LogReader
+from replay.record.reader import LogReader, is_localstack_record
 from replay.restore.replayer import Replayer
 from replay.restore.transport import WSGITransport
-from replay.share.localstack import LocalStackReader, convert, decode_record, is_localstack_record, sniff
+from replay.share.localstack import LocalStackReader, convert, decode_record, sniff
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

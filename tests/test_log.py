@@ -22,7 +22,8 @@ import pytest
 from replay.config import FsyncPolicy
 from replay.errors import LogCorruptError, LogError, LogVersionError, LogWriteError
 from replay.record.entry import Entry, Request, Response, decode_entry, encode_entry, numbered
-from replay.record.log import CallLog, LogReader, encode_header, read_header
+from replay.record.log import CallLog, encode_header, read_header
+from replay.record.reader import LogReader
 
 LOG_NAME = "recorded_api_calls.json"
 

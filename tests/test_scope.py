@@ -17,20 +17,14 @@ from botocore.config import Config as BotoConfig
 from replay.adapters.moto import MotoAdapter
 from replay.backends import create_backend
 from replay.backends.record_replay import RecordReplayBackend
+from replay.backends.selective import SelectiveAdapter, SelectiveClassifier, is_data_plane, narrow
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import BackendKind, Config, SaveStrategy
 from replay.errors import ConfigError, ReplayError
 from replay.record.classify import Call, DefaultClassifier
 from replay.record.entry import Request
 from replay.restore.transport import WSGITransport
-from replay.scope import (
-    PersistenceScope,
-    SelectiveAdapter,
-    SelectiveClassifier,
-    ServiceSelection,
-    is_data_plane,
-    narrow,
-)
+from replay.scope import PersistenceScope, ServiceSelection
 from replay.serve.emulators import Emulator
 from replay.storage.checkpoint import read_manifest
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import orjson
 
 from replay.record.entry import Request
-from replay.record.log import CallLog, LogReader
+from replay.record.log import CallLog
 from replay.record.middleware import RecordingMiddleware
+from replay.record.reader import LogReader
 from replay.record.seeding import ThreadSeeder, moto_seeder
 from replay.restore.replayer import Replayer
 from replay.restore.transport import WSGITransport

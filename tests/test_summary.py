@@ -8,7 +8,7 @@ import orjson
 
 from replay.cli.summary import calls, resource_of, summarise
 from replay.record.entry import Entry, Request, Response, encode_entry
-from replay.record.log import Segment
+from replay.record.reader import Segment
 
 SCOPE = "AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/{}/aws4_request, SignedHeaders=host"
 

@@ -19,7 +19,8 @@ from werkzeug.serving import make_server
 from replay.config import Config, FsyncPolicy
 from replay.errors import ArchiveError, ConfigError, ReplayError, SourceError, TransportError
 from replay.record.entry import Entry, Request, Response, encode_entry
-from replay.record.log import CallLog, LogReader
+from replay.record.log import CallLog
+from replay.record.reader import LogReader
 from replay.serve.emulators import Emulator, moto_emulator
 from replay.serve.server import Server
 from replay.share.archive import read_manifest

@@ -24,18 +24,18 @@ from typing import NoReturn, TextIO
 import orjson
 import requests
 
-from .. import __version__
 from ..config import BackendKind, Config, FsyncPolicy
 from ..errors import ConfigError, ReplayError, SourceError, TransportError
 from ..record.log import CallLog
 from ..restore.replayer import Progress, Replayer
 from ..restore.transport import HTTPTransport, WSGITransport
-from ..serve.endpoints import COMPACT_PATH
+from ..routes import COMPACT_PATH
 from ..share.archive import read_manifest as read_archive_manifest
 from ..share.sources import Source, SourceKind, identify
 from ..storage.checkpoint import finish_interrupted, read_manifest, tail_start
 from ..storage.datadir import DataDirLock, owner
 from ..storage.rewrite import compact_in_place
+from ..version import __version__
 from .display import (
     describe_archive,
     format_archive,

@@ -25,7 +25,7 @@ import orjson
 
 from ..config import REPORT_FILE_NAME
 from ..record.entry import Entry
-from ..record.log import Segment
+from ..record.reader import Segment
 from ..share.sources import snapshot_path, snapshot_services
 
 __all__ = ["CallLine", "Summary", "calls", "describe_snapshots", "resource_of", "summarise"]

@@ -1,4 +1,4 @@
-"""The call log: durable appends and a streaming, torn-tail-tolerant reader.
+"""The call log, written: durable appends, the header that names a checkpoint, rewrites.
 
 Writing (:class:`CallLog`):
 
@@ -34,38 +34,29 @@ header line that names it, ``{"v": 1, "checkpoint": "000004", "seq": 812}``
 (``seq``: the last sequence number given out when it was written); a log
 without one holds the whole history.
 
-Reading (:class:`LogReader`) streams line by line, from the start or from a
-byte offset, and reports the header.  Only an undecodable last line that is
-not terminated by a newline is a torn tail (Redis's ``aof-load-truncated``): it
-is dropped with a warning and the start goes on.  An undecodable line anywhere
-else, the last one included when it is complete, and an entry whose sequence
-number is not above the one before it (a duplicated or reordered entry) raise
-:class:`~replay.errors.LogCorruptError` naming the file and line; nothing is
-changed on disk.
+Reading is :mod:`replay.record.reader`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import glob
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
 from ..config import FsyncPolicy
-from ..errors import EntryVersionError, LogCorruptError, LogError, LogVersionError, LogWriteError
+from ..errors import EntryVersionError, LogCorruptError, LogWriteError
 from ..files import FILE_MODE, ensure_private_dir, fsync_dir
 from .bodies import BodyFile, BodyStore, bodies_beside
-from .entry import Entry, decode_entry, numbered
+from .entry import decode_entry, numbered
 
-__all__ = ["CallLog", "LogReader", "Segment", "encode_header", "read_header"]
+__all__ = ["CallLog", "decode_header", "encode_header", "read_header"]
 
 logger = logging.getLogger("replay.log")
 
@@ -90,7 +81,7 @@ def _header_seq(line: bytes) -> int:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else 0
 
 
-def _decode_header(line: bytes) -> str | None:
+def decode_header(line: bytes) -> str | None:
     """The checkpoint a header line names; ``None`` when ``line`` is not a header."""
     if b'"checkpoint"' not in line or b'"request"' in line:
         return None
@@ -129,7 +120,7 @@ def read_header(path: Path) -> tuple[str | None, int]:
         line, end = _first_line(fd)
     finally:
         os.close(fd)
-    checkpoint = _decode_header(line)
+    checkpoint = decode_header(line)
     return (checkpoint, end) if checkpoint is not None else (None, 0)
 
 
@@ -233,7 +224,7 @@ class CallLog:
         if header is not None and os.fstat(self._fd).st_size == 0:
             os.write(self._fd, encode_header(header))
             os.fsync(self._fd)
-        self.header = _decode_header(_first_line(self._fd)[0])
+        self.header = decode_header(_first_line(self._fd)[0])
         self._end = os.fstat(self._fd).st_size
         self._seq = _last_seq(self._fd, self._end)
 
@@ -278,7 +269,7 @@ class CallLog:
         start = _line_start(self._fd, end)
         last = os.pread(self._fd, end - start, start)
         try:
-            if start > 0 or _decode_header(last) is None:
+            if start > 0 or decode_header(last) is None:
                 decode_entry(last)
         except EntryVersionError:
             pass  # a newer writer's complete entry: not ours to judge, and not torn
@@ -606,7 +597,7 @@ def _last_seq(fd: int, size: int) -> int:
         return 0
     start = _line_start(fd, end)
     last = os.pread(fd, end - start, start)
-    if start == 0 and _decode_header(last) is not None:
+    if start == 0 and decode_header(last) is not None:
         return _header_seq(last)
     try:
         return decode_entry(last).seq or 0
@@ -623,178 +614,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-class LogReader:
-    """Stream ``(line number, entry)`` pairs from a log file.
-
-    A missing file reads as empty.  :attr:`position` (bytes consumed) and
-    :attr:`size` let callers show progress; :attr:`torn_line` is the number of a
-    dropped torn last line, if there was one; :attr:`checkpoint` the checkpoint a
-    header line names (read as soon as iteration starts).
-
-    :param start: byte offset of the first line to read (a line boundary); the
-        header is only looked for when reading from 0.
-    :param end: byte offset where reading stops (a line boundary), e.g. where the
-        log ended when a checkpoint was taken; ``None``: the end of the file.
-    """
-
-    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
-        self.path = Path(path)
-        try:
-            self.size = self.path.stat().st_size
-        except FileNotFoundError:
-            self.size = 0
-        self.start = start
-        self.end = end
-        if end is not None:
-            self.size = min(self.size, end)
-        self.position = start
-        self.torn_line: int | None = None
-        self.checkpoint: str | None = None
-        self.last_seq = 0  # the sequence number of the last entry read (set it to chain readers)
-        self.bodies = bodies_beside(self.path)  # where the bodies its entries name as files are
-
-    def _decode(self, line: bytes, number: int) -> Entry | None:
-        """The entry on line ``number``; ``None`` leaves it out (a subclass reading another format may).
-
-        :raises ValueError: the line is not an entry.
-        """
-        try:
-            entry = decode_entry(line, self.bodies)
-        except EntryVersionError as exc:
-            raise LogVersionError(self.path, number, exc.version, exc.supported) from None
-        file = entry.request.file
-        if file is not None and (problem := file.problem()) is not None:
-            raise ValueError(problem)
-        return entry
-
-    def __iter__(self) -> Iterator[tuple[int, Entry]]:
-        for number, _line, entry in self.records():
-            yield number, entry
-
-    def _lines(self, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-        """``(number, line)`` of every non-blank line from :attr:`start`, the header excepted."""
-        first = 1
-        if self.start:
-            offset = 0
-            while offset < self.start:
-                chunk = handle.read(min(_COPY_CHUNK, self.start - offset))
-                if not chunk:
-                    break
-                first += chunk.count(b"\n")
-                offset += len(chunk)
-        looking_for_header = not self.start
-        offset, end = self.start, self.end
-        for number, line in enumerate(handle, first):
-            if end is not None:
-                if offset >= end:
-                    return
-                offset += len(line)
-            if not line.strip():
-                self.position += len(line)
-                continue
-            if looking_for_header:
-                looking_for_header = False
-                self.checkpoint = _decode_header(line)
-                if self.checkpoint is not None:
-                    self.position += len(line)
-                    continue
-            yield number, line
-
-    def _ordered(self, entry: Entry, number: int) -> Entry:
-        """``entry``, once its sequence number is known to come after the last one's."""
-        seq = entry.seq
-        if seq is not None:
-            if seq <= self.last_seq:
-                raise LogCorruptError(
-                    self.path,
-                    number,
-                    f"entry number {seq} comes after number {self.last_seq}: a duplicated or reordered entry "
-                    "(replaying it would apply a call twice or out of order)",
-                )
-            self.last_seq = seq
-        return entry
-
-    def records(self) -> Iterator[tuple[int, bytes, Entry]]:
-        """``(line number, raw line, entry)`` for every entry, in order."""
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 - closed in finally, generator-scoped
-        except FileNotFoundError:
-            return
-        except IsADirectoryError:
-            raise LogError(self.path, f"{self.path}: is a directory, not a call log") from None
-        except OSError as exc:
-            raise LogError(self.path, f"{self.path}: cannot be read: {_os_reason(exc)}") from None
-        try:
-            pending: bytes | None = None
-            pending_number = 0
-            for number, line in self._lines(handle):
-                if pending is not None:
-                    try:
-                        entry = self._decode(pending, pending_number)
-                    except ValueError as exc:
-                        raise LogCorruptError(self.path, pending_number, _reason(pending, exc)) from None
-                    self.position += len(pending)
-                    if entry is not None:
-                        yield pending_number, pending, self._ordered(entry, pending_number)
-                pending, pending_number = line, number
-            if pending is not None:
-                try:
-                    entry = self._decode(pending, pending_number)
-                except LogVersionError:
-                    raise
-                except ValueError as exc:
-                    if _legacy(pending) or pending.endswith(b"\n"):  # whole: damaged, not a crash's leftover
-                        raise LogCorruptError(self.path, pending_number, _reason(pending, exc)) from None
-                    self.torn_line = pending_number
-                    logger.warning(
-                        "%s:%d: dropped a torn last entry (%d bytes, cut short by a crash while it was written)",
-                        self.path,
-                        pending_number,
-                        len(pending),
-                    )
-                    return
-                finally:
-                    self.position += len(pending)
-                if entry is not None:
-                    yield pending_number, pending, self._ordered(entry, pending_number)
-        finally:
-            handle.close()
-
-
-def _legacy(line: bytes) -> bool:
-    """Whether ``line`` is a record of LocalStack's legacy log (:mod:`replay.share.localstack`)."""
-    from ..share.localstack import is_localstack_record
-
-    try:
-        return is_localstack_record(orjson.loads(line))
-    except orjson.JSONDecodeError:
-        return False
-
-
-def _reason(line: bytes, exc: ValueError) -> str:
-    """Why ``line`` is not an entry, with what to do when it is LocalStack's."""
-    if _legacy(line):
-        return "a LocalStack record, not a replay entry: convert the file with `replay import FILE --data-dir NEW_DIR`"
-    return str(exc)
-
-
-@dataclasses.dataclass(frozen=True)
-class Segment:
-    """The lines of ``path`` from byte ``start`` to byte ``end`` (``None``: its end).
-
-    ``legacy``: the file is a LocalStack log (:mod:`replay.share.localstack`), read as our entries.
-    """
-
-    path: Path
-    start: int = 0
-    end: int | None = None
-    legacy: bool = False
-
-    def reader(self) -> LogReader:
-        if self.legacy:
-            from ..share.localstack import LocalStackReader
-
-            return LocalStackReader(self.path, self.start, self.end)
-        return LogReader(self.path, self.start, self.end)

@@ -39,7 +39,7 @@ import orjson
 from ..errors import ReplayStalledError, TransportError
 from ..files import atomic_write
 from ..record.entry import Entry
-from ..record.log import Segment
+from ..record.reader import Segment
 from ..record.seeding import Seeder
 from .convergence import Judge
 from .diff import Change, changes

@@ -44,6 +44,7 @@ from ..record.entry import Request
 from ..record.writeguard import unavailable
 from ..record.wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, SPOOL_DIR_KEY, content_length, request_from_environ
 from ..restore.transport import WSGITransport
+from ..routes import COMPACT_PATH, CONTROL_ROOTS, EXPORT_PATH, HEALTH_PATH, STATE_PREFIX
 from ..share.archive import write_archive
 from .crosssite import ControlAccess
 
@@ -52,13 +53,9 @@ if TYPE_CHECKING:
 
 __all__ = ["COMPACT_PATH", "EXPORT_PATH", "HEALTH_PATH", "STATE_PREFIX", "ControlEndpoints"]
 
-HEALTH_PATH = "/_localstack/health"
-STATE_PREFIX = "/_localstack/state/"
-COMPACT_PATH = "/_replay/compact"
-EXPORT_PATH = "/_replay/export"
 _EXPORT_CHUNK = 1 << 20
-_RESERVED = ("/_localstack", "/_replay")
-_RESERVED_PREFIXES = ("/_localstack/", "/_replay/")
+_RESERVED = CONTROL_ROOTS
+_RESERVED_PREFIXES = tuple(f"{root}/" for root in CONTROL_ROOTS)
 
 logger = logging.getLogger("replay.endpoints")
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .. import __version__
 from ..backends import Backend, create_backend
 from ..config import BackendKind, Config
 from ..record.bodies import BODIES_DIR, INCOMING_DIR
 from ..record.classify import Classifier
 from ..record.longpoll import LongPolls
 from ..storage.datadir import DataDirLock
+from ..version import __version__
 from .crosssite import ControlAccess
 from .emulators import Emulator
 from .endpoints import ControlEndpoints

@@ -66,14 +66,14 @@ from typing import IO, Any
 
 import orjson
 
-from .. import __version__
 from ..config import LOG_FILE_NAME
 from ..errors import ArchiveError, SourceError
 from ..files import FILE_MODE, atomic_writer, ensure_private_dir, fsync_dir
 from ..record.bodies import BODIES_DIR
-from ..record.log import Segment
+from ..record.reader import Segment
 from ..storage.rewrite import compact_logs
 from ..storage.snapshot import load_key, read_snapshot, write_snapshot
+from ..version import __version__
 from .sources import snapshot_path, snapshot_services
 
 __all__ = [

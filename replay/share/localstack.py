@@ -45,7 +45,7 @@ Since the status is not known, a replayed call answered with another 2xx (S3 del
 shows as a status divergence in the replay report; it is not a failure.
 
 :class:`LocalStackReader` streams such a file with the duck interface of
-:class:`~replay.record.log.LogReader` (a torn last line is dropped, a malformed line elsewhere raises
+:class:`~replay.record.reader.LogReader` (a torn last line is dropped, a malformed line elsewhere raises
 :class:`~replay.errors.LogCorruptError`), leaving out what the classifier calls reads and calls that
 changed nothing (an SQS ``ReceiveMessage`` that returned no message): what LocalStack replayed on
 every start and ``replay`` never records.  :func:`convert` writes the same calls as a version-1 log.
@@ -67,7 +67,7 @@ from ..errors import ReplayError
 from ..files import atomic_writer
 from ..record.classify import Call, Classifier, DefaultClassifier, s3_operation
 from ..record.entry import Entry, Request, Response, encode_entry
-from ..record.log import LogReader
+from ..record.reader import LogReader, is_localstack_record
 from ..record.redact import redact
 
 __all__ = ["ConversionReport", "LocalStackReader", "convert", "decode_record", "is_localstack_record", "sniff"]
@@ -81,13 +81,6 @@ NO_CHANGE = "no change"
 """Reason a record is left out: the classifier says it changed nothing (an empty ``ReceiveMessage``)."""
 
 _DEFAULT_CLASSIFIER = DefaultClassifier()
-
-
-def is_localstack_record(document: object) -> bool:
-    """Whether a decoded JSON value is a legacy record: an object with ``a``, ``m`` and ``p`` and no ``v``."""
-    return (
-        isinstance(document, dict) and "a" in document and "m" in document and "p" in document and "v" not in document
-    )
 
 
 def sniff(path: Path) -> bool:
@@ -201,7 +194,7 @@ def decode_record(line: bytes, classifier: Classifier | None = None) -> Entry:
 
 
 class LocalStackReader(LogReader):
-    """Stream ``(line number, entry)`` pairs from a legacy file: a :class:`~replay.record.log.LogReader` of another
+    """Stream ``(line number, entry)`` pairs from a legacy file: a :class:`~replay.record.reader.LogReader` of another
     format.
 
     Reads and calls that changed nothing are left out and counted in :attr:`dropped` (reason ->

@@ -28,12 +28,13 @@ import orjson
 from ..adapters import StateAdapter
 from ..config import LOG_FILE_NAME
 from ..errors import SourceError
-from ..record.log import Segment
+from ..record.reader import Segment, is_localstack_record
 from ..record.seeding import Seeder
 from ..restore.replayer import Replayer
 from ..restore.transport import WSGITransport
 from ..storage.checkpoint import CHECKPOINTS_DIR, MANIFEST_NAME, history
 from ..storage.snapshot import load_key, read_snapshot
+from .localstack import LocalStackReader
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -89,7 +90,7 @@ class Source:
         :raises CheckpointError: the log and its data dir's checkpoint do not fit together.
         """
         if self.kind is SourceKind.LOCALSTACK:
-            return [Segment(self.path, legacy=True)]
+            return [Segment(self.path, legacy=True, read_with=LocalStackReader)]
         if self.kind in (SourceKind.LOG, SourceKind.REPLAY):
             return history(self.log_path)
         what = "serialised state, not calls" if self.kind is SourceKind.SNAPSHOT else "an archive, not a call log"
@@ -250,8 +251,6 @@ def _identify_file(path: Path) -> Source:
     if isinstance(document, dict):
         if "v" in document:
             return Source(path, SourceKind.LOG)
-        from .localstack import is_localstack_record
-
         if is_localstack_record(document):
             return Source(path, SourceKind.LOCALSTACK)
     raise SourceError(

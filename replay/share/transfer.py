@@ -34,7 +34,7 @@ import requests
 from ..config import LOG_FILE_NAME
 from ..errors import ArchiveError, ReplayError, SourceError, TransportError
 from ..files import atomic_writer
-from ..serve.endpoints import EXPORT_PATH
+from ..routes import EXPORT_PATH
 from ..storage.checkpoint import read_manifest as read_checkpoint_manifest
 from ..storage.datadir import DataDirLock, owner
 from .archive import (

@@ -62,7 +62,8 @@ from ..errors import CheckpointError, SnapshotError
 from ..files import atomic_write, ensure_private_dir, fsync_dir
 from ..locks import MutationGate
 from ..record.bodies import BODIES_DIR, CHECKPOINT_FILE_THRESHOLD, is_digest, named_in
-from ..record.log import CallLog, Segment, read_header
+from ..record.log import CallLog, read_header
+from ..record.reader import Segment
 from .bgsave import mode as bgsave_mode
 from .bgsave import run_save
 from .rewrite import RewriteReport, compact_logs

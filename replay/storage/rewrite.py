@@ -24,7 +24,8 @@ from ..compaction import plan_compaction
 from ..files import atomic_writer
 from ..record.bodies import bodies_beside, keep_in, named_in, store_bytes
 from ..record.entry import Entry, encode_entry
-from ..record.log import CallLog, Segment, encode_header
+from ..record.log import CallLog, encode_header
+from ..record.reader import Segment
 
 __all__ = ["COMPACTION_STEPS", "RewriteReport", "compact_in_place", "compact_logs"]
 

@@ -41,8 +41,9 @@ from _workload import ACCOUNT, HOST, REGION, json_request, moto_reset, s3_reques
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.config import LOG_FILE_NAME, FsyncPolicy
 from replay.record.entry import Request
-from replay.record.log import CallLog, LogReader
+from replay.record.log import CallLog
 from replay.record.middleware import RecordingMiddleware
+from replay.record.reader import LogReader
 from replay.restore.replayer import Replayer
 from replay.restore.transport import WSGITransport
 from replay.serve.emulators import Emulator, moto_emulator

@@ -21,8 +21,9 @@ import pytest
 
 from replay.config import FsyncPolicy
 from replay.record.entry import Request
-from replay.record.log import CallLog, LogReader
+from replay.record.log import CallLog
 from replay.record.middleware import RecordingMiddleware
+from replay.record.reader import LogReader
 from replay.restore.replayer import Replayer
 from replay.restore.transport import WSGITransport
 from replay.serve.emulators import Emulator, moto_emulator

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from replay.record.log import LogReader
+from replay.record.reader import LogReader
 from replay.storage.checkpoint import Checkpoint, read_manifest
 
 if TYPE_CHECKING:
