@@ -208,3 +208,18 @@ def test_each_layer_says_what_it_does_may_import_and_offers(path: Path) -> None:
     lines = [line for line in docstring.splitlines() if line.strip()]
     assert len(lines) == 3, f"{path}: three lines (what the layer does, what it may import, its entry points)"
     assert "import" in lines[1].lower(), f"{path}: the second line says what the layer may import"
+
+
+def test_the_tests_mirror_the_layers() -> None:
+    """Unit tests of ``replay/<layer>/`` live in ``tests/<layer>/``; the rest are whole-system suites."""
+    tests = PACKAGE.parent / "tests"
+    suites = {"e2e", "faults", "benchmarks"}
+    layers = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    folders = {path.name for path in tests.iterdir() if path.is_dir() and not path.name.startswith((".", "_"))}
+    assert folders - suites <= layers, f"test folders with no layer of that name: {sorted(folders - suites - layers)}"
+    for layer in layers:
+        modules = {path.stem for path in (PACKAGE / layer).glob("*.py")} - {"__init__"}
+        tested = {path.stem.removeprefix("test_") for path in (tests / layer).glob("test_*.py")}
+        assert tested, f"replay/{layer}/ has no tests/{layer}/"
+        stray = {name for name in tested if not any(name.startswith(module) for module in modules)}
+        assert not stray, f"tests/{layer}/ tests no module of replay/{layer}/: {sorted(stray)}"

@@ -40,8 +40,6 @@ from ..storage.bgsave import describe as describe_saves
 from ..storage.checkpoint import (
     MANIFEST_NAME,
     Checkpoint,
-    Checkpointer,
-    CheckpointResult,
     Manifest,
     check_snapshots,
     checkpoints_dir,
@@ -52,6 +50,7 @@ from ..storage.checkpoint import (
     remove_stale,
     tail_start,
 )
+from ..storage.checkpointer import Checkpointer, CheckpointResult
 from ..storage.rewrite import compact_in_place
 from ..storage.snapshot import load_key
 

@@ -18,7 +18,7 @@ For JSON and query operations, a name with a read prefix (:data:`READ_PREFIXES`,
 e.g. ``List``, ``Describe``, ``Get``, ``Head``) or in :data:`READ_OPERATIONS`
 (e.g. ``Query``, ``Scan``, ``Decrypt``) is a read, unless it is one of the
 :data:`STATE_CHANGING_READS`, whose names lie (found by running every read
-against moto and comparing its state before and after: tests/test_read_effects.py).
+against moto and comparing its state before and after: tests/record/test_classify_read_effects.py).
 STS ``AssumeRole`` is a state change too: moto keeps the session that maps the
 temporary key to the role's account.  SQS ``ReceiveMessage`` is recorded when it
 returned messages (:meth:`DefaultClassifier.recordable`): it issues the receipt

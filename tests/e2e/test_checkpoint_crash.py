@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from replay.storage.checkpoint import STEPS, read_manifest
+from replay.storage.checkpoint import read_manifest
+from replay.storage.checkpointer import STEPS
 
 pytestmark = pytest.mark.e2e
 

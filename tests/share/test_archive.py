@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import pytest
 
-import replay.share.archive as archive_module
 from replay.config import FsyncPolicy
 from replay.errors import ArchiveError, SnapshotError, SourceError
 from replay.record.entry import Entry, Request, Response, decode_entry, encode_entry
@@ -34,6 +33,7 @@ from replay.share.archive import (
     stage_snapshot_files,
     write_archive,
 )
+from replay.share.tar import Inflater
 from replay.storage.snapshot import load_key, read_snapshot, write_snapshot
 
 KEY = b"team-key-0123456789abcdef"
@@ -379,14 +379,14 @@ def refused(archive: Path, match: str, monkeypatch: pytest.MonkeyPatch) -> Archi
     """Import ``archive``: refused as ``match`` says, in one line, within a second, having decompressed at most
     256 KiB, read at most 512 KiB of the file and allocated at most 8 MiB, leaving nothing behind."""
     inflated: list[int] = []
-    read = archive_module._Inflater.read
+    read = Inflater.read
 
     def counted(self: Any, size: int) -> bytes:
         data = read(self, size)
         inflated.append(len(data))
         return data
 
-    monkeypatch.setattr(archive_module._Inflater, "read", counted)
+    monkeypatch.setattr(Inflater, "read", counted)
     data_dir = archive.parent / "volume"
     before = bytes_read()
     tracemalloc.start()

@@ -78,7 +78,7 @@ def test_persistence_off_records_nothing(tmp_path: Path) -> None:
 
 
 def test_load_emulator_by_import_path() -> None:
-    assert callable(load_emulator("tests.test_server:Counter").app)
-    for bad in ("nonexistent.module:app", "tests.test_server:missing", "no-colon"):
+    assert callable(load_emulator("tests.serve.test_server:Counter").app)
+    for bad in ("nonexistent.module:app", "tests.serve.test_server:missing", "no-colon"):
         with pytest.raises(ConfigError):
             load_emulator(bad)
