@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +31,18 @@ def free_port() -> int:
 
 
 def serve(data_dir: Path, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `replay serve` and wait until its health endpoint says the state is restored."""
+    """Start `replay serve` and wait for the `Ready.` line it prints once the state is restored (as LocalStack
+    does: Testcontainers waits for the same line)."""
     port = free_port()
     command = [sys.executable, "-m", "replay", "serve", "--port", str(port), "--data-dir", str(data_dir), *flags]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{url}/_localstack/health", timeout=1).status_code == 200:
-                return process, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"replay serve did not come up on {url}")
+    assert process.stdout is not None
+    if process.stdout.readline() != b"Ready.\n":  # an empty line: it exited before it was ready
+        process.kill()
+        raise SystemExit(f"replay serve did not come up on {url}")
+    assert requests.get(f"{url}/_localstack/health", timeout=10).status_code == 200
+    return process, url
 
 
 def client(service: str, url: str) -> Any:

@@ -114,6 +114,35 @@ def _parse_port(name: str, value: str | int) -> int:
     return port
 
 
+DEFAULT_INIT_DIR = "/etc/localstack/init"
+"""Where LocalStack's image keeps init scripts; used when it exists and ``INIT_DIR`` names no other folder."""
+
+
+def parse_listen(name: str, value: str) -> tuple[tuple[str, int], ...]:
+    """``GATEWAY_LISTEN``: comma-separated ``host:port`` (``[::]:4566`` for IPv6; ``:4566`` is every interface,
+    a bare host takes port 4566), as LocalStack reads it.
+
+    :raises ConfigError: an entry is empty, its port is not a port, or an IPv6 address lacks its brackets.
+    """
+    addresses: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in value.split(",")):
+        hint = "comma-separated host:port, e.g. 0.0.0.0:4566,127.0.0.1:4567 ([::]:4566 for IPv6)"
+        if not entry:
+            raise ConfigError(name, value, hint=f"an empty address; {hint}")
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ConfigError(name, value, hint=f"{entry!r} is not [IPv6]:port; {hint}")
+            port_text = rest[1:] if rest else "4566"
+        elif entry.count(":") > 1:
+            raise ConfigError(name, value, hint=f"{entry!r}: put an IPv6 address in brackets; {hint}")
+        else:
+            host, _, port_text = entry.partition(":")
+            port_text = port_text or "4566"
+        addresses.append((host or "0.0.0.0", _parse_port(name, port_text)))
+    return tuple(dict.fromkeys(addresses))
+
+
 def _parse_list(value: str) -> tuple[str, ...]:
     """A comma-separated list, blanks left out."""
     return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -213,6 +242,10 @@ class Config:
     :ivar extra_origins: ``EXTRA_CORS_ALLOWED_ORIGINS``: more origins allowed to call control endpoints.
     :ivar cors_checks: ``False`` when ``DISABLE_CORS_CHECKS`` is set: any ``Origin`` may call control endpoints.
     :ivar max_body_size: ``REPLAY_MAX_BODY_SIZE``: the largest request body taken (larger: 413).
+    :ivar listen: ``GATEWAY_LISTEN``: the addresses ``replay serve`` binds, as LocalStack's variable gives them
+        (``0.0.0.0:4566,127.0.0.1:4567``); empty: ``host`` and ``port``.  ``--host`` or ``--port`` win over it.
+    :ivar init_dir: ``--init-dir`` / ``INIT_DIR``: the folder of init scripts (``boot.d``, ``start.d``, ``ready.d``,
+        ``shutdown.d``); by default ``/etc/localstack/init`` when it exists, else none.
     """
 
     host: str = "127.0.0.1"
@@ -235,6 +268,13 @@ class Config:
     extra_origins: tuple[str, ...] = ()
     cors_checks: bool = True
     max_body_size: int = 5 * 1024**3
+    listen: tuple[tuple[str, int], ...] = ()
+    init_dir: Path | None = None
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """Where ``replay serve`` listens: ``GATEWAY_LISTEN``'s addresses, else ``(host, port)``."""
+        return self.listen or ((self.host, self.port),)
 
     @property
     def log_path(self) -> Path:
@@ -274,6 +314,13 @@ class Config:
             values["host"] = str(found[1])
         if (found := pick("port", None)) is not None:
             values["port"] = _parse_port(found[0], found[1])  # type: ignore[arg-type]
+        if "host" not in flags and "port" not in flags and environ.get("GATEWAY_LISTEN", "").strip():
+            values["listen"] = parse_listen("GATEWAY_LISTEN", environ["GATEWAY_LISTEN"])
+            values["host"], values["port"] = values["listen"][0]  # type: ignore[index]
+        if (found := pick("init_dir", "INIT_DIR")) is not None:
+            values["init_dir"] = Path(str(found[1])).expanduser()
+        elif Path(DEFAULT_INIT_DIR).is_dir():
+            values["init_dir"] = Path(DEFAULT_INIT_DIR)
         if (found := pick("data_dir", "DATA_DIR")) is not None:
             values["data_dir"] = Path(str(found[1])).expanduser()
         if (found := pick("persistence", "PERSISTENCE")) is not None:

@@ -99,3 +99,40 @@ def test_bad_checkpoint_triggers_are_one_line_errors(environ: dict[str, str], ne
 def test_the_largest_body_is_read_from_the_environment() -> None:
     assert Config().max_body_size == 5 * 1024**3
     assert Config.load({}, {"REPLAY_MAX_BODY_SIZE": "64mb"}).max_body_size == 64 * 1024**2
+
+
+# --- GATEWAY_LISTEN and INIT_DIR (LocalStack's variables) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.0.0.0:4566", (("0.0.0.0", 4566),)),
+        ("127.0.0.1:4566,127.0.0.1:4567", (("127.0.0.1", 4566), ("127.0.0.1", 4567))),
+        (":4510", (("0.0.0.0", 4510),)),
+        ("localhost", (("localhost", 4566),)),
+        ("[::]:4566", (("::", 4566),)),
+        (" 127.0.0.1:1 , 127.0.0.1:1 ", (("127.0.0.1", 1),)),
+    ],
+)
+def test_gateway_listen_names_the_addresses_to_bind(value: str, expected: tuple[tuple[str, int], ...]) -> None:
+    config = Config.load({}, {"GATEWAY_LISTEN": value})
+    assert config.addresses == expected and (config.host, config.port) == expected[0]
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:http", "127.0.0.1:70000", "a,,b", "::1:4566", "[::1", "[::1]4566"])
+def test_a_bad_gateway_listen_is_one_clear_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="GATEWAY_LISTEN") as caught:
+        Config.load({}, {"GATEWAY_LISTEN": value})
+    assert "\n" not in str(caught.value)
+
+
+def test_host_and_port_flags_win_over_gateway_listen() -> None:
+    config = Config.load({"port": 5000}, {"GATEWAY_LISTEN": "0.0.0.0:4566,0.0.0.0:4567"})
+    assert config.addresses == (("127.0.0.1", 5000),)
+    assert Config().addresses == (("127.0.0.1", 4566),)
+
+
+def test_init_dir_comes_from_the_flag_or_the_environment(tmp_path: Path) -> None:
+    assert Config.load({}, {"INIT_DIR": str(tmp_path)}).init_dir == tmp_path
+    assert Config.load({"init_dir": str(tmp_path / "x")}, {"INIT_DIR": str(tmp_path)}).init_dir == tmp_path / "x"

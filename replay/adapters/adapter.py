@@ -67,6 +67,10 @@ class StateAdapter(Protocol):
         """Forget what :meth:`defer` arranged for ``service``."""
         ...
 
+    def reset(self, service: str) -> None:
+        """Empty ``service``'s state in place, as a fresh emulator has it (the others are left as they are)."""
+        ...
+
     def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
         """For a call whose answer may not show that it changed state (an SQS ``ReceiveMessage``
         that returned nothing), a check to run after it: did it change anything?  Taken before

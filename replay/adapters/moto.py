@@ -526,6 +526,16 @@ class MotoAdapter:
     def undefer(self, service: str) -> None:
         _DEFERRED.pop(self._backend_dict(service)._id, None)
 
+    def reset(self, service: str) -> None:
+        """moto's reset for one service: each backend reset, then all of them dropped (made anew on first use)."""
+        from moto.core.base_backend import backend_lock
+
+        backend_dict = self._backend_dict(service)
+        with backend_lock:  # as moto's own reset: no backend is made meanwhile
+            for account_backend in list(dict.values(backend_dict)):
+                account_backend.reset()
+            dict.clear(backend_dict)
+
     def watch(self, service: str, operation: str, request: Request) -> Callable[[], bool] | None:
         """An SQS ``ReceiveMessage`` may move messages to a dead-letter queue and return nothing
         (:mod:`replay.adapters.moto_effects`); nothing else needs watching."""

@@ -53,6 +53,10 @@ class Backend(Protocol):
         """Extra facts for the health endpoint (JSON-serialisable)."""
         ...
 
+    def failed_services(self) -> list[str]:
+        """The emulator's services whose saved state could not be loaded (calls to them answer 500)."""
+        ...
+
     def save(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
         """Make the state of ``services`` (default: all) durable now; one result per service."""
         ...
@@ -96,6 +100,9 @@ class DisabledBackend:
 
     def status(self) -> dict[str, object]:
         return {}
+
+    def failed_services(self) -> list[str]:
+        return []
 
     def save(self, services: list[str] | None = None) -> Iterator[dict[str, str]]:
         yield {"service": ",".join(services or ["*"]), "status": "error", "message": "persistence is disabled"}

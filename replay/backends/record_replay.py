@@ -94,7 +94,7 @@ class RecordReplayBackend:
     :param adapter: reaches the emulator's state; with one, the log is folded into checkpoints.
     :param policy: when checkpoints are taken automatically.
     :param reset: empties the emulator (used when a checkpoint's snapshots fail half-way through loading).
-    :param step: passed to the :class:`~replay.storage.checkpoint.Checkpointer` (tests stop the process there).
+    :param step: passed to the :class:`~replay.storage.checkpointer.Checkpointer` (tests stop the process there).
     :param call_timeout: seconds one replayed call may take before the restore stops.
     :param lazy: load the checkpoint's snapshots per service on first use (:mod:`replay.restore.lazyload`),
         not at start.
@@ -164,6 +164,7 @@ class RecordReplayBackend:
             seeder=self.seeder,
             report_path=report_path,
             call_timeout=self.call_timeout,
+            announce=False,  # restore() says what came back, the checkpoint's calls counted in
         )
 
     def restore(self) -> None:
@@ -180,6 +181,21 @@ class RecordReplayBackend:
         except BaseException:
             self._drop_pending()  # nothing of this start may load into the emulator later
             raise
+        from_checkpoint = manifest.folded if manifest is not None else 0
+        logger.info("Restored %d API calls from persistent file: %s", from_checkpoint + report.restored, self.log_path)
+        if manifest is not None:
+            loaded = self.loaded.get("from") if self.loaded is not None else "snapshots"
+            logger.info(
+                "  %d from checkpoint %s (%s), %d replayed from the log since it",
+                from_checkpoint,
+                manifest.checkpoint,
+                "its calls replayed"
+                if loaded == "calls"
+                else "its snapshots; each service loads on first use"
+                if self.pending is not None
+                else "its snapshots",
+                report.restored,
+            )
         logger.info(
             "state restored in %.2f s: %s%d calls replayed (%.0f calls/s)",
             time.perf_counter() - started,
@@ -278,6 +294,10 @@ class RecordReplayBackend:
             elapsed * 1000,
             " (checked; each service is loaded when first used)" if self.pending is not None else "",
         )
+
+    def failed_services(self) -> list[str]:
+        """The checkpoint's services whose files were refused when first used (calls to them answer 500)."""
+        return sorted(self.pending.failed) if self.pending is not None else []
 
     def _drop_pending(self) -> None:
         if self.pending is not None:

@@ -255,6 +255,9 @@ class SelectiveAdapter:
     def undefer(self, service: str) -> None:
         self.adapter.undefer(service)
 
+    def reset(self, service: str) -> None:
+        self.adapter.reset(service)  # the live emulator is reset whether or not the service is persisted
+
 
 def narrow(
     selection: ServiceSelection,

@@ -82,6 +82,7 @@ class SnapshotBackend:
         self.key: bytes | None = None
         self.loaded: set[str] = set()
         self.dirty: set[str] = set()
+        self.failed: dict[str, str] = {}  # service -> why its snapshot was refused when it was loaded
         self._locks = LockTable(ReadWriteLock)
         self._saving = LockTable(threading.Lock)
         self.bgsave = bgsave_mode()  # fork: saves hold a service only for the fork (replay.storage.bgsave)
@@ -104,13 +105,19 @@ class SnapshotBackend:
         check_backend(self.state_dir.parent, SourceKind.SNAPSHOT)
         self.key = load_key(self.state_dir)
         logger.info("%s", describe_saves(self.bgsave))
+        saved = self.saved_services()
         if self.load_strategy is LoadStrategy.ON_STARTUP:
-            for service in self.saved_services():
+            for service in saved:
                 self.load_service(service)  # a refused file stops the start (SnapshotError names it)
         elif self.load_strategy is LoadStrategy.ON_REQUEST:
-            for service in self.saved_services():  # loaded before anything reaches it, another service's code too
+            for service in saved:  # loaded before anything reaches it, another service's code too
                 if self.adapter.defer(service, functools.partial(self._load_deferred, service)):
                     self._deferred.add(service)
+        how = {
+            LoadStrategy.ON_STARTUP: "loaded",
+            LoadStrategy.ON_REQUEST: "each is checked and loaded on first use; one refused then answers 500",
+        }.get(self.load_strategy, "not loaded: SNAPSHOT_LOAD_STRATEGY=MANUAL, POST /_localstack/state/load loads them")
+        logger.info("Restored state of %d services from %s (%s)", len(saved), self.state_dir, how)
         if self.save_strategy is SaveStrategy.SCHEDULED:
             self._scheduler = threading.Thread(target=self._save_periodically, name="replay-snapshot", daemon=True)
             self._scheduler.start()
@@ -132,6 +139,9 @@ class SnapshotBackend:
         if error is not None:
             status["error"] = error
         return status
+
+    def failed_services(self) -> list[str]:
+        return sorted(self.failed)
 
     def close(self) -> None:
         self._stop.set()
@@ -272,17 +282,23 @@ class SnapshotBackend:
                 self.loaded.add(service)
                 self._undefer([service] if service in self._deferred else [])
                 return False
-            _header, payload = read_snapshot(path, self._key())  # refuses, before unpickling, what we did not write
             loading: set[str] = self._here.__dict__.setdefault("loading", set())
             loading.add(service)
             try:
+                _header, payload = read_snapshot(path, self._key())  # refuses what we did not write, unpickling nothing
                 self.adapter.load(service, payload, self.assets(service))
+            except SnapshotError as exc:
+                self.failed[service] = str(exc)
+                raise
             except Exception as exc:  # e.g. an asset file that does not match its digest
-                raise SnapshotError(path, "corrupt", f"could not be loaded: {exc}") from exc
+                refused = SnapshotError(path, "corrupt", f"could not be loaded: {exc}")
+                self.failed[service] = str(refused)
+                raise refused from exc
             finally:
                 loading.discard(service)
             self.loaded.add(service)
             self.dirty.discard(service)
+            self.failed.pop(service, None)
             self._undefer([service] if service in self._deferred else [])
             return True
 

@@ -2,8 +2,9 @@
 
 Output for people goes to stderr through logging (and a progress line); a
 machine-readable summary goes to stdout with ``--json``.  Exit status: 0 on
-success, 1 when the work failed (a corrupt log, an unreachable target, calls
-that failed or, for ``verify``, diverged on replay), 2 for bad usage or configuration.
+success, 1 when the work failed (a corrupt log, an unreachable target, a port
+that cannot be bound, calls that failed or, for ``verify``, diverged on replay),
+2 for bad usage or configuration.  An error is one line on stderr, ``replay: error: ...``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import errno
+import io
 import logging
+import math
 import os
+import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import orjson
 import requests
@@ -62,29 +68,47 @@ def _configure_logging(level: str) -> None:
 
 
 class _ProgressLine:
-    """Renders replay progress on a terminal line, or as a log line every few seconds elsewhere."""
+    """Renders replay progress on a terminal line, or as a log line every few seconds elsewhere.
+
+    Use it as a context manager: a line left unfinished (the replay stopped on an error) is ended
+    on the way out, so that what is printed next starts a line of its own.
+    """
 
     def __init__(self, stream: TextIO, label: str) -> None:
         self.stream = stream
         self.label = label
         self.tty = stream.isatty()
         self.last_line = 0.0
+        self.open = False  # a terminal line was drawn and not ended
 
     def __call__(self, progress: Progress) -> None:
-        remaining = progress.remaining
-        left = f", {remaining:.0f} s left" if remaining is not None else ""
-        text = (
-            f"{self.label}: {progress.calls} calls, {progress.fraction:.0%} of the log, "
-            f"{progress.rate:.0f} calls/s{left}"
-        )
+        done = progress.position >= progress.size
+        if done:
+            share, left = "100%", f", done in {progress.elapsed:.1f} s"
+        else:
+            remaining = progress.remaining
+            # floored: "100%" only once the whole log is read
+            share = f"{math.floor(progress.fraction * 100):.0f}%"
+            left = f", about {remaining:.0f} s left" if remaining is not None else ""
+        text = f"{self.label}: {progress.calls} calls, {share} of the log, {progress.rate:.0f} calls/s{left}"
         if self.tty:
             self.stream.write("\r\x1b[K" + text)
-            if progress.position >= progress.size:
+            self.open = not done
+            if done:
                 self.stream.write("\n")
             self.stream.flush()
-        elif time.monotonic() - self.last_line >= 5.0 or progress.position >= progress.size:
+        elif time.monotonic() - self.last_line >= 5.0 or done:
             self.last_line = time.monotonic()
             logger.info("%s", text)
+
+    def __enter__(self) -> _ProgressLine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open = False
 
 
 def _data_dir(path: str | None) -> Path:
@@ -110,8 +134,9 @@ def _restore(args: argparse.Namespace) -> int:
     transport = HTTPTransport(args.target, timeout=args.timeout, retries=args.retries)
     progress = None if args.quiet else _ProgressLine(sys.stderr, f"restoring into {args.target}")
     try:
-        replayer = Replayer(transport, progress=progress, progress_interval=0.2, mapping=not args.no_mapping)
-        report = replayer.replay_segments(segments)
+        with progress or contextlib.nullcontext():
+            replayer = Replayer(transport, progress=progress, progress_interval=0.2, mapping=not args.no_mapping)
+            report = replayer.replay_segments(segments)
     finally:
         transport.close()
     if args.json:
@@ -151,14 +176,21 @@ def _verify(args: argparse.Namespace) -> int:
     from ..serve.emulators import load_emulator
 
     segments = _source(args.path).segments()
+    progress = None if args.quiet else _ProgressLine(sys.stderr, f"verifying {segments[-1].path}")
     with _stdout_is_ours(), _quiet("replay.replayer", logging.ERROR):  # the report below says it all
         emulator = load_emulator(args.app, seed=Config.load({}, os.environ).seed)
         if emulator.reset is not None:
             emulator.reset()
         timeout = Config.load({}, os.environ).call_timeout
-        report = Replayer(WSGITransport(emulator.app), seeder=emulator.seeder, call_timeout=timeout).replay_segments(
-            segments
+        replayer = Replayer(
+            WSGITransport(emulator.app),
+            progress=progress,
+            progress_interval=0.2,
+            seeder=emulator.seeder,
+            call_timeout=timeout,
         )
+        with progress or contextlib.nullcontext():
+            report = replayer.replay_segments(segments)
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
     else:
@@ -207,11 +239,24 @@ def _serve(args: argparse.Namespace) -> int:
             "checkpoint_min_size": args.checkpoint_min_size,
             "services": args.services,
             "scope": args.scope,
+            "init_dir": args.init_dir,
         },
         os.environ,
     )
     _warn_about_snapshot_settings(config, args)
-    server = Server(config, load_emulator(args.app, seed=config.seed))
+    emulator = load_emulator(args.app, seed=config.seed)
+    said = io.StringIO()  # werkzeug prints why it could not bind, then exits: that is said here, in one line
+    try:
+        with contextlib.redirect_stderr(said):
+            server = Server(config, emulator, on_ready=_say_ready)
+    except (OSError, SystemExit) as exc:
+        cause = _bind_error(exc)
+        if cause is None:
+            sys.stderr.write(said.getvalue())
+            raise
+        sys.stderr.write(error_line(_cannot_listen(cause, config.addresses)))
+        return 1
+    sys.stderr.write(said.getvalue())
     logger.info(
         "replay %s serving %s on %s (data dir %s, persistence %s, backend %s, fsync %s)",
         __version__,
@@ -235,7 +280,111 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve()
+    global _SERVED
+    _SERVED = True
     return 0
+
+
+_SERVED = False  # a server ran and closed its state: the process may end without tearing the emulator down
+
+
+def _say_ready() -> None:
+    """``Ready.`` on a line of its own on stdout, as LocalStack prints it (Testcontainers waits for it)."""
+    sys.stdout.write("Ready.\n")
+    sys.stdout.flush()
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown, once a server has closed its state (durable).
+
+    Freeing a big emulator's objects one by one at exit takes seconds; nothing of replay's is left to do
+    then (the log is synced and closed, the data dir let go), so SIGTERM ends the process within a second.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+_BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The OSError of a socket that could not be bound, if that is what ``exc`` is.
+
+    werkzeug's ``make_server`` prints such an error and calls ``sys.exit(1)`` from its
+    ``except OSError`` block, so the ``SystemExit`` carries the OSError as its context;
+    a werkzeug that lets it through raises it as is.  An OSError naming a file (the data
+    dir) is not a bind error.
+    """
+    if isinstance(exc, SystemExit):
+        context = exc.__context__
+        return context if isinstance(context, OSError) and context.filename is None else None
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno in _BIND_ERRORS:
+        return exc
+    return None
+
+
+def _where(host: str, port: int | str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _culprit(addresses: Sequence[tuple[str, int]], code: int | None) -> tuple[str, int] | None:
+    """Which of ``addresses`` cannot be bound with error ``code`` (tried again here); ``None``: cannot tell."""
+    if len(addresses) == 1:
+        return addresses[0]
+    for host, port in addresses:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds
+                probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == code:
+                return host, port
+    return None
+
+
+def _cannot_listen(error: OSError, addresses: Sequence[tuple[str, int]]) -> str:
+    """Why ``replay serve`` could not listen, in one line that names the port and says what to do."""
+    culprit = _culprit(addresses, error.errno)
+    if culprit is None:
+        where = ", ".join(_where(host, port) for host, port in addresses)
+        return (
+            f"cannot listen on {where}: {describe_os_error(error)}; "
+            "choose other addresses with --host and --port (or the GATEWAY_LISTEN variable)"
+        )
+    host, port = culprit
+    choose = f"with --port N (or the GATEWAY_LISTEN variable: GATEWAY_LISTEN={_where(host, 'N')})"
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use by another program: stop it, or choose another port {choose}; "
+            "--port 0 picks a free one"
+        )
+    if error.errno == errno.EACCES and 0 < port < 1024:
+        return (
+            f"port {port} on {host} is a privileged port (below 1024): listening there needs root or "
+            f"CAP_NET_BIND_SERVICE; choose a port from 1024 up {choose}"
+        )
+    if error.errno == errno.EACCES:
+        return f"port {port} on {host}: permission denied; choose another port {choose}"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot listen on {_where(host, port)}: {host} is not an address of this machine; "
+            "choose another with --host (or the GATEWAY_LISTEN variable)"
+        )
+    return f"cannot listen on {_where(host, port)}: {describe_os_error(error)}"
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong underneath a requests error (``Connection refused``), not urllib3's account of its pool."""
+    reason, seen = str(exc), 0
+    current: BaseException | None = exc
+    while current is not None and seen < 20:
+        if isinstance(current, OSError) and current.strerror:
+            reason = current.strerror
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return reason
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -250,7 +399,7 @@ def _compact(args: argparse.Namespace) -> int:
         try:
             answer = requests.post(f"{url}{COMPACT_PATH}", timeout=args.timeout)
         except requests.RequestException as exc:
-            raise TransportError(url, f"cannot reach the server holding {data_dir} at {url}: {exc}") from None
+            raise TransportError(url, f"cannot reach the server holding {data_dir} at {url}: {_reason(exc)}") from None
         try:
             result = answer.json()
         except ValueError:
@@ -389,14 +538,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         return _COMMANDS[args.command](args)
     except ReplayError as exc:
-        sys.stderr.write(f"replay: error: {exc}\n")
+        sys.stderr.write(error_line(str(exc)))
         return 2 if isinstance(exc, ConfigError) else 1
     except BrokenPipeError:  # the reader went away (`replay inspect --calls | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        sys.stderr.write(f"replay: error: {describe_os_error(exc)}\n")
+        sys.stderr.write(error_line(describe_os_error(exc)))
         return 1
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] *")
+_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+_PREFIX = re.compile(r"^(?:replay: *(?:error: *)?)+")
+
+
+def error_line(message: str) -> str:
+    """``message`` as the one line the command ends with: ``replay: error: MESSAGE``.
+
+    Line breaks (and the white space around them) become one space; a raw ``[Errno N]`` (an
+    OSError's text, quoted by a message built around it) goes; a ``replay:`` prefix the message
+    brought along goes too, so that the line never says ``replay: error: replay: ...``.
+    """
+    text = _PREFIX.sub("", _BREAKS.sub(" ", _ERRNO.sub("", message)).strip())
+    return f"replay: error: {text}\n"
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -411,4 +576,7 @@ def describe_os_error(exc: OSError) -> str:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if _SERVED:
+        _exit_now(code)
+    sys.exit(code)

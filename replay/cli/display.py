@@ -47,9 +47,13 @@ def format_compaction(result: dict[str, Any]) -> str:
         )
     if result.get("kind") == "snapshot":
         return f"saved {len(result['saved'])} services: {', '.join(result['saved'])}\n"
+    before, after = result["bytes_before"], result["bytes_after"]
+    if not result["read"]:
+        sizes = f"{after:,} bytes, as before" if before == after else f"{before:,} -> {after:,} bytes"
+        return f"{result['destination']}: nothing to compact: no calls in the log ({sizes})\n"
     lines = [
         f"{result['destination']}: {result['read']:,} calls -> {result['kept']:,} "
-        f"({result['dropped']:,} dropped), {result['bytes_before']:,} -> {result['bytes_after']:,} bytes "
+        f"({result['dropped']:,} dropped), {before:,} -> {after:,} bytes "
         f"in {result['duration']:.2f} s"
     ]
     rules = result.get("by_rule") or {}

@@ -16,16 +16,30 @@ def _choices(kind: type[BackendKind] | type[FsyncPolicy]) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a bad option reported as one line (exit status 2), like every other error."""
+    """argparse, with a bad option reported as one line (exit status 2), like every other error.
+
+    The line starts ``replay: error:`` once; the command at fault is named by the help it points to.
+    """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"replay: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"replay: error: {message} (see `{self.prog} --help`)\n")
+
+
+_LOG_LEVEL_HELP = "logging level: DEBUG, INFO, WARNING or ERROR (default: INFO); before or after the command"
+
+
+def _log_level(command: argparse.ArgumentParser) -> None:
+    """``--log-level`` on a command too, so that it may follow the command's name.
+
+    Unset there, it leaves the value given before the command (or the default) alone.
+    """
+    command.add_argument("--log-level", default=argparse.SUPPRESS, help=_LOG_LEVEL_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="replay", description="Persistence for WSGI cloud emulators.")
     parser.add_argument("--version", action="version", version=f"replay {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument("--log-level", default="INFO", help=_LOG_LEVEL_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve an emulator (moto by default) with persistence")
@@ -73,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="'moto' (default), 'package.module:app' of a WSGI app, or 'package.module:create_app(...)' of a factory",
     )
     serve.add_argument(
+        "--init-dir",
+        help="folder of init scripts (boot.d, start.d, ready.d, shutdown.d) as in LocalStack "
+        "(env INIT_DIR, default: /etc/localstack/init when it exists)",
+    )
+    serve.add_argument(
         "--seed",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -97,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--app", default="moto", help="'moto' (default), 'package.module:app' or 'package.module:create_app(...)'"
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    verify.add_argument("--quiet", action="store_true", help="no progress line")
 
     compact = commands.add_parser(
         "compact",
@@ -135,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust", action="store_true", help="load pickled snapshots from an archive no key vouches for (you made it)"
     )
     _archive_arguments(import_)
+    for command in commands.choices.values():
+        _log_level(command)
     return parser
 
 

@@ -29,7 +29,8 @@ The service is taken from the SigV4 credential scope (``Authorization`` header,
 presigned ``X-Amz-Credential``, or the ``x-amz-credential`` field of an S3
 presigned POST form), else from the ``X-Amz-Target`` prefix.
 ``/_localstack/*`` and ``/moto-api/*`` are control paths and never recorded,
-except ``POST /moto-api/reset``, which empties moto and so is replayed in order.
+except ``POST /moto-api/reset``, which empties moto, and ``POST /_localstack/state/<service>/reset``,
+which empties one service (operation ``ResetState`` of that service): both are replayed in order.
 
 Override it by passing ``extra_reads`` / ``extra_mutations`` operation names
 to :class:`DefaultClassifier`, or any callable matching :class:`Classifier`.
@@ -56,6 +57,7 @@ logger = logging.getLogger("replay.classify")
 __all__ = [
     "READ_OPERATIONS",
     "READ_PREFIXES",
+    "RESET_OPERATION",
     "STATE_CHANGING_READS",
     "Call",
     "Classifier",
@@ -63,6 +65,7 @@ __all__ = [
     "path_template",
     "query_param",
     "service_from_path",
+    "service_reset",
 ]
 
 READ_PREFIXES: tuple[str, ...] = (
@@ -129,6 +132,17 @@ _TARGET_SERVICES: dict[str, str] = {
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CONTROL_PREFIXES = ("/_localstack/", "/_replay/", "/moto-api/")
+_SERVICE_RESET = re.compile(r"/_localstack/state/([a-z0-9][a-z0-9-]*)/reset/?\Z")
+RESET_OPERATION = "ResetState"
+"""The operation of ``POST /_localstack/state/<service>/reset``: it empties one service, and is recorded."""
+
+
+def service_reset(path: str) -> str | None:
+    """The service ``/_localstack/state/<service>/reset`` names (LocalStack's name for it); ``None``: another path."""
+    found = _SERVICE_RESET.match(path)
+    return found.group(1) if found is not None else None
+
+
 _CONTROL_PATHS = frozenset({"/_localstack", "/_replay", "/moto-api"})
 
 _S3_SUBRESOURCES: dict[str, str] = {
@@ -396,6 +410,8 @@ class DefaultClassifier:
         if path.startswith(_CONTROL_PREFIXES) or path in _CONTROL_PATHS:
             if request.method == "POST" and path == "/moto-api/reset":
                 return Call("moto", "Reset", True)
+            if request.method == "POST" and (service := service_reset(path)) is not None:
+                return Call(service, RESET_OPERATION, True)  # one service emptied: recorded, replayed
             return Call("control", path, False)
 
         target = request.index.get("x-amz-target")

@@ -55,6 +55,7 @@ class PendingState:
         self._guard = threading.Lock()
         self._locks = LockTable(threading.RLock)
         self._loading: set[str] = set()
+        self.failed: dict[str, str] = {}  # service -> why its file was refused when it was first used
         deferred = [service for service in sorted(self._saved) if adapter.defer(service, self._loader(service))]
         if len(deferred) < len(self._saved):
             self.ensure(set(self._saved) - set(deferred))
@@ -88,14 +89,18 @@ class PendingState:
                 try:
                     _header, payload = read_snapshot(saved.state, self.key)
                     self.adapter.load(service, payload, saved.assets)
-                except SnapshotError:
+                except SnapshotError as exc:
+                    self.failed[service] = str(exc)
                     raise
                 except Exception as exc:
-                    raise SnapshotError(saved.state, "corrupt", f"could not be loaded: {exc}") from exc
+                    refused = SnapshotError(saved.state, "corrupt", f"could not be loaded: {exc}")
+                    self.failed[service] = str(refused)
+                    raise refused from exc
                 finally:
                     self._loading.discard(service)
                 with self._guard:
                     self._saved.pop(service, None)
+                    self.failed.pop(service, None)
                 self.adapter.undefer(service)
                 logger.info(
                     "loaded %s from %s on first use (%d bytes) in %.0f ms",
@@ -114,6 +119,7 @@ class PendingState:
         for service in sorted(self.services()):
             with self._lock(service), self._guard:
                 self._saved.pop(service, None)
+                self.failed.pop(service, None)
             self.adapter.undefer(service)
 
     def moved(self, saved: dict[str, Saved], origin: str) -> None:

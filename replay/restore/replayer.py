@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 
@@ -120,6 +122,11 @@ class Divergence:
 class Progress:
     """Where a running replay is: calls done, bytes of the log consumed, seconds spent."""
 
+    ETA_MIN_CALLS: ClassVar[int] = 3
+    """Calls a replay must have done before :attr:`remaining` estimates the time left."""
+    ETA_MIN_SECONDS: ClassVar[float] = 0.5
+    """Seconds a replay must have run before :attr:`remaining` estimates the time left."""
+
     calls: int
     position: int
     size: int
@@ -136,10 +143,19 @@ class Progress:
 
     @property
     def remaining(self) -> float | None:
-        """Estimated seconds left, from the share of the log consumed."""
-        if self.position <= 0 or self.elapsed <= 0:
+        """Estimated seconds left, from the share of the log consumed, in whole seconds rounded up.
+
+        ``0.0`` once the whole log is consumed, and at least 1 while some of it is left, so that
+        ``f"{remaining:.0f} s left"`` never says 0 with work still to do.  ``None`` (no estimate
+        rather than a wrong one) while there is too little to go by: no call done yet (a rate of 0),
+        fewer than :attr:`ETA_MIN_CALLS` calls, or less than :attr:`ETA_MIN_SECONDS` elapsed.
+        """
+        if self.position >= self.size:
+            return 0.0
+        if self.calls < self.ETA_MIN_CALLS or self.elapsed < self.ETA_MIN_SECONDS or self.position <= 0:
             return None
-        return self.elapsed * (self.size - self.position) / self.position
+        estimate = self.elapsed * (self.size - self.position) / self.position
+        return float(max(1, math.ceil(estimate)))
 
 
 @dataclasses.dataclass
@@ -193,6 +209,8 @@ class Replayer:
     :param seeder: reissue each entry that kept a ``seed`` inside the random stream
         it was recorded in (in-process transports only; :mod:`replay.record.seeding`).
     :param report_path: where to write the report (JSON, atomically) when done.
+    :param announce: log ``Restored N API calls from persistent file: PATH`` when done (a backend that also
+        loaded a checkpoint logs its own line, counting both).
     :param call_timeout: seconds each call may take (``None``: no deadline); a call that takes longer
         stops the replay with :class:`~replay.errors.ReplayStalledError`.  With a deadline the replay
         runs on a thread of its own while the calling thread watches it, so that the caller gets
@@ -208,7 +226,9 @@ class Replayer:
         seeder: Seeder | None = None,
         report_path: Path | None = None,
         call_timeout: float | None = CALL_TIMEOUT,
+        announce: bool = True,
     ) -> None:
+        self.announce = announce  # log the "Restored N API calls" line (a caller that restored more says its own)
         self.transport = transport
         self.progress = progress
         self.progress_interval = progress_interval
@@ -317,7 +337,8 @@ class Replayer:
         report.duration = time.perf_counter() - started
         if self.progress is not None:
             self.progress(Progress(report.total, done, total, report.duration))
-        logger.info("Restored %d API calls from persistent file: %s", report.restored, report.path)
+        if self.announce:
+            logger.info("Restored %d API calls from persistent file: %s", report.restored, report.path)
         if report.failures:
             logger.warning("%d recorded API calls failed on replay (listed above)", report.failed)
         else:

@@ -12,16 +12,18 @@ import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
+
 from ..adapters import StateAdapter
 from ..adapters.moto import MotoAdapter, keep_signing_keys
 from ..errors import ConfigError
-from ..record.classify import Classifier, DefaultClassifier
+from ..record.classify import Classifier, DefaultClassifier, service_reset
 from ..record.seeding import Seeder, generic_seeder, moto_seeder, on_import
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["Emulator", "load_emulator", "moto_emulator"]
+__all__ = ["Emulator", "ServiceResets", "load_emulator", "moto_emulator"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +45,8 @@ def moto_emulator(seed: bool = True) -> Emulator:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     except ImportError as exc:  # pragma: no cover - moto[server] is a dependency
         raise ConfigError("--app", "moto", hint=f"moto[server] is not importable: {exc}") from exc
-    app = DomainDispatcherApplication(create_backend_app)
+    adapter = MotoAdapter()
+    app = ServiceResets(DomainDispatcherApplication(create_backend_app), adapter)
 
     def reset() -> None:
         from ..record.entry import Request
@@ -51,7 +54,6 @@ def moto_emulator(seed: bool = True) -> Emulator:
 
         WSGITransport(app).send(Request("POST", "/moto-api/reset", "", [], b""))
 
-    adapter = MotoAdapter()
     on_import("moto.sns.models", keep_signing_keys)  # the key SNS signs with is state: keep it with the subscription
     return Emulator(
         app,
@@ -61,6 +63,33 @@ def moto_emulator(seed: bool = True) -> Emulator:
         adapter,
         reset_path="/moto-api/reset",
     )
+
+
+class ServiceResets:
+    """``app``, answering ``POST /_localstack/state/<service>/reset`` itself: that one service is emptied.
+
+    It sits inside the persisted app, so the call is recorded (the classifier makes it a ``ResetState`` of
+    that service) and a restart replays it; the server's control endpoint sends it here.
+    """
+
+    def __init__(self, app: WSGIApplication, adapter: StateAdapter) -> None:
+        self.app = app
+        self.adapter = adapter
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        name = service_reset(environ.get("PATH_INFO", "")) if environ.get("REQUEST_METHOD") == "POST" else None
+        if name is None:
+            return self.app(environ, start_response)
+        service = self.adapter.service_for(name)
+        if service is None:
+            document: dict[str, str] = {"error": "unknown service", "message": f"{name!r} is not a service of moto"}
+            status = "404 Not Found"
+        else:
+            self.adapter.reset(service)
+            document, status = {"status": "ok", "service": name}, "200 OK"
+        body = orjson.dumps(document)
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def load_emulator(spec: str, seed: bool = True) -> Emulator:

@@ -1,27 +1,30 @@
-"""Control endpoints under ``/_localstack/`` and the start-up gate.
+"""Control endpoints under ``/_localstack/`` and ``/_replay/``, and the start-up gate.
 
-``POST /_localstack/state/save`` and ``/load`` (all services), ``POST
-/_localstack/state/<service>/save`` and ``/load`` (one; an unknown service is a
-404) stream one JSON line per service as it is done, ``{"service": "sqs",
-"status": "ok"}`` or ``{"service": ..., "status": "error", "message": ...}``;
-what saving and loading mean is the backend's.  ``POST /_localstack/state/reset``
-empties the emulator through the persisted app (so the reset is persisted too).
-``POST /_replay/compact`` makes the next start cheaper now (a checkpoint, or a
-compacted log: the backend's :meth:`~replay.backends.Backend.compact`) and
-answers with what was done, as one JSON object.  ``POST /_replay/export``
-answers with an archive of the current state (:mod:`replay.share.archive`,
-``application/gzip``), which ``replay export`` writes where it was asked to.
+LocalStack's, as its REST API documents them:
 
-:class:`ControlEndpoints` answers ``GET|HEAD /_localstack/health`` itself and
-hands every other request to the app it wraps, but only once :meth:`open` has
-been called: until the restore has finished, requests wait (they are held, not
-refused) and the health endpoint answers 503 with ``"persistence":
-"initializing"``.  After that it answers 200::
+* ``GET|HEAD /_localstack/health``: services, edition, version and features (:mod:`replay.serve.health`);
+  503 while the state is being restored.  ``POST`` takes ``{"action": "kill"}`` (the server stops as on
+  SIGTERM) or ``{"action": "restart"}`` (the emulator is emptied and restored again from its persisted
+  state, in-process); any other body is a 400 with a JSON error, other methods 405.
+* ``GET /_localstack/info``: LocalStack's ``SessionInfo``, its keys and no others.
+* ``GET /_localstack/init`` and ``/_localstack/init/<stage>``: the init scripts and their states
+  (:mod:`replay.serve.hooks`); 404 for an unknown stage.
+* ``POST /_localstack/state/save`` and ``/load`` (all services), ``POST /_localstack/state/<service>/save``,
+  ``/load`` and ``/reset`` (one; an unknown service is a 404) stream one JSON line per service as it is
+  done, ``{"service": "sqs", "status": "ok"}`` or ``{"service": ..., "status": "error", "message": ...}``
+  (reset answers one JSON object).  ``POST /_localstack/state/reset`` empties the emulator.  Both resets go
+  through the persisted app, so they are recorded and a restart agrees.  Any other method on a
+  ``/_localstack/state`` path is a 405.
 
-    {"status": "running", "version": "0.1.0",
-     "features": {"persistence": "initialized"},
-     "persistence": {"backend": "replay", "log": "...", "restored": 12, "failed": 0},
-     "services": {"sqs": "available", ...}}
+replay's own: ``POST /_replay/compact`` makes the next start cheaper now (a checkpoint, or a compacted
+log: the backend's :meth:`~replay.backends.Backend.compact`); ``POST /_replay/export`` answers with an
+archive of the current state (:mod:`replay.share.archive`, ``application/gzip``); ``GET /_replay/info``
+says what this server persists and how (backend, data dir, checkpoint, last restore).
+
+:class:`ControlEndpoints` answers the health check itself and hands every other request to the app it
+wraps, but only once :meth:`~ControlEndpoints.open` has been called: until the restore has finished,
+requests wait (they are held, not refused).  Control calls other than the health check are refused
+(403) from other sites and foreign ``Host`` names (:mod:`replay.serve.crosssite`).
 """
 
 from __future__ import annotations
@@ -36,17 +39,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
+from werkzeug.wsgi import ClosingIterator
 
 from ..backends import Backend
 from ..errors import ReplayError, RequestError
 from ..record.bodies import BodyFile
-from ..record.entry import Request
+from ..record.entry import Request, Response
 from ..record.writeguard import unavailable
 from ..record.wsgi import DEFAULT_MAX_BODY, MAX_BODY_KEY, SPOOL_DIR_KEY, content_length, request_from_environ
 from ..restore.transport import WSGITransport
-from ..routes import COMPACT_PATH, CONTROL_ROOTS, EXPORT_PATH, HEALTH_PATH, STATE_PREFIX
+from ..routes import (
+    COMPACT_PATH,
+    CONTROL_ROOTS,
+    EXPORT_PATH,
+    HEALTH_PATH,
+    INFO_PATH,
+    INIT_PATH,
+    REPLAY_INFO_PATH,
+    STATE_PATH,
+    STATE_PREFIX,
+)
 from ..share.archive import write_archive
 from .crosssite import ControlAccess
+from .health import EDITION, SessionFacts, service_states
+from .hooks import InitHooks, Stage
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -61,10 +77,10 @@ logger = logging.getLogger("replay.endpoints")
 
 
 class ControlEndpoints:
-    """Health endpoint and start-up gate around the persisted app.
+    """The control endpoints and the start-up gate around the persisted app.
 
-    :param backend: whose state the health endpoint reports.
-    :param services: returns the emulator's service names, for ``"services"``.
+    :param backend: whose state the health endpoint reports (replaced by a restart: :attr:`backend`).
+    :param services: returns the emulator's service names (its adapter's), for ``"services"``.
     :param version: reported as ``"version"``.
     :param known: whether a service name in a state path is one the emulator has (else 404).
     :param reset_path: the emulator's own reset, sent through the persisted app by ``/_localstack/state/reset``.
@@ -72,6 +88,10 @@ class ControlEndpoints:
     :param max_body: the largest request body taken (``REPLAY_MAX_BODY_SIZE``); a larger one is answered 413.
     :param spool_dir: where bodies too large for memory are held while a request is handled
         (:mod:`replay.record.bodies`; the system's temporary folder when ``None``).
+    :param running: the services that hold state or have had traffic (``running`` in the health answer).
+    :param hooks: the init scripts, for ``/_localstack/init``.
+    :param act: does what ``POST /_localstack/health`` asks (``"kill"``, ``"restart"``), once the answer is sent.
+    :param about: more facts for ``GET /_replay/info`` (where it listens, the init dir ...).
     """
 
     def __init__(
@@ -84,6 +104,10 @@ class ControlEndpoints:
         access: ControlAccess | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         spool_dir: Path | None = None,
+        running: Callable[[], Iterable[str]] = tuple,
+        hooks: InitHooks | None = None,
+        act: Callable[[str], None] | None = None,
+        about: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self.access = access
         self.spool_dir = spool_dir
@@ -93,6 +117,11 @@ class ControlEndpoints:
         self.version = version
         self.known: Callable[[str], bool] = known if known is not None else (lambda name: name in set(services()))
         self.reset_path = reset_path
+        self.running = running
+        self.hooks = hooks if hooks is not None else InitHooks(None)
+        self.act = act
+        self.about = about
+        self.session = SessionFacts(version)
         self.app: WSGIApplication | None = None
         self._ready = threading.Event()
         self._active = 0
@@ -102,6 +131,10 @@ class ControlEndpoints:
         """Start handing requests to ``app`` (the restore is done)."""
         self.app = app
         self._ready.set()
+
+    def close(self) -> None:
+        """Hold requests again (a restart is under way) until :meth:`open`."""
+        self._ready.clear()
 
     @property
     def ready(self) -> bool:
@@ -114,12 +147,18 @@ class ControlEndpoints:
 
     def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         ready = self.ready
+        backend = self.backend
+        persistence = backend.persistence
         document = {
-            "status": "running" if ready else "restoring",
+            "services": service_states(self.services(), self.running(), backend.failed_services()),
+            "edition": EDITION,
             "version": self.version,
-            "features": {"persistence": self.backend.persistence},
-            "persistence": self.backend.status(),
-            "services": {name: "available" for name in self.services()},
+            "features": {
+                "persistence": persistence,
+                "initScripts": "initialized" if self.hooks.completed(Stage.READY) else "initializing",
+            },
+            "status": "running" if ready else "restoring",
+            "persistence": backend.status(),
         }
         body = orjson.dumps(document)
         start_response(
@@ -128,21 +167,66 @@ class ControlEndpoints:
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
+    def _health_action(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """``POST /_localstack/health``: ``{"action": "kill"}`` or ``{"action": "restart"}``."""
+        usage = 'POST a JSON object {"action": "kill"} or {"action": "restart"}'
+        try:
+            document = orjson.loads(request_from_environ(environ).body)
+        except (orjson.JSONDecodeError, RequestError) as exc:
+            return _json(start_response, "400 Bad Request", {"error": "bad request", "message": f"{usage}: {exc}"})
+        action = document.get("action") if isinstance(document, dict) else None
+        if action not in ("kill", "restart"):
+            message = f"{usage}; got {orjson.dumps(document).decode()[:200]}"
+            return _json(start_response, "400 Bad Request", {"error": "bad request", "message": message})
+        if self.act is None:
+            return _json(start_response, "501 Not Implemented", {"error": f"this server cannot {action}"})
+        act = self.act
+        logger.info("%s asked by POST %s", action, HEALTH_PATH)
+        body = orjson.dumps({"status": "ok", "action": action})
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        # done once the answer has left: the client learns it was taken before the server goes away
+        return ClosingIterator([body], lambda: threading.Thread(target=act, args=(action,), daemon=True).start())
+
+    def _init(self, path: str, start_response: StartResponse) -> Iterable[bytes]:
+        stage = path[len(INIT_PATH) :].strip("/")
+        if not stage:
+            return _json(start_response, "200 OK", self.hooks.document())
+        document = self.hooks.stage_document(stage)
+        if document is None:
+            stages = ", ".join(member.name.lower() for member in Stage)
+            message = f"no such stage {stage!r}: one of {stages}"
+            return _json(start_response, "404 Not Found", {"error": "not found", "message": message})
+        return _json(start_response, "200 OK", document)
+
+    def _replay_info(self, start_response: StartResponse) -> Iterable[bytes]:
+        document: dict[str, object] = {
+            "version": self.version,
+            "ready": self.ready,
+            "persistence": self.backend.persistence,
+            "backend": self.backend.status(),
+            "session_id": self.session.session_id,
+            **(self.about() if self.about is not None else {}),
+        }
+        return _json(start_response, "200 OK", document)
+
     def _state(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         parts = environ["PATH_INFO"][len(STATE_PREFIX) :].strip("/").split("/")
         if environ.get("REQUEST_METHOD") != "POST":
-            return _json(start_response, "405 Method Not Allowed", {"error": "use POST"})
+            message = "state endpoints take POST: /_localstack/state[/<service>]/save|load|reset"
+            return _json(start_response, "405 Method Not Allowed", {"error": "use POST", "message": message})
         if parts == ["reset"]:
             return self._reset(start_response)
         if len(parts) == 1 and parts[0] in ("save", "load"):
             action, services = parts[0], None
-        elif len(parts) == 2 and parts[1] in ("save", "load"):
+        elif len(parts) == 2 and parts[1] in ("save", "load", "reset"):
             action, services = parts[1], [parts[0]]
             if not self.known(parts[0]):
                 message = f"unknown service {parts[0]!r}: not one this emulator persists"
                 return _json(start_response, "404 Not Found", {"error": "unknown service", "message": message})
+            if action == "reset":
+                return self._reset_service(parts[0], start_response)
         else:
-            message = "use /_localstack/state[/<service>]/save|load or /_localstack/state/reset"
+            message = "use /_localstack/state[/<service>]/save|load|reset or /_localstack/state/reset"
             return _json(start_response, "404 Not Found", {"error": "not found", "message": message})
         results = self.backend.save(services) if action == "save" else self.backend.load(services)
         start_response("200 OK", [("Content-Type", "application/x-ndjson")])
@@ -182,15 +266,32 @@ class ControlEndpoints:
         )
         return _FileChunks(workspace, archive)
 
+    def _through_app(self, request: Request) -> Response:
+        """``request`` sent through the persisted app (so that it is recorded, as a client's call is)."""
+        assert self.app is not None
+        return WSGITransport(self.app).send(request)
+
     def _reset(self, start_response: StartResponse) -> Iterable[bytes]:
         if self.reset_path is None or self.app is None:
             return _json(start_response, "501 Not Implemented", {"error": "this emulator has no reset"})
-        answer = WSGITransport(self.app).send(Request("POST", self.reset_path, "", [], b""))
+        answer = self._through_app(Request("POST", self.reset_path, "", [], b""))
         status = "200 OK" if answer.ok else "500 Internal Server Error"
         return _json(start_response, status, {"status": "ok" if status == "200 OK" else "error"})
 
+    def _reset_service(self, service: str, start_response: StartResponse) -> Iterable[bytes]:
+        """One service emptied, through the persisted app: recorded (or saved) like any state change."""
+        answer = self._through_app(Request("POST", f"{STATE_PREFIX}{service}/reset", "", [], b""))
+        if answer.status == 404:
+            return _json(start_response, "501 Not Implemented", {"error": "this emulator cannot reset one service"})
+        if not answer.ok:
+            message = answer.body.decode("utf-8", "replace")[:300]
+            return _json(start_response, f"{answer.status} Error", {"status": "error", "message": message})
+        logger.info("%s reset (POST %s%s/reset)", service, STATE_PREFIX, service)
+        return _json(start_response, "200 OK", {"service": service, "status": "ok"})
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD")
         try:
             length = content_length(environ)
         except RequestError as exc:
@@ -201,15 +302,33 @@ class ControlEndpoints:
         environ[MAX_BODY_KEY] = self.max_body
         if self.spool_dir is not None:
             environ[SPOOL_DIR_KEY] = self.spool_dir
-        if path == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        if path == HEALTH_PATH and method in ("GET", "HEAD"):
             return self._health(environ, start_response)
         if self.access is not None:
             reason = self.access.refusal(path, environ.get("HTTP_HOST"), environ.get("HTTP_ORIGIN"))
             if reason is not None:
-                logger.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), path, reason)
+                logger.warning("refused %s %s: %s", method, path, reason)
                 return _json(start_response, "403 Forbidden", {"error": "forbidden", "message": reason})
         if path == HEALTH_PATH:
-            return _json(start_response, "405 Method Not Allowed", {"error": "use GET or HEAD"})
+            if method == "POST":
+                return self._health_action(environ, start_response)
+            return _json(start_response, "405 Method Not Allowed", {"error": "use GET, HEAD or POST"})
+        reading = method in ("GET", "HEAD")
+        if path == INFO_PATH:
+            if not reading:
+                return _json(start_response, "405 Method Not Allowed", {"error": "use GET"})
+            return _json(start_response, "200 OK", self.session.info())
+        if path == INIT_PATH or path.startswith(INIT_PATH + "/"):
+            if not reading:
+                return _json(start_response, "405 Method Not Allowed", {"error": "use GET"})
+            return self._init(path, start_response)
+        if path == REPLAY_INFO_PATH:
+            if not reading:
+                return _json(start_response, "405 Method Not Allowed", {"error": "use GET"})
+            return self._replay_info(start_response)
+        if (path == STATE_PATH or path.startswith(STATE_PREFIX)) and method != "POST":
+            message = "state endpoints take POST: /_localstack/state[/<service>]/save|load|reset"
+            return _json(start_response, "405 Method Not Allowed", {"error": "use POST", "message": message})
         self._ready.wait()
         if path.startswith(STATE_PREFIX):
             return self._state(environ, start_response)
@@ -225,7 +344,7 @@ class ControlEndpoints:
             request = request_from_environ(environ)  # the whole body first: a request still arriving is not in flight
         except RequestError as exc:  # the body could not be read as framed: nothing reached the emulator
             if exc.status.startswith("503"):  # no room to hold it: an AWS-style answer that SDKs retry
-                logger.warning("refused %s %s: %s", environ.get("REQUEST_METHOD"), path, exc)
+                logger.warning("refused %s %s: %s", method, path, exc)
                 json_protocol = "HTTP_X_AMZ_TARGET" in environ
                 status, headers, body = unavailable(str(exc), "other" if json_protocol else "s3", json_protocol)
                 start_response(status, headers)

@@ -1,11 +1,15 @@
 """``replay serve``: an emulator with persistence on werkzeug's threaded server.
 
-Start-up order: bind the socket; serve (requests other than the health check
-wait); restore; open the gate.  Requests reach the emulator through
-:class:`~replay.record.longpoll.LongPolls` (long polls wait outside it), then the
-backend's wrapper.  Stop order (SIGTERM, Ctrl-C or :meth:`Server.stop`): end the
-long polls, stop accepting, let requests in flight finish (up to
-``drain_timeout``), close the backend (which syncs the log), close the socket.
+Start-up order: bind the sockets (one per address of ``GATEWAY_LISTEN``, or ``--host``/``--port``); run
+the ``boot.d`` and ``start.d`` init scripts (:mod:`replay.serve.hooks`); serve (requests other than the
+health check wait); restore; open the gate; run the ``ready.d`` scripts; tell the caller it is ready
+(``replay serve`` prints ``Ready.``).  Requests reach the emulator through
+:class:`~replay.record.longpoll.LongPolls` (long polls wait outside it), then the backend's wrapper.
+Stop order (SIGTERM, Ctrl-C, ``POST /_localstack/health {"action": "kill"}`` or :meth:`Server.stop`): end
+the long polls, stop accepting, let requests in flight finish (up to ``drain_timeout``), run the
+``shutdown.d`` scripts, close the backend (which syncs the log), close the sockets.  A restart
+(``{"action": "restart"}``) holds new requests, waits for those in flight, closes the backend, empties
+the emulator and restores it again from the data dir, in-process.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from ..backends import Backend, create_backend
+from ..backends import Backend, DisabledBackend, create_backend
 from ..config import BackendKind, Config
 from ..record.bodies import BODIES_DIR, INCOMING_DIR
 from ..record.classify import Classifier
@@ -27,6 +33,7 @@ from ..version import __version__
 from .crosssite import ControlAccess
 from .emulators import Emulator
 from .endpoints import ControlEndpoints
+from .hooks import InitHooks, Stage
 
 __all__ = ["Server"]
 
@@ -72,6 +79,15 @@ class _RequestHandler(WSGIRequestHandler):
         return True
 
 
+class _Restarting(DisabledBackend):
+    """What the health endpoint reports while a restart closes the state and restores it again."""
+
+    persistence = "initializing"
+
+    def status(self) -> dict[str, object]:
+        return {"restarting": True}
+
+
 def spool_dir(config: Config) -> Path | None:
     """Where a large body waits while its request is handled: beside the bodies it may join, when recorded."""
     if config.persistence and config.backend is BackendKind.REPLAY:
@@ -82,8 +98,10 @@ def spool_dir(config: Config) -> Path | None:
 class Server:
     """Serve ``emulator`` as ``config`` says, persisting its state.
 
-    The socket is bound when the object is made, so :attr:`port` is known
+    The sockets are bound when the object is made, so :attr:`port` is known
     (also with ``port=0``) before :meth:`serve` runs.
+
+    :param on_ready: called once the restored state is served and the ``ready.d`` scripts have run.
     """
 
     def __init__(
@@ -92,24 +110,20 @@ class Server:
         emulator: Emulator,
         classifier: Classifier | None = None,
         drain_timeout: float = 10.0,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.emulator = emulator
         self.drain_timeout = drain_timeout
+        self.on_ready = on_ready
         self.classifier = classifier if classifier is not None else emulator.classifier
         self.long_polls: LongPolls | None = None
+        self._restarting = threading.Lock()
         # one server per data dir: a second one would fold the log into checkpoints of its own state
         self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
+        self._http: list[BaseWSGIServer] = []
         try:
-            self.backend: Backend = create_backend(
-                config,
-                emulator.app,
-                self.classifier,
-                emulator.seeder,
-                emulator.adapter,
-                emulator.reset,
-                exclusive=self._owner is not None,
-            )
+            self.backend: Backend = self._backend()
             adapter = emulator.adapter
             self.endpoints = ControlEndpoints(
                 self.backend,
@@ -120,55 +134,155 @@ class Server:
                 access=ControlAccess(config.host, config.allowed_hosts, config.extra_origins, config.cors_checks),
                 max_body=config.max_body_size,
                 spool_dir=spool_dir(config),
+                running=adapter.active if adapter is not None else tuple,
+                act=self._act,
+                about=self._about,
             )
-            self._http = make_server(
-                config.host, config.port, self.endpoints, threaded=True, request_handler=_RequestHandler
-            )
+            for host, port in config.addresses:
+                self._http.append(
+                    make_server(host, port, self.endpoints, threaded=True, request_handler=_RequestHandler)
+                )
         except BaseException:
+            for http in self._http:
+                http.server_close()
             if self._owner is not None:
                 self._owner.release()
             raise
-        self.port: int = self._http.server_port
+        self.host: str = config.addresses[0][0]
+        self.port: int = self._http[0].server_port
+        self.hooks = InitHooks(
+            config.init_dir,
+            {
+                "AWS_ENDPOINT_URL": self.url,
+                "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            },
+        )
+        self.endpoints.hooks = self.hooks
         if self._owner is not None:
             self._owner.update(url=self.url)
         self._stop = threading.Event()
         os.environ.setdefault("MOTO_PORT", str(self.port))
 
+    def _backend(self) -> Backend:
+        return create_backend(
+            self.config,
+            self.emulator.app,
+            self.classifier,
+            self.emulator.seeder,
+            self.emulator.adapter,
+            self.emulator.reset,
+            exclusive=self._owner is not None,
+        )
+
     @property
     def url(self) -> str:
-        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "localhost"
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "localhost"
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
+
+    @property
+    def urls(self) -> list[str]:
+        """Every address served (``GATEWAY_LISTEN`` may name several)."""
+        return [f"http://{http.host}:{http.server_port}" for http in self._http]
+
+    def _run_stage(self, stage: Stage) -> None:
+        if self.hooks.scripts(stage):
+            self.hooks.run(stage)
+            logger.info("%s", self.hooks.summary(stage))
+        else:
+            self.hooks.run(stage)  # marks it completed
 
     def serve(self) -> None:
         """Restore, serve until :meth:`stop` (or an exception such as ``KeyboardInterrupt``), shut down."""
-        thread = threading.Thread(
-            target=self._http.serve_forever, args=(_POLL_INTERVAL,), name="replay-http", daemon=True
-        )
-        thread.start()
+        threads = [
+            threading.Thread(target=http.serve_forever, args=(_POLL_INTERVAL,), name="replay-http", daemon=True)
+            for http in self._http
+        ]
         try:
-            logger.info("listening on %s; restoring state before serving", self.url)
+            self._run_stage(Stage.BOOT)
+            self._run_stage(Stage.START)
+            for thread in threads:
+                thread.start()
+            logger.info("listening on %s; restoring state before serving", ", ".join(self.urls))
             self.backend.restore()
             self.long_polls = LongPolls(self.backend.wrap(self.emulator.app), self.classifier)
             self.endpoints.open(self.long_polls)
+            self._run_stage(Stage.READY)  # they see the restored state
             logger.info("ready on %s (persistence %s)", self.url, self.backend.persistence)
+            if self.on_ready is not None:
+                self.on_ready()
             while not self._stop.wait(_POLL_INTERVAL):
                 pass
         finally:
-            self._shutdown(thread)
+            self._shutdown(threads)
 
     def stop(self) -> None:
         """Ask :meth:`serve` to return (thread-safe)."""
         self._stop.set()
 
-    def _shutdown(self, thread: threading.Thread) -> None:
+    def _act(self, action: str) -> None:
+        """What ``POST /_localstack/health`` asked for, once its answer has left."""
+        if action == "kill":
+            self.stop()
+        elif action == "restart":
+            self.restart()
+
+    def restart(self) -> None:
+        """Empty the emulator and restore it again from the data dir, in-process (requests wait meanwhile).
+
+        A restart that fails (the data dir cannot be read) stops the server: it never serves empty state
+        as if it were restored.
+        """
+        with self._restarting:
+            started = time.perf_counter()
+            logger.info("restarting: holding requests, closing the state, restoring it again")
+            self.endpoints.close()
+            if not self.endpoints.wait_idle(self.drain_timeout):
+                logger.warning("requests still in flight after %.0f s; restarting anyway", self.drain_timeout)
+            if self.long_polls is not None:
+                self.long_polls.stop()
+            closing, self.endpoints.backend = self.backend, _Restarting()  # health: 503, restoring
+            try:
+                closing.close()
+                if self.emulator.reset is not None:
+                    self.emulator.reset()  # the raw app: not recorded
+                self.backend = self._backend()
+                self.endpoints.backend = self.backend
+                self.backend.restore()
+                self.long_polls = LongPolls(self.backend.wrap(self.emulator.app), self.classifier)
+            except Exception:
+                logger.exception("the restart failed; stopping (the data dir holds the state)")
+                self.stop()
+                return
+            self.endpoints.open(self.long_polls)
+            logger.info("restarted in %.2f s (persistence %s)", time.perf_counter() - started, self.backend.persistence)
+
+    def _about(self) -> dict[str, object]:
+        """Facts for ``GET /_replay/info`` that only the server knows."""
+        return {
+            "listening": self.urls,
+            "data_dir": str(self.config.data_dir) if self.config.persistence else None,
+            "init_dir": str(self.config.init_dir) if self.config.init_dir is not None else None,
+            "replication": None,
+        }
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
         if self.long_polls is not None:
             self.long_polls.stop()  # a client in a long poll gets its (empty) answer now
-        self._http.shutdown()
-        thread.join()
+        for http, thread in zip(self._http, threads, strict=True):
+            if thread.is_alive():
+                http.shutdown()
+                thread.join()
         if not self.endpoints.wait_idle(self.drain_timeout):
             logger.warning("requests still in flight after %.0f s; closing anyway", self.drain_timeout)
-        self.backend.close()
-        self._http.server_close()
+        if self.endpoints.ready:
+            self._run_stage(Stage.SHUTDOWN)
+        with self._restarting:
+            self.backend.close()
+        for http in self._http:
+            http.server_close()
         if self._owner is not None:
             self._owner.release()
         logger.info("stopped; state is on disk")

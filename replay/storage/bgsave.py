@@ -155,7 +155,7 @@ def run_save(
                 with warnings.catch_warnings():  # Python 3.12 warns about fork in a threaded process: we own the child
                     warnings.simplefilter("ignore", DeprecationWarning)
                     pid = os.fork()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:  # RuntimeError: Python 3.12+ forbids fork at interpreter exit
                 os.close(read_fd)
                 os.close(write_fd)
                 logger.warning("fork failed (%s): saving in-process, calls to the saved services wait", exc)

@@ -24,7 +24,7 @@ from ..compaction import plan_compaction
 from ..files import atomic_writer
 from ..record.bodies import bodies_beside, keep_in, named_in, store_bytes
 from ..record.entry import Entry, encode_entry
-from ..record.log import CallLog, encode_header
+from ..record.log import CallLog, encode_header, read_header
 from ..record.reader import Segment
 
 __all__ = ["COMPACTION_STEPS", "RewriteReport", "compact_in_place", "compact_logs"]
@@ -139,6 +139,10 @@ def compact_in_place(log: CallLog, start: int = 0, step: Callable[[str], None] |
     when the log is next opened.  A log with a header continues a checkpoint, so
     its calls are not compacted as if they started from empty.
 
+    The report's ``bytes_before`` is the file up to the end compacted (its header and
+    anything before ``start`` included); ``bytes_after`` what replaced those bytes (the
+    header, then the calls kept): what was appended meanwhile counts in neither.
+
     :param step: called with each step's name once it is done (tests stop the process there).
     """
     end = log.size()
@@ -154,7 +158,8 @@ def compact_in_place(log: CallLog, start: int = 0, step: Callable[[str], None] |
             step("rewritten")
     finally:
         compacted.unlink(missing_ok=True)
-    if log.header is not None:
-        report.bytes_after += len(encode_header(log.header))
+    # the same stretch measured before and after: the file up to ``end`` (header included), and what replaced it
+    report.bytes_before = end
+    report.bytes_after += read_header(log.path)[1]
     log.bodies.prune(named_in(log.path, 0), since)  # bodies no kept call names any more
     return report

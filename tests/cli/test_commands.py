@@ -59,9 +59,12 @@ def _no_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def one_error_line(err: str) -> str:
+    """The one line an error leaves on stderr: ``replay: error:`` once, then no ``replay`` prefix, no raw errno."""
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("replay: error: ")
+    assert not lines[0].removeprefix("replay: error: ").startswith("replay"), err  # not "replay: error: replay: ..."
+    assert "[Errno" not in lines[0], err
     return lines[0]
 
 
@@ -407,6 +410,7 @@ def test_compact_offline_drops_undone_calls_and_restores_the_same_state(
     done = orjson.loads(capsys.readouterr().out)
     assert (done["kind"], done["read"], done["kept"], done["dropped"]) == ("log", 5, 2, 3)
     assert path.read_bytes() == b"".join(before[3:])  # the kept lines, byte for byte
+    assert (done["bytes_before"], done["bytes_after"]) == (len(b"".join(before)), path.stat().st_size)
     assert sum(done["by_rule"].values()) == 3
     assert main(["verify", str(tmp_path)]) == 0  # the compacted log replays cleanly
     assert "2 calls replayed, 2 restored, 0 failed, 0 diverged" in capsys.readouterr().out
@@ -616,7 +620,7 @@ def test_every_command_fails_in_one_line_and_changes_nothing(
         ("compact", "good.replay"): (1, "good.replay holds an archive, not a call log; `replay import` it first"),
         ("import", "good.replay", "--data-dir", "volume"): (1, "volume is not empty: import into a fresh data dir"),
         # a bad option
-        ("export",): (2, "replay export: the following arguments are required: ARCHIVE"),
+        ("export",): (2, "the following arguments are required: ARCHIVE (see `replay export --help`)"),
         ("import", "good.replay", "--bogus"): (2, "unrecognized arguments: --bogus"),
         ("export", "x.replay", "--backend", "pods"): (2, "argument --backend: invalid choice: 'pods'"),
         ("inspect", "--since", "soon", "volume"): (2, "invalid value for --since: 'soon'"),

@@ -610,10 +610,15 @@ def test_lenient_chunk_sizes_are_refused(shared_front: Front, size: bytes) -> No
     )
 
 
-@pytest.mark.parametrize("method", [b"POST", b"PATCH", b"PUT", b"DELETE"])
+@pytest.mark.parametrize("method", [b"PATCH", b"PUT", b"DELETE"])
 def test_health_other_methods_answer_405(shared_front: Front, method: bytes) -> None:
     answer = shared_front.send(Case("xfail", "health", request(method, b"/_localstack/health", body=b"{}")))
     assert answer.status == 405, answer.describe()
+
+
+def test_health_post_without_an_action_answers_400(shared_front: Front) -> None:
+    answer = shared_front.send(Case("xfail", "health", request(b"POST", b"/_localstack/health", body=b"{}")))
+    assert answer.status == 400, answer.describe()
 
 
 @pytest.mark.parametrize("target", [b"/_localstack", b"/_replay"])

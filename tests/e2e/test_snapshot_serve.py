@@ -24,7 +24,7 @@ def test_default_strategies_survive_a_restart_on_another_port(
     data = tmp_path / "data"
     first = servers.start(data, env=SNAPSHOT)
     health = first.health()
-    assert health["features"] == {"persistence": "initialized"}
+    assert health["features"] == {"persistence": "initialized", "initScripts": "initialized"}
     assert (health["persistence"]["backend"], health["persistence"]["save_strategy"]) == ("snapshot", "SCHEDULED")
     sqs, s3, ddb = aws("sqs", first), aws("s3", first), aws("dynamodb", first)
     queue = sqs.create_queue(QueueName="snap")["QueueUrl"]

@@ -151,6 +151,21 @@ def test_control_paths_are_not_recorded_except_moto_reset() -> None:
     assert classify(Request("POST", "/moto-api/reset", "", [], b"")) == Call("moto", "Reset", True)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("POST", "/_localstack/state/sqs/reset", Call("sqs", "ResetState", True)),
+        ("POST", "/_localstack/state/cognito-idp/reset/", Call("cognito-idp", "ResetState", True)),
+        ("GET", "/_localstack/state/sqs/reset", Call("control", "/_localstack/state/sqs/reset", False)),
+        ("POST", "/_localstack/state/reset", Call("control", "/_localstack/state/reset", False)),
+        ("POST", "/_localstack/state/sqs/save", Call("control", "/_localstack/state/sqs/save", False)),
+        ("POST", "/_localstack/state/../reset", Call("control", "/_localstack/state/../reset", False)),
+    ],
+)
+def test_resetting_one_service_is_that_services_recorded_change(method: str, path: str, expected: Call) -> None:
+    assert classify(Request(method, path, "", [], b"")) == expected
+
+
 def test_target_without_credentials_names_the_service_from_the_prefix() -> None:
     request = Request("POST", "/", "", [("X-Amz-Target", "AmazonSQS.CreateQueue")], b"{}")
     assert classify(request) == Call("sqs", "CreateQueue", True)

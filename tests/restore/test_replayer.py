@@ -201,6 +201,48 @@ def test_missing_file_restores_nothing(tmp_path: Path, caplog: pytest.LogCapture
     assert not path.exists()
 
 
+def test_eta_rounds_up_and_never_says_0_while_work_remains() -> None:
+    size = 1_000_000
+    nearly = Progress(calls=999, position=size - 3, size=size, elapsed=60.0)  # 0.0002 s, by the share read
+    assert nearly.remaining == 1.0
+    assert f"about {nearly.remaining:.0f} s left" == "about 1 s left"  # as the server's log line formats it
+    assert Progress(calls=10, position=size // 4, size=size, elapsed=1.0).remaining == 3.0
+    assert Progress(calls=10, position=400_000, size=size, elapsed=1.0).remaining == 2.0  # 1.5, rounded up
+    assert Progress(calls=10, position=size, size=size, elapsed=1.0).remaining == 0.0  # done: nothing is left
+    assert Progress(calls=0, position=0, size=0, elapsed=0.0).remaining == 0.0  # an empty log
+
+
+@pytest.mark.parametrize(
+    ("calls", "position", "elapsed"),
+    [
+        (0, 0, 5.0),  # nothing done yet: a rate of 0
+        (0, 500, 5.0),  # bytes read, no call finished
+        (5, 500, 0.0),  # no time elapsed
+        (Progress.ETA_MIN_CALLS - 1, 500, 5.0),  # too few calls to go by
+        (100, 500, Progress.ETA_MIN_SECONDS / 2),  # too short a time to go by
+    ],
+)
+def test_no_eta_rather_than_a_wrong_one(calls: int, position: int, elapsed: float) -> None:
+    assert Progress(calls=calls, position=position, size=1000, elapsed=elapsed).remaining is None
+
+
+def test_a_slow_replay_never_reports_0_s_left_before_its_end(tmp_path: Path) -> None:
+    class Slow(NotesApp):
+        def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            time.sleep(0.02)
+            return super().__call__(environ, start_response)
+
+    path = write_log(tmp_path / LOG_NAME, [add(str(n)) for n in range(40)])
+    seen: list[Progress] = []
+    Replayer(WSGITransport(Slow()), progress=seen.append, progress_interval=0).replay(path)
+    working = [p for p in seen if p.position < p.size]
+    estimates = [p.remaining for p in working if p.remaining is not None]
+    assert estimates, "no estimate in a replay of about a second"
+    assert all(estimate >= 1 and estimate.is_integer() for estimate in estimates)
+    assert all(p.remaining is None for p in working if p.elapsed < Progress.ETA_MIN_SECONDS)
+    assert seen[-1].remaining == 0.0
+
+
 class Hanging:
     """Answers every call at once, except ``/hang``, which waits for ever (a call that can never finish)."""
 

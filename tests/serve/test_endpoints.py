@@ -29,9 +29,9 @@ def test_health_is_503_until_open_then_200() -> None:
     after = client.get(HEALTH_PATH)
     assert after.status_code == 200
     document = orjson.loads(after.data)
-    assert document["features"] == {"persistence": "disabled"}
+    assert document["features"] == {"persistence": "disabled", "initScripts": "initializing"}  # no ready.d run
     assert document["services"] == {"s3": "available", "sqs": "available"}
-    assert document["version"] == "9.9"
+    assert document["version"] == "9.9" and document["edition"] == "community"
     head = client.head(HEALTH_PATH)
     assert head.status_code == 200 and head.data == b""
 

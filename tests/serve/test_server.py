@@ -61,7 +61,7 @@ def test_state_survives_a_restart_on_another_port(tmp_path: Path) -> None:
     thread = run(second)
     assert counter.value == 3  # restored before the first request
     health = requests.get(second.url + "/_localstack/health", timeout=5).json()
-    assert health["features"] == {"persistence": "initialized"}
+    assert health["features"] == {"persistence": "initialized", "initScripts": "initialized"}
     assert health["persistence"]["restored"] == 3
     second.stop()
     thread.join(10)
@@ -71,7 +71,10 @@ def test_persistence_off_records_nothing(tmp_path: Path) -> None:
     server = Server(Config(port=0, data_dir=tmp_path / "volume", persistence=False), Emulator(Counter()))
     thread = run(server)
     requests.post(server.url + "/count", timeout=5)
-    assert requests.get(server.url + "/_localstack/health", timeout=5).json()["features"] == {"persistence": "disabled"}
+    assert requests.get(server.url + "/_localstack/health", timeout=5).json()["features"] == {
+        "persistence": "disabled",
+        "initScripts": "initialized",
+    }
     server.stop()
     thread.join(10)
     assert not (tmp_path / "volume").exists()

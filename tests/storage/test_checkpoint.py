@@ -195,7 +195,8 @@ def test_a_checkpoint_folds_the_log_and_a_start_replays_only_what_came_after(
         backend = restart(fresh, data, backend)
     assert bodies(fresh) == expected == ["m0", "m1", "m2", "m3", "m4", "after"]
     assert "Loaded checkpoint 000001 (" in caplog.text
-    assert "Restored 1 API calls from persistent file" in caplog.text
+    assert "Restored 7 API calls from persistent file" in caplog.text  # the 6 folded into it, and 1 since
+    assert "6 from checkpoint 000001" in caplog.text and "1 replayed from the log since it" in caplog.text
     assert "state restored in " in caplog.text and ": checkpoint 000001 loaded, 1 calls replayed (" in caplog.text
     status = backend.status()
     assert status["loaded"]["from"] == "snapshots"  # type: ignore[index]
