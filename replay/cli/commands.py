@@ -282,6 +282,9 @@ def _serve(args: argparse.Namespace) -> int:
         server.serve()
     global _SERVED
     _SERVED = True
+    if server.failure is not None:
+        sys.stderr.write(error_line(server.failure))
+        return 1
     return 0
 
 

@@ -118,6 +118,7 @@ class Server:
         self.on_ready = on_ready
         self.classifier = classifier if classifier is not None else emulator.classifier
         self.long_polls: LongPolls | None = None
+        self.failure: str | None = None  # why the server stopped on its own (a restart that failed), if it did
         self._restarting = threading.Lock()
         # one server per data dir: a second one would fold the log into checkpoints of its own state
         self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
@@ -252,8 +253,10 @@ class Server:
                 self.endpoints.backend = self.backend
                 self.backend.restore()
                 self.long_polls = LongPolls(self.backend.wrap(self.emulator.app), self.classifier)
-            except Exception:
+            except Exception as exc:
                 logger.exception("the restart failed; stopping (the data dir holds the state)")
+                self.failure = f"the restart failed: {' '.join(str(exc).split())}"
+                self.backend = self.endpoints.backend  # the closed one is not closed twice at the stop
                 self.stop()
                 return
             self.endpoints.open(self.long_polls)

@@ -107,6 +107,21 @@ def test_restart_restores_the_persisted_state_in_process(
     assert queues(aws, again) == ["after", "before"] and buckets(aws, again) == ["kept-bucket"]
 
 
+def test_a_restart_that_cannot_restore_stops_the_server_and_says_so(
+    servers: Servers, aws: AwsClients, tmp_path: Path
+) -> None:
+    server = servers.start(tmp_path / "volume")
+    aws("sqs", server).create_queue(QueueName="jobs")
+    with open(server.log_path, "ab") as log:  # a complete line that is no entry: the restore refuses the log
+        log.write(b"this is not an entry\n")
+    answer = requests.post(server.endpoint + "/_localstack/health", json={"action": "restart"}, timeout=10)
+    assert answer.status_code == 200
+    server.proc.wait(timeout=30)
+    stderr = server.stderr()
+    assert server.proc.returncode == 1, stderr
+    assert "the restart failed" in stderr.splitlines()[-1]  # never serving empty state as if restored
+
+
 def test_kill_stops_the_server_as_sigterm_does(servers: Servers, aws: AwsClients, tmp_path: Path) -> None:
     server = servers.start(tmp_path / "volume")
     aws("sqs", server).create_queue(QueueName="jobs")
