@@ -184,16 +184,17 @@ class RecordReplayBackend:
         from_checkpoint = manifest.folded if manifest is not None else 0
         logger.info("Restored %d API calls from persistent file: %s", from_checkpoint + report.restored, self.log_path)
         if manifest is not None:
-            loaded = self.loaded.get("from") if self.loaded is not None else "snapshots"
+            if self.loaded is not None and self.loaded.get("from") == "calls":
+                how = "its calls replayed"
+            elif self.pending is not None:
+                how = "its snapshots; each service loads on first use"
+            else:
+                how = "its snapshots"
             logger.info(
                 "  %d from checkpoint %s (%s), %d replayed from the log since it",
                 from_checkpoint,
                 manifest.checkpoint,
-                "its calls replayed"
-                if loaded == "calls"
-                else "its snapshots; each service loads on first use"
-                if self.pending is not None
-                else "its snapshots",
+                how,
                 report.restored,
             )
         logger.info(

@@ -189,11 +189,9 @@ class Server:
         return [f"http://{http.host}:{http.server_port}" for http in self._http]
 
     def _run_stage(self, stage: Stage) -> None:
-        if self.hooks.scripts(stage):
-            self.hooks.run(stage)
+        """Run ``stage``'s init scripts (with none, it is only marked completed); a line when there were some."""
+        if self.hooks.run(stage):
             logger.info("%s", self.hooks.summary(stage))
-        else:
-            self.hooks.run(stage)  # marks it completed
 
     def serve(self) -> None:
         """Restore, serve until :meth:`stop` (or an exception such as ``KeyboardInterrupt``), shut down."""
