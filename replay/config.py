@@ -23,6 +23,7 @@ __all__ = [
     "LoadStrategy",
     "SaveStrategy",
     "parse_bool",
+    "parse_duration",
     "parse_enum",
     "parse_size",
 ]
@@ -158,6 +159,23 @@ def _parse_interval(name: str, value: object) -> float:
     return seconds
 
 
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(name: str, value: object) -> float:
+    """A duration in seconds: ``1.5``, ``500ms``, ``1s``, ``10m``, ``72h``, ``7d`` (greater than 0)."""
+    text = str(value).strip().lower().replace(" ", "")
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(digits) :]
+    try:
+        number = float(digits)
+    except ValueError:
+        number = -1.0
+    if unit not in _DURATION_UNITS or not number > 0 or number != number or number == float("inf"):
+        raise ConfigError(name, value, hint="a duration such as 1s, 500ms, 10m or 72h")
+    return number * _DURATION_UNITS[unit]
+
+
 _UNITS = {
     "": 1,
     "b": 1,
@@ -246,6 +264,15 @@ class Config:
         (``0.0.0.0:4566,127.0.0.1:4567``); empty: ``host`` and ``port``.  ``--host`` or ``--port`` win over it.
     :ivar init_dir: ``--init-dir`` / ``INIT_DIR``: the folder of init scripts (``boot.d``, ``start.d``, ``ready.d``,
         ``shutdown.d``); by default ``/etc/localstack/init`` when it exists, else none.
+    :ivar replicate_url: ``--replicate`` / ``REPLAY_REPLICATE_URL``: ``s3://bucket/prefix`` to replicate the state
+        to continuously (:mod:`replay.share.replicator`); empty: no replication.
+    :ivar replicate_interval: ``--replicate-interval`` / ``REPLAY_REPLICATE_INTERVAL``: seconds between shipments.
+    :ivar replicate_retention: ``--replicate-retention`` / ``REPLAY_REPLICATE_RETENTION``: seconds of restore
+        points the replica keeps.
+    :ivar replicate_backlog: ``--replicate-backlog`` / ``REPLAY_REPLICATE_BACKLOG``: bytes kept on local disk
+        while the replica cannot be reached.
+    :ivar endpoint_url: ``--endpoint-url``: the replica's S3 endpoint (else boto3's ``AWS_ENDPOINT_URL_S3`` /
+        ``AWS_ENDPOINT_URL``, else AWS).
     """
 
     host: str = "127.0.0.1"
@@ -270,6 +297,11 @@ class Config:
     max_body_size: int = 5 * 1024**3
     listen: tuple[tuple[str, int], ...] = ()
     init_dir: Path | None = None
+    replicate_url: str = ""
+    replicate_interval: float = 1.0
+    replicate_retention: float = 72 * 3600.0
+    replicate_backlog: int = 1024**3
+    endpoint_url: str | None = None
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:
@@ -298,6 +330,8 @@ class Config:
         ``REPLAY_CHECKPOINT_MIN_SIZE`` and
         ``REPLAY_ARCHIVE_KEY`` (flag: ``key_file``, a file holding the key).
         Selective persistence: ``PERSISTENCE_SERVICES`` (flag ``services``) and ``PERSISTENCE_SCOPE`` (``scope``).
+        Replication: ``REPLAY_REPLICATE_URL`` (flag ``replicate``), ``REPLAY_REPLICATE_INTERVAL``,
+        ``REPLAY_REPLICATE_RETENTION``, ``REPLAY_REPLICATE_BACKLOG``.
         """
         flags = {key: value for key, value in (flags or {}).items() if value is not None}
         environ = environ if environ is not None else {}
@@ -358,6 +392,16 @@ class Config:
             values["services"] = ServiceSelection.parse(found[0], str(found[1]))
         if (found := pick("scope", "PERSISTENCE_SCOPE")) is not None:
             values["scope"] = parse_enum(PersistenceScope, found[0], str(found[1]))
+        if (found := pick("replicate", "REPLAY_REPLICATE_URL")) is not None:
+            values["replicate_url"] = str(found[1]).strip()
+        if (found := pick("replicate_interval", "REPLAY_REPLICATE_INTERVAL")) is not None:
+            values["replicate_interval"] = parse_duration(found[0], found[1])
+        if (found := pick("replicate_retention", "REPLAY_REPLICATE_RETENTION")) is not None:
+            values["replicate_retention"] = parse_duration(found[0], found[1])
+        if (found := pick("replicate_backlog", "REPLAY_REPLICATE_BACKLOG")) is not None:
+            values["replicate_backlog"] = parse_size(found[0], found[1])
+        if (found := pick("endpoint_url", None)) is not None:
+            values["endpoint_url"] = str(found[1])
         if "key_file" in flags:
             values["archive_key"] = _read_key_file("--key-file", Path(str(flags["key_file"])).expanduser())
         elif environ.get("REPLAY_ARCHIVE_KEY", ""):

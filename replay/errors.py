@@ -18,6 +18,8 @@
      ├── SourceError                       a path is missing, or holds nothing replay reads
      ├── ArchiveError (ValueError)         an archive cannot be imported (torn, corrupt, newer, untrusted)
      ├── RequestError (ValueError)         an HTTP request cannot be framed (bad length, bad chunks, too large)
+     ├── ReplicaError                      an S3 replica cannot be written or restored from (damaged, gapped, empty)
+     │    └── ReplicaInUseError            another server replicates into the same prefix
      └── TransportError (ConnectionError)  a replay target could not be reached
 
 Each message names the file, line or value at fault and says what to do.
@@ -41,6 +43,8 @@ __all__ = [
     "QuiesceTimeoutError",
     "ReplayError",
     "ReplayStalledError",
+    "ReplicaError",
+    "ReplicaInUseError",
     "RequestError",
     "SnapshotError",
     "SourceError",
@@ -243,6 +247,33 @@ class RequestError(ReplayError, ValueError):
     def __init__(self, status: str, message: str) -> None:
         self.status = status
         super().__init__(message)
+
+
+class ReplicaError(ReplayError):
+    """A replica on S3 (:mod:`replay.share.replica`) cannot be used as asked; nothing local was changed.
+
+    :ivar location: the replica's ``s3://bucket/prefix``.
+    """
+
+    def __init__(self, location: str, message: str) -> None:
+        self.location = location
+        super().__init__(f"{location}: {message}")
+
+
+class ReplicaInUseError(ReplicaError):
+    """Another server replicates into the same prefix (its lease is fresh): two would interleave generations.
+
+    :ivar holder: what its lease says (``host``, ``data_dir``, ``pid``, ``renewed``).
+    """
+
+    def __init__(self, location: str, holder: dict[str, object], age: float) -> None:
+        self.holder = holder
+        who = ", ".join(f"{key} {holder[key]}" for key in ("host", "data_dir", "pid") if key in holder)
+        super().__init__(
+            location,
+            f"another server replicates here ({who or 'unknown'}; lease renewed {age:.0f} s ago); "
+            "give each server its own prefix, or stop that one",
+        )
 
 
 class TransportError(ReplayError, ConnectionError):

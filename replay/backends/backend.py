@@ -129,6 +129,7 @@ def create_backend(
     reset: Callable[[], None] | None = None,
     *,
     exclusive: bool = False,
+    before_fold: Callable[[], None] | None = None,
 ) -> Backend:
     """The backend ``config`` asks for, restoring into and recording around ``app``.
 
@@ -136,6 +137,7 @@ def create_backend(
     (:func:`replay.scope.narrow`): what is not kept is neither recorded nor saved.
 
     ``exclusive``: the caller holds the data dir's lock (the ``replay`` backend's log then has one writer).
+    ``before_fold``: called before a checkpoint folds calls out of the log (the ``replay`` backend).
 
     :raises ConfigError: ``snapshot`` was asked for an emulator without a state adapter, or
         ``config.services`` names a service the emulator does not have.
@@ -157,6 +159,7 @@ def create_backend(
             call_timeout=config.call_timeout,
             exclusive=exclusive,
             lazy=config.load_strategy is not LoadStrategy.ON_STARTUP,
+            before_fold=before_fold,
         )
     if config.backend is BackendKind.SNAPSHOT:
         if adapter is None:

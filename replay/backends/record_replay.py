@@ -100,6 +100,7 @@ class RecordReplayBackend:
         not at start.
     :param exclusive: this process holds the data dir's :class:`~replay.storage.datadir.DataDirLock`, so the log
         has one writer (:class:`~replay.record.log.CallLog`'s ``exclusive``: no ``flock`` per append).
+    :param before_fold: called before a checkpoint folds calls out of the log (the replicator ships them first).
     """
 
     def __init__(
@@ -116,12 +117,14 @@ class RecordReplayBackend:
         call_timeout: float = CALL_TIMEOUT,
         exclusive: bool = False,
         lazy: bool = True,
+        before_fold: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.lazy = lazy
         self.pending: PendingState | None = None
         self.call_timeout = call_timeout
         self.exclusive = exclusive
+        self.before_fold = before_fold
         self.seeder = seeder
         self.log_path = Path(log_path)
         self.data_dir = self.log_path.parent
@@ -228,6 +231,7 @@ class RecordReplayBackend:
                 step=self.step,
                 pending=self.pending.services if self.pending is not None else frozenset,
                 moved=self._moved,
+                before_fold=self.before_fold,
             )
             logger.info("checkpoints: %s", describe_saves(self.checkpointer.bgsave))
         self._compacted_size = self.log.size()

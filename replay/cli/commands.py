@@ -37,6 +37,8 @@ from ..restore.replayer import Progress, Replayer
 from ..restore.transport import HTTPTransport, WSGITransport
 from ..routes import COMPACT_PATH
 from ..share.archive import read_manifest as read_archive_manifest
+from ..share.remote import is_remote
+from ..share.replica import is_replica
 from ..share.sources import Source, SourceKind, identify
 from ..storage.checkpoint import finish_interrupted, read_manifest, tail_start
 from ..storage.datadir import DataDirLock, owner
@@ -46,6 +48,8 @@ from .display import (
     describe_archive,
     format_archive,
     format_compaction,
+    format_recovery,
+    format_replica,
     format_report,
     format_snapshots,
     format_summary,
@@ -64,7 +68,8 @@ def _configure_logging(level: str) -> None:
         raise ConfigError("--log-level", level, ("DEBUG", "INFO", "WARNING", "ERROR"))
     logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
     if numeric > logging.DEBUG:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        for name in ("werkzeug", "botocore", "boto3", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class _ProgressLine:
@@ -240,6 +245,11 @@ def _serve(args: argparse.Namespace) -> int:
             "services": args.services,
             "scope": args.scope,
             "init_dir": args.init_dir,
+            "replicate": args.replicate,
+            "replicate_interval": args.replicate_interval,
+            "replicate_retention": args.replicate_retention,
+            "replicate_backlog": args.replicate_backlog,
+            "endpoint_url": args.endpoint_url,
         },
         os.environ,
     )
@@ -423,27 +433,39 @@ def _compact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _since(value: str | None) -> float | None:
+def _moment(name: str, value: str | None, zone_required: bool = False) -> float | None:
+    """A time given as Unix seconds or ISO 8601 (without a zone: UTC, unless ``zone_required``)."""
     if value is None:
         return None
+    hint = "an ISO 8601 time with a zone such as 2026-12-02T07:00:00Z, or Unix seconds"
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+            raise ConfigError(name, value, hint=hint)
+        return seconds
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ConfigError(
-            "--since", value, hint="an ISO 8601 time such as 2026-12-02T07:00:00Z, or Unix seconds"
-        ) from None
+        raise ConfigError(name, value, hint=hint) from None
     if moment.tzinfo is None:
+        if zone_required:
+            raise ConfigError(name, value, hint=f"{hint} (a time without a zone is ambiguous)")
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
+
+
+def _since(value: str | None) -> float | None:
+    return _moment("--since", value)
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from .summary import calls, describe_snapshots, summarise
 
+    if args.path is not None and is_remote(args.path):
+        return _inspect_replica(args)
     since = _since(args.since)
     source = _source(args.path)
     if source.kind is SourceKind.ARCHIVE and not args.calls:
@@ -479,6 +501,16 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_replica(args: argparse.Namespace) -> int:
+    from ..share.recovery import describe_replica
+
+    if args.calls:
+        raise ConfigError("--calls", "s3://", hint="list a replica's calls after restoring it: replay import --at ...")
+    described = describe_replica(args.path, args.endpoint_url)
+    sys.stdout.write(orjson.dumps(described).decode() + "\n" if args.json else format_replica(described))
+    return 0
+
+
 def _key(args: argparse.Namespace) -> bytes | None:
     return Config.load({"key_file": args.key_file}, os.environ).archive_key
 
@@ -503,6 +535,11 @@ def _import(args: argparse.Namespace) -> int:
     from ..share.transfer import import_state
 
     data_dir = _data_dir(args.data_dir)
+    at = _moment("--at", args.at, zone_required=True)
+    if is_remote(args.archive) and is_replica(args.archive, args.endpoint_url):
+        return _recover(args, data_dir, at)
+    if at is not None:
+        raise ConfigError("--at", args.at, hint=f"{args.archive} is an archive, not a replica: it has one moment")
     report = import_state(args.archive, data_dir, _key(args), args.trust, args.endpoint_url)
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
@@ -518,6 +555,18 @@ def _import(args: argparse.Namespace) -> int:
             f"imported {report.archive} ({report.kind}, {what}) into {report.data_dir}; "
             f"serve it with: replay serve --data-dir {report.data_dir}{backend}\n"
         )
+    return 0
+
+
+def _recover(args: argparse.Namespace, data_dir: Path, at: float | None) -> int:
+    from ..share.recovery import restore_replica
+
+    report = restore_replica(args.archive, data_dir, at, _key(args), args.trust, args.endpoint_url)
+    document = report.to_dict()
+    if args.json:
+        sys.stdout.write(orjson.dumps(document).decode() + "\n")
+    else:
+        sys.stdout.write(format_recovery(document))
     return 0
 
 

@@ -144,3 +144,43 @@ def format_archive(document: dict[str, Any]) -> str:
         f"{document['archive']}: {describe_archive(document)}; "
         f"exported {when(document['created'])} by replay {document['replay']}\n"
     )
+
+
+def format_replica(described: dict[str, Any]) -> str:
+    """A replica for people (``replay inspect s3://...``): its generations, restore window, size and freshness."""
+    window = described["restore_window"]
+    lines = [
+        f"{described['replica']}: {len(described['generations'])} generation(s), {size(described['size'])}",
+        f"  restore window: {when(window[0])} .. {when(window[1])}" if window else "  restore window: none yet",
+    ]
+    age = described["last_upload_age"]
+    if age is not None:
+        lines.append(f"  last upload: {when(described['last_upload'])} ({age:.1f} s ago)")
+    writer = described["writer"]
+    if writer:
+        lines.append(
+            f"  written by: {writer.get('host')} {writer.get('data_dir')} (pid {writer.get('pid')}), "
+            f"lease renewed {when(writer.get('renewed'))}"
+        )
+    for generation in described["generations"]:
+        first, last = generation["first_restore_point"], generation["last_restore_point"]
+        span = f"{when(first)} .. {when(last)}" if first is not None else "no restore point"
+        gap = f", GAP after call #{generation['gap_after']}" if generation["gap_after"] is not None else ""
+        lines.append(
+            f"  {generation['generation']}: {span}; {generation['snapshots']} snapshot(s), "
+            f"{generation['segments']} segment(s) to call #{generation['last_seq']}, {size(generation['size'])}{gap}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def format_recovery(document: dict[str, Any]) -> str:
+    """What ``replay import s3://... [--at]`` restored, for people."""
+    asked = f" as of {when(document['at'])}" if document["at"] is not None else ""
+    base = f"snapshot {document['snapshot']}" if document["snapshot"] else "no snapshot"
+    backend = " --backend snapshot" if document["kind"] == "snapshot" else ""
+    return (
+        f"restored {document['replica']}{asked} into {document['data_dir']}: generation {document['generation']}, "
+        f"{base} + {document['segments']} segment(s), {document['calls']:,} calls through #{document['last_seq']}, "
+        f"state as of {when(document['restored_to'])}; serve it with: "
+        f"replay serve --data-dir {document['data_dir']}{backend}\n"
+    )

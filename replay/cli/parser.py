@@ -98,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed each call's clock and randomness so replays make the same ids (env REPLAY_SEED, default: on)",
     )
 
+    serve.add_argument(
+        "--replicate",
+        metavar="S3_URL",
+        help="ship the state continuously to s3://bucket/prefix (env REPLAY_REPLICATE_URL)",
+    )
+    serve.add_argument(
+        "--replicate-interval",
+        help="most seconds a call waits before it ships, e.g. 1s (env REPLAY_REPLICATE_INTERVAL)",
+    )
+    serve.add_argument(
+        "--replicate-retention",
+        help="how far back restore points are kept, e.g. 72h (env REPLAY_REPLICATE_RETENTION, default: 72h)",
+    )
+    serve.add_argument(
+        "--replicate-backlog",
+        help="local disk kept for what S3 has not taken yet, e.g. 1gb (env REPLAY_REPLICATE_BACKLOG, default: 1gb)",
+    )
+    serve.add_argument(
+        "--endpoint-url", help="S3-compatible endpoint of the replica (env AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)"
+    )
+
     restore = commands.add_parser("restore", help="replay a recorded log over HTTP into a running emulator")
     restore.add_argument("--target", required=True, help="base URL of the emulator, e.g. http://localhost:4566")
     restore.add_argument("path", nargs="?", help="log file or data dir (default: $DATA_DIR or ./volume)")
@@ -130,12 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser(
         "inspect", help="what a log holds: calls per service and operation, time range, size, the last restore"
     )
-    inspect.add_argument("path", nargs="?", help="data dir or log file (default: $DATA_DIR or ./volume)")
+    inspect.add_argument(
+        "path", nargs="?", help="data dir, log file, archive, or s3://bucket/prefix replica (default: ./volume)"
+    )
     inspect.add_argument("--calls", action="store_true", help="list the calls, one a line")
     inspect.add_argument("--service", help="only calls to this service (with --calls)")
     inspect.add_argument("--operation", help="only calls of this operation (with --calls)")
     inspect.add_argument("--since", help="only calls at or after this time: ISO 8601 or Unix seconds (with --calls)")
     inspect.add_argument("--json", action="store_true", help="JSON for machines (JSON lines with --calls)")
+    inspect.add_argument("--endpoint-url", help="S3-compatible endpoint of an s3:// replica")
 
     export = commands.add_parser(
         "export", help="write the whole state of a data dir (or a running server) to one archive file, or to s3://"
@@ -148,8 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _archive_arguments(export)
 
-    import_ = commands.add_parser("import", help="unpack an archive (a file or s3://bucket/key) into a fresh data dir")
-    import_.add_argument("archive", metavar="ARCHIVE", help="archive file, or s3://bucket/key")
+    import_ = commands.add_parser(
+        "import", help="unpack an archive (a file or s3://bucket/key), or restore a replica, into a fresh data dir"
+    )
+    import_.add_argument(
+        "archive", metavar="ARCHIVE", help="archive file, s3://bucket/key, or s3://bucket/prefix replica"
+    )
+    import_.add_argument(
+        "--at",
+        help="restore a replica's state as of this time: ISO 8601 with a zone, or Unix seconds (default: newest)",
+    )
     import_.add_argument("--data-dir", help="the fresh data dir to fill (env DATA_DIR, default: ./volume)")
     import_.add_argument(
         "--trust", action="store_true", help="load pickled snapshots from an archive no key vouches for (you made it)"

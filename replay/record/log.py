@@ -56,7 +56,7 @@ from ..files import FILE_MODE, ensure_private_dir, fsync_dir
 from .bodies import BodyFile, BodyStore, bodies_beside
 from .entry import decode_entry, numbered
 
-__all__ = ["CallLog", "decode_header", "encode_header", "read_header"]
+__all__ = ["CallLog", "decode_header", "encode_header", "last_seq", "read_header"]
 
 logger = logging.getLogger("replay.log")
 
@@ -122,6 +122,18 @@ def read_header(path: Path) -> tuple[str | None, int]:
         os.close(fd)
     checkpoint = decode_header(line)
     return (checkpoint, end) if checkpoint is not None else (None, 0)
+
+
+def last_seq(path: Path) -> int:
+    """The sequence number of the log's last entry (or of its header, when it holds none); 0 without any."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        return _last_seq(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def _content_end(fd: int, size: int) -> int:
@@ -408,6 +420,11 @@ class CallLog:
             self._dirty = False
             if not self._closed:
                 os.fdatasync(self._fd)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last entry written (as far as this process knows)."""
+        return self._seq
 
     def size(self) -> int:
         """The file's size now: everything appended so far ends there."""

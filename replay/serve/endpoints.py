@@ -92,6 +92,7 @@ class ControlEndpoints:
     :param hooks: the init scripts, for ``/_localstack/init``.
     :param act: does what ``POST /_localstack/health`` asks (``"kill"``, ``"restart"``), once the answer is sent.
     :param about: more facts for ``GET /_replay/info`` (where it listens, the init dir ...).
+    :param replication: the replicator's state for the health document (``None``: not replicating).
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class ControlEndpoints:
         hooks: InitHooks | None = None,
         act: Callable[[str], None] | None = None,
         about: Callable[[], dict[str, object]] | None = None,
+        replication: Callable[[], dict[str, object] | None] | None = None,
     ) -> None:
         self.access = access
         self.spool_dir = spool_dir
@@ -121,6 +123,7 @@ class ControlEndpoints:
         self.hooks = hooks if hooks is not None else InitHooks(None)
         self.act = act
         self.about = about
+        self.replication = replication
         self.session = SessionFacts(version)
         self.app: WSGIApplication | None = None
         self._ready = threading.Event()
@@ -159,6 +162,7 @@ class ControlEndpoints:
             },
             "status": "running" if ready else "restoring",
             "persistence": backend.status(),
+            "replication": self.replication() if self.replication is not None else None,
         }
         body = orjson.dumps(document)
         start_response(

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from ..backends import Backend, DisabledBackend, create_backend
 from ..config import BackendKind, Config
+from ..errors import ConfigError
 from ..record.bodies import BODIES_DIR, INCOMING_DIR
 from ..record.classify import Classifier
 from ..record.longpoll import LongPolls
+from ..share.replicator import ReplicaSource, Replicator
 from ..storage.datadir import DataDirLock
 from ..version import __version__
 from .crosssite import ControlAccess
@@ -123,7 +126,19 @@ class Server:
         # one server per data dir: a second one would fold the log into checkpoints of its own state
         self._owner = DataDirLock(config.data_dir, command="replay serve") if config.persistence else None
         self._http: list[BaseWSGIServer] = []
+        self.replicator: Replicator | None = None
         try:
+            if config.persistence and config.replicate_url:
+                self.replicator = Replicator(
+                    config.data_dir,
+                    config.replicate_url,
+                    ReplicaSource(config.backend.value),
+                    config.endpoint_url,
+                    config.replicate_interval,
+                    config.replicate_retention,
+                    config.replicate_backlog,
+                    config.archive_key,
+                )
             self.backend: Backend = self._backend()
             adapter = emulator.adapter
             self.endpoints = ControlEndpoints(
@@ -138,11 +153,15 @@ class Server:
                 running=adapter.active if adapter is not None else tuple,
                 act=self._act,
                 about=self._about,
+                replication=self.replicator.status if self.replicator is not None else None,
             )
             for host, port in config.addresses:
                 self._http.append(
                     make_server(host, port, self.endpoints, threaded=True, request_handler=_RequestHandler)
                 )
+            if self.replicator is not None:
+                _refuse_replicating_into_itself(config, [http.server_port for http in self._http])
+                self.replicator.prepare()  # a prefix another server writes into is refused here
         except BaseException:
             for http in self._http:
                 http.server_close()
@@ -175,6 +194,7 @@ class Server:
             self.emulator.adapter,
             self.emulator.reset,
             exclusive=self._owner is not None,
+            before_fold=self.replicator.cut if self.replicator is not None else None,
         )
 
     @property
@@ -208,6 +228,8 @@ class Server:
             self.backend.restore()
             self.long_polls = LongPolls(self.backend.wrap(self.emulator.app), self.classifier)
             self.endpoints.open(self.long_polls)
+            if self.replicator is not None:
+                self.replicator.start()
             self._run_stage(Stage.READY)  # they see the restored state
             logger.info("ready on %s (persistence %s)", self.url, self.backend.persistence)
             if self.on_ready is not None:
@@ -266,7 +288,7 @@ class Server:
             "listening": self.urls,
             "data_dir": str(self.config.data_dir) if self.config.persistence else None,
             "init_dir": str(self.config.init_dir) if self.config.init_dir is not None else None,
-            "replication": None,
+            "replication": self.replicator.status() if self.replicator is not None else None,
         }
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
@@ -282,8 +304,35 @@ class Server:
             self._run_stage(Stage.SHUTDOWN)
         with self._restarting:
             self.backend.close()
+        if self.replicator is not None:
+            self.replicator.stop()  # after the backend's last checkpoint: it ships that too
         for http in self._http:
             http.server_close()
         if self._owner is not None:
             self._owner.release()
         logger.info("stopped; state is on disk")
+
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""}
+
+
+def _refuse_replicating_into_itself(config: Config, ports: list[int]) -> None:
+    """A replica on this very server would record its own uploads, and ship those again, without end.
+
+    :raises ConfigError: the replica's endpoint is one of this server's addresses.
+    """
+    endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return
+    parsed = urllib.parse.urlsplit(endpoint)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError("--endpoint-url", endpoint, hint="an http(s)://host:port URL") from None
+    hosts = _LOCAL_HOSTS | {config.host, *(host for host, _ in config.addresses)}
+    if (parsed.hostname or "") in hosts and port in ports:
+        raise ConfigError(
+            "--endpoint-url",
+            endpoint,
+            hint="the replica must live on another server: replicating into this one would record its own uploads",
+        )

@@ -83,6 +83,7 @@ __all__ = [
     "ArchiveManifest",
     "ImportReport",
     "import_archive",
+    "make_durable",
     "read_manifest",
     "require_fresh",
     "stage_calls",
@@ -573,7 +574,7 @@ def _lay_out(raw: Path, layout: Path, manifest: ArchiveManifest) -> None:
             os.replace(service_dir, state / service_dir.name)
 
 
-def _make_durable(root: Path) -> None:
+def make_durable(root: Path) -> None:
     """fsync every file under ``root``, then every directory, deepest first (``root`` included)."""
     directories = [root]
     for path in sorted(root.rglob("*")):
@@ -613,7 +614,7 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
     try:
         manifest = read_manifest(archive, staging / "raw", key, trust, destination=data_dir)
         _lay_out(staging / "raw", staging / "data", manifest)
-        _make_durable(staging / "data")  # every file and entry on disk before the rename that publishes them
+        make_durable(staging / "data")  # every file and entry on disk before the rename that publishes them
         require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
         if data_dir.exists():
             for child in (staging / "data").iterdir():

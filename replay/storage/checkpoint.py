@@ -72,6 +72,7 @@ class Manifest:
     :ivar meta: the emulator's versions when it was taken.
     :ivar tail_after: the header of the log it was folded from (``None``: that log had none).
     :ivar tail_offset: where, in that log, the calls since the checkpoint start.
+    :ivar through: the sequence number of the last call folded into it (``None``: written before it was kept).
     """
 
     checkpoint: str
@@ -83,6 +84,7 @@ class Manifest:
     meta: dict[str, str]
     tail_after: str | None
     tail_offset: int
+    through: int | None = None
 
     def to_json(self) -> bytes:
         document = dataclasses.asdict(self)
@@ -114,6 +116,7 @@ class Manifest:
                 meta={str(k): str(v) for k, v in dict(document["meta"]).items()},
                 tail_after=None if document["tail_after"] is None else _name(document["tail_after"]),
                 tail_offset=int(document["tail_offset"]),
+                through=None if document.get("through") is None else int(document["through"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(path, f"malformed manifest ({exc!r})") from None

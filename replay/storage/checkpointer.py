@@ -44,7 +44,7 @@ from ..adapters import StateAdapter
 from ..files import atomic_write, ensure_private_dir, fsync_dir
 from ..locks import MutationGate
 from ..record.bodies import BODIES_DIR, CHECKPOINT_FILE_THRESHOLD, is_digest, named_in
-from ..record.log import CallLog, read_header
+from ..record.log import CallLog, last_seq, read_header
 from ..record.reader import Segment
 from .bgsave import mode as bgsave_mode
 from .bgsave import run_save
@@ -105,6 +105,8 @@ class Checkpointer:
     :param pending: the services whose saved state is not loaded yet (:mod:`replay.restore.lazyload`): their
         snapshot files are linked from the current checkpoint, not dumped from the (empty) emulator.
     :param moved: told of a new checkpoint once it is current (pending services' files are in it now).
+    :param before_fold: called just before the manifest names a new checkpoint, while the log still holds
+        every call folded into it (the replicator ships them: :mod:`replay.share.replicator`).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Checkpointer:
         step: Callable[[str], None] | None = None,
         pending: Callable[[], frozenset[str]] = frozenset,
         moved: Callable[[Checkpoint], None] | None = None,
+        before_fold: Callable[[], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.adapter = adapter
@@ -133,6 +136,7 @@ class Checkpointer:
         self.step = step
         self.pending = pending
         self.moved = moved
+        self.before_fold = before_fold
         self.bgsave = bgsave_mode()  # fork: calls wait only for the fork (replay.storage.bgsave)
         self._lock = threading.Lock()
 
@@ -172,6 +176,7 @@ class Checkpointer:
             self._bodies_mark = self.log.bodies.mark()
             captured["offset"] = self.log.size()
             captured["header"] = read_header(self.log.path)[0]
+            captured["through"] = last_seq(self.log.path)
             # asked here, not before: a call that finished meanwhile may have made a service's first state
             linked = self.pending() & set(before)  # not loaded, so unchanged since the current checkpoint
             captured["linked"] = sorted(linked)
@@ -269,7 +274,13 @@ class Checkpointer:
             meta=meta,
             tail_after=header,
             tail_offset=offset,
+            through=captured["through"],
         )
+        if self.before_fold is not None:
+            try:
+                self.before_fold()
+            except Exception:  # the checkpoint goes on: the replica starts a new generation from it if it must
+                logger.exception("could not ship the calls a checkpoint folds before it")
         write_manifest(self.data_dir, manifest)
         self.manifest = manifest
         self.tail = offset
