@@ -136,12 +136,7 @@ def restore_replica(
     require_fresh(data_dir)
     client = ReplicaClient(location, endpoint_url, timeout=60.0)
     plan = plan_restore(client.generations(), at, where)
-    if at is None and (gap := plan.generation.gap_after(plan.start)) is not None:
-        raise ReplicaError(
-            where,
-            f"generation {plan.generation.id} has a gap after call #{gap} (a segment is missing): "
-            "restore with --at a time before it",
-        )
+    gap = plan.generation.gap_after(plan.start)
     ensure_private_dir(data_dir.parent)
     staging = data_dir.parent / f".{data_dir.name}.recover-{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
@@ -165,12 +160,16 @@ def restore_replica(
             ensure_private_dir(staging)
         last = plan.start
         used = 0
+        ended = False
         if kind == "replay":
             log = staging / LOG_FILE_NAME
             with open(log, "ab") as out:
                 os.fchmod(out.fileno(), FILE_MODE)
                 for segment in plan.segments:
-                    took, ended = False, False
+                    if at is not None and segment.first_ms / 1000 > at:  # every entry in it started later
+                        ended = True
+                        break
+                    took = False
                     for line in _segment_lines(client, plan, segment, where):
                         seq, when, document = _entry(line, where, segment)
                         if seq <= last:
@@ -187,6 +186,13 @@ def restore_replica(
                         break
                 out.flush()
                 os.fsync(out.fileno())
+        if gap is not None and not ended:
+            raise ReplicaError(
+                where,
+                f"generation {plan.generation.id} has a gap after call #{gap} (a segment is missing), so its "
+                f"state {'now' if at is None else 'as of ' + str(_iso(at))} cannot be restored; restore with "
+                f"--at {_iso(restored_to) if restored_to is not None else 'an earlier time'} or earlier",
+            )
         make_durable(staging)
         require_fresh(data_dir)
         if data_dir.exists():

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import math
 import os
 import re
 import secrets
@@ -74,12 +75,13 @@ REPLICA_FORMAT = 1
 
 _SEGMENT = re.compile(r"(\d{12})-(\d{12})-(\d{13})-(\d{13})-([0-9a-f]{64})\.jsonl\.gz")
 _SNAPSHOT = re.compile(r"(\d{12})-(\d{13})-([0-9a-f]{64})\.tar\.gz")
-_GENERATION = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
+_GENERATION = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+def _ms(seconds: float, up: bool = False) -> int:
+    """Milliseconds, rounded down (``up``: rounded up), so a range named in them holds the exact times."""
+    return max(0, math.ceil(seconds * 1000) if up else math.floor(seconds * 1000))
 
 
 # --- where ---------------------------------------------------------------------------------------------------
@@ -114,10 +116,23 @@ def parse_replica(url: str, name: str = "--replicate") -> ReplicaLocation:
     return ReplicaLocation(bucket, prefix)
 
 
-def new_generation_id(now: float | None = None) -> str:
-    """A generation's name: its start time (so names sort by age) and 32 random bits."""
+def generation_started(name: str) -> float:
+    """When the generation ``name`` started (its name says, to the millisecond)."""
+    started = datetime.datetime.strptime(name[:18], "%Y%m%dT%H%M%S%f").replace(tzinfo=datetime.timezone.utc)
+    return started.timestamp()
+
+
+def new_generation_id(now: float | None = None, after: str = "") -> str:
+    """A generation's name: its start time to the millisecond (names sort by age) and 32 random bits.
+
+    ``after``: a generation this one follows; the new name sorts after it even if the clock did not move on.
+    """
     moment = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.timezone.utc)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if _GENERATION.fullmatch(after):
+        previous = datetime.datetime.fromtimestamp(generation_started(after), datetime.timezone.utc)
+        moment = max(moment, previous + datetime.timedelta(milliseconds=1))
+    return f"{moment:%Y%m%dT%H%M%S}{moment.microsecond // 1000:03d}Z-{secrets.token_hex(4)}"
 
 
 # --- names -----------------------------------------------------------------------------------------------------
@@ -144,7 +159,7 @@ class SegmentName:
 
     @classmethod
     def make(cls, after: int, last: int, first: float, latest: float, sha256: str) -> SegmentName:
-        return cls(after, last, _ms(first), _ms(latest), sha256)
+        return cls(after, last, _ms(first), _ms(latest, up=True), sha256)
 
     @classmethod
     def parse(cls, name: str) -> SegmentName | None:
@@ -173,7 +188,7 @@ class SnapshotName:
 
     @classmethod
     def make(cls, through: int, as_of: float, sha256: str) -> SnapshotName:
-        return cls(through, _ms(as_of), sha256)
+        return cls(through, _ms(as_of, up=True), sha256)
 
     @classmethod
     def parse(cls, name: str) -> SnapshotName | None:
@@ -317,7 +332,9 @@ class RestorePlan:
 def plan_restore(generations: Sequence[Generation], at: float | None, where: str) -> RestorePlan:
     """The newest state (``at`` ``None``), or the state as of ``at``.
 
-    The generation is the newest one whose first restore point is not after ``at``; in it, the
+    The generation is the newest one that was live by ``at`` (started by then, with a restore point
+    by then): a generation that starts from a history older than itself (a new generation of an
+    existing data dir) answers for that past only where no generation was live then.  In it, the
     newest snapshot taken by ``at`` and the segments from there on (the entries past ``at`` are
     left out by the reader, :func:`replay.share.recovery`).
 
@@ -327,14 +344,15 @@ def plan_restore(generations: Sequence[Generation], at: float | None, where: str
     if not usable:
         raise ReplicaError(where, "holds no restore point (no generation with a snapshot or a first segment)")
     if at is None:
-        chosen = max(usable, key=lambda pair: (pair[1][1], pair[0].id))[0]
+        chosen = max(usable, key=lambda pair: pair[0].id)[0]
         snapshot = max(chosen.snapshots, key=lambda s: (s.through, s.as_of_ms), default=None)
     else:
         earlier = [(generation, window) for generation, window in usable if window[0] <= at]
         if not earlier:
             first = min(window[0] for _, window in usable)
             raise ReplicaError(where, f"holds nothing as old as {_iso(at)}: its first restore point is {_iso(first)}")
-        chosen = max(earlier, key=lambda pair: (pair[0].id, pair[1][0]))[0]
+        live = [generation for generation, _ in earlier if generation_started(generation.id) <= at]
+        chosen = max(live, key=lambda g: g.id) if live else min((g for g, _ in earlier), key=lambda g: g.id)
         taken = [s for s in chosen.snapshots if s.as_of <= at]
         snapshot = max(taken, key=lambda s: (s.through, s.as_of_ms), default=None)
     start = snapshot.through if snapshot is not None else 0
@@ -345,19 +363,24 @@ def plan_restore(generations: Sequence[Generation], at: float | None, where: str
 
 
 def plan_retention(generations: Sequence[Generation], cutoff: float, current: str | None) -> list[str]:
-    """The keys (relative to the prefix) that no restore point at or after ``cutoff`` needs.
+    """The keys (relative to the bucket) that no restore at or after ``cutoff`` needs.
 
-    Per generation: the newest snapshot taken by ``cutoff`` is kept with everything after it; older
-    snapshots, and segments (with their bodies) wholly before it, go.  A generation other than
-    ``current`` whose last restore point is before ``cutoff`` goes whole, unless it is the newest
-    one that has restore points (a replica is never pruned to nothing).
+    A restore at ``T`` uses the newest generation live by ``T`` (:func:`plan_restore`): a generation
+    is deleted whole when a newer one was live by ``cutoff`` (or, having no restore point, when any
+    newer one exists), unless it is ``current``.  In each
+    one kept, the newest snapshot taken by ``cutoff`` stays with everything after it; older
+    snapshots, and segments (with their bodies) wholly before it, go.
     """
     doomed: list[str] = []
     windows = {generation.id: restore_window(generation) for generation in generations}
-    keep_last = max((g.id for g in generations if windows[g.id] is not None), default=None)
     for generation in generations:
+        newer = [other for other in generations if other.id > generation.id]
         window = windows[generation.id]
-        if generation.id not in (current, keep_last) and (window is None or window[1] < cutoff):
+        covered = any(
+            (w := windows[other.id]) is not None and w[0] <= cutoff and generation_started(other.id) <= cutoff
+            for other in newer
+        )
+        if generation.id != current and (covered or (window is None and newer)):
             doomed.extend(_all_keys(generation))
             continue
         taken = [s for s in generation.snapshots if s.as_of <= cutoff]

@@ -265,6 +265,7 @@ class Replicator:
         self._last_upload: float | None = None
         self._uploaded = 0
         self._overflowed = False
+        self._reachable = False  # the last round reached S3 (the backlog bound applies while it does not)
         self._manifest_seen: tuple[int, int] | None = None
         self.local = _Local.read(self.dir / STATE_NAME)
 
@@ -320,7 +321,7 @@ class Replicator:
         old = self.dir / "pending"
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
-        self.local.generation = new_generation_id(self.clock())
+        self.local.generation = new_generation_id(self.clock(), after=self.local.generation)
         self.local.url = str(self.location)
         self.local.checkpoint = ""
         self.local.cut = 0
@@ -354,7 +355,7 @@ class Replicator:
                 self._cut_log()
             else:
                 self._ship_save()
-            if self._pending_bytes() > self.backlog:
+            if not self._reachable and self._pending_bytes() > self.backlog:
                 self._overflow()
 
     def _cut_log(self) -> None:
@@ -370,6 +371,8 @@ class Replicator:
                     continue  # the same call twice in one read: keep the first
                 kept.append(entry)
                 expected = entry[0]
+            if not kept:
+                return
             content = b"".join(line for _, _, line in kept)
             times = [started for _, started, _ in kept]
             name = SegmentName.make(after, kept[-1][0], min(times), max(times), hashlib.sha256(content).hexdigest())
@@ -556,6 +559,7 @@ class Replicator:
     def sync(self) -> None:
         """One round: cut, then (unless backing off) claim or renew the lease, upload, prune."""
         self.cut()
+        generation = self.generation
         if self._lost is not None or time.monotonic() < self._next_try:
             return
         try:
@@ -565,9 +569,11 @@ class Replicator:
                 self._renew()
                 if self._lost is not None:
                     return
+            self._reachable = True
             if self._overflowed:
                 with self._cut_lock:
                     self._new_generation("the backlog overflowed while the replica could not be reached")
+            if self.generation != generation:  # a new one started in this round: its first cut goes up with it
                 self.cut()
             self._upload()
             if self.clock() - self._pruned >= min(60.0, max(1.0, self.retention / 4)):
@@ -577,6 +583,7 @@ class Replicator:
             self._lost = str(exc)
             logger.error("%s", exc)
         except Exception as exc:  # S3 down, 5xx, throttling, a full disk: try again later
+            self._reachable = False
             if self._last_error is None:
                 logger.warning("replica %s: %s (retrying with backoff)", self.location, " ".join(str(exc).split()))
             self._failed(exc)

@@ -1,0 +1,249 @@
+"""The replicator, round by round (``sync()`` called by the test), against a real ``moto_server`` as S3.
+
+Data dirs are written with :class:`~replay.record.log.CallLog` as a server writes them; restores go
+through :func:`~replay.share.recovery.restore_replica`.  The server-level behaviour (threads,
+checkpoints, kill -9, outages of a real store) is in ``tests/e2e/test_replication.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+import requests
+
+from replay.config import FsyncPolicy
+from replay.errors import ReplicaError, ReplicaInUseError
+from replay.record.entry import Entry, Request, Response, encode_entry
+from replay.record.log import CallLog
+from replay.share.recovery import describe_replica, restore_replica
+from replay.share.replica import ReplicaClient, SegmentName, parse_replica
+from replay.share.replicator import LEASE_TTL, ReplicaSource, Replicator
+
+LOG_NAME = "recorded_api_calls.json"
+BUCKET = "replicas"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real ``moto_server`` process: the S3 store replicas go to."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            requests.get(url + "/moto-api/", timeout=1)
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEAM")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    if BUCKET not in {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def url(request: pytest.FixtureRequest) -> str:
+    """A prefix of its own for each test."""
+    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"
+
+
+def note(text: str, at: float) -> bytes:
+    request = Request("POST", "/notes", "", [("Content-Type", "text/plain")], text.encode())
+    return encode_entry(Entry(at, "notes", "AddNote", request, Response(201, [], b"added")))
+
+
+def append(data_dir: Path, *notes: tuple[str, float]) -> None:
+    with CallLog(data_dir / LOG_NAME, FsyncPolicy.NO) as log:
+        for text, at in notes:
+            log.append(note(text, at))
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def texts(data_dir: Path) -> list[str]:
+    return [entry["request"]["body"] for entry in lines(data_dir / LOG_NAME) if "request" in entry]
+
+
+def replicator(data_dir: Path, url: str, endpoint: str, **options: Any) -> Replicator:
+    rep = Replicator(data_dir, url, ReplicaSource.REPLAY, endpoint, interval=0.1, **options)
+    rep.prepare()
+    return rep
+
+
+def test_a_log_shipped_round_by_round_restores_whole_and_at_any_time(
+    tmp_path: Path, s3: Any, s3_endpoint: str, url: str
+) -> None:
+    data_dir = tmp_path / "live"
+    rep = replicator(data_dir, url, s3_endpoint)
+    append(data_dir, ("a", 100.0), ("b", 101.0))
+    rep.sync()
+    append(data_dir, ("c", 102.0), ("late start", 99.5), ("e", 104.0))  # a slow call started before c
+    rep.sync()
+    status = rep.status()
+    assert status["state"] == "ok" and status["pending"] == 0 and status["uploaded"] == 3, status
+    restored = restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "latest") == ["a", "b", "c", "late start", "e"]
+    assert restored.last_seq == 5 and restored.calls == 5 and restored.segments == 2
+    assert (tmp_path / "latest" / LOG_NAME).read_bytes() == (data_dir / LOG_NAME).read_bytes()
+    for at, expected in ((100.0, ["a"]), (101.5, ["a", "b"]), (103.9, ["a", "b", "c", "late start"]), (1e10, None)):
+        target = tmp_path / f"at-{at}"
+        report = restore_replica(url, target, at=at, endpoint_url=s3_endpoint)
+        assert texts(target) == (expected or ["a", "b", "c", "late start", "e"]), at
+        assert report.at == at
+    with pytest.raises(ReplicaError, match="nothing as old as"):
+        restore_replica(url, tmp_path / "too-early", at=99.0, endpoint_url=s3_endpoint)
+    assert not (tmp_path / "too-early").exists()
+    described = describe_replica(url, s3_endpoint)
+    assert described["restore_window"] == [100.0, 104.0]
+    assert described["writer"] is not None and described["writer"]["pid"] > 0  # type: ignore[index]
+    rep.stop()
+
+
+def test_a_restart_continues_the_generation_and_a_lost_end_starts_a_new_one(
+    tmp_path: Path, s3: Any, s3_endpoint: str, url: str
+) -> None:
+    data_dir = tmp_path / "live"
+    append(data_dir, ("a", 1.0), ("b", 2.0))
+    first = replicator(data_dir, url, s3_endpoint)
+    first.sync()
+    generation = first.generation
+    first.stop()
+    append(data_dir, ("c", 3.0))
+    second = replicator(data_dir, url, s3_endpoint)
+    assert second.generation == generation
+    second.sync()
+    second.stop()
+    client = ReplicaClient(parse_replica(url), s3_endpoint)
+    (only,) = client.generations()
+    assert [(s.after, s.last) for s in only.segments] == [(0, 2), (2, 3)]
+    # the log loses its last call (say, a power loss with fsync everysec): the replica is ahead of it
+    log = data_dir / LOG_NAME
+    log.write_bytes(b"".join(line + b"\n" for line in log.read_bytes().splitlines()[:2]))
+    third = replicator(data_dir, url, s3_endpoint)
+    assert third.generation != generation
+    append(data_dir, ("c2", 4.0))
+    third.sync()
+    third.stop()
+    restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "latest") == ["a", "b", "c2"]
+    restore_replica(url, tmp_path / "before", at=3.5, endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "before") == ["a", "b", "c"]  # the old generation still answers for its time
+
+
+def test_a_second_data_dir_is_refused_until_the_lease_runs_out(
+    tmp_path: Path, s3: Any, s3_endpoint: str, url: str
+) -> None:
+    append(tmp_path / "one", ("a", 1.0))
+    holder = replicator(tmp_path / "one", url, s3_endpoint)
+    holder.sync()
+    with pytest.raises(ReplicaInUseError, match="another server replicates here"):
+        replicator(tmp_path / "two", url, s3_endpoint)
+    later = Replicator(
+        tmp_path / "two", url, ReplicaSource.REPLAY, s3_endpoint, clock=lambda: time.time() + LEASE_TTL + 1
+    )
+    later.prepare()  # the holder's lease is stale for this clock: taken over
+    later.sync()
+    holder._renewed = 0.0  # its next round renews: it finds the lease taken and stops
+    holder.sync()
+    assert holder.status()["state"] == "error" and "took the replica's lease" in str(holder.status()["error"])
+
+
+def test_an_unreachable_store_keeps_a_bounded_backlog_and_a_new_generation_follows(
+    tmp_path: Path, s3: Any, s3_endpoint: str, url: str
+) -> None:
+    data_dir = tmp_path / "live"
+    down = f"http://127.0.0.1:{free_port()}"
+    rep = Replicator(data_dir, url, ReplicaSource.REPLAY, down, interval=0.1, backlog=4000)
+    rep.prepare()  # S3 does not answer: no error, the server starts
+    append(data_dir, *((f"call {n}", float(n)) for n in range(5)))
+    rep.sync()
+    status = rep.status()
+    assert status["state"] == "error" and status["pending"] >= 2 and status["lag_seconds"] > 0, status
+    append(data_dir, *((f"call {n} " + os.urandom(450).hex(), float(n)) for n in range(5, 15)))
+    rep._next_try = 0.0
+    rep.sync()  # past the backlog: dropped
+    assert rep.status()["pending"] == 0 and "backlog" in str(rep.status()["error"])
+    rep.client = ReplicaClient(parse_replica(url), s3_endpoint)  # S3 is back
+    rep._next_try = 0.0
+    rep.sync()
+    assert rep.status()["state"] == "ok" and rep.status()["pending"] == 0, rep.status()
+    restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
+    assert len(texts(tmp_path / "latest")) == 15
+
+
+def test_a_damaged_or_missing_segment_is_never_used(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
+    data_dir = tmp_path / "live"
+    rep = replicator(data_dir, url, s3_endpoint)
+    for n in range(3):
+        append(data_dir, (f"call {n}", 10.0 + n))
+        rep.sync()
+    rep.stop()
+    client = ReplicaClient(parse_replica(url), s3_endpoint)
+    (generation,) = client.generations()
+    middle = generation.segments[1]
+    key = client.location.key(generation.segment_key(middle))
+    original = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    forged = gzip.compress(gzip.decompress(original).replace(b"call 1", b"call X"))
+    s3.put_object(Bucket=BUCKET, Key=key, Body=forged)
+    with pytest.raises(ReplicaError, match="fails its SHA-256"):
+        restore_replica(url, tmp_path / "forged", endpoint_url=s3_endpoint)
+    assert not (tmp_path / "forged").exists()
+    restore_replica(url, tmp_path / "before", at=10.5, endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "before") == ["call 0"]
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    with pytest.raises(ReplicaError, match="gap after call #1"):
+        restore_replica(url, tmp_path / "gapped", endpoint_url=s3_endpoint)
+    described = describe_replica(url, s3_endpoint)
+    assert described["generations"][0]["gap_after"] == 1  # type: ignore[index]
+
+
+def test_segments_hold_the_log_lines_as_written(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
+    data_dir = tmp_path / "live"
+    rep = replicator(data_dir, url, s3_endpoint)
+    append(data_dir, ("ü ünïcode", 5.0))
+    rep.sync()
+    client = ReplicaClient(parse_replica(url), s3_endpoint)
+    (generation,) = client.generations()
+    (segment,) = generation.segments
+    assert segment == SegmentName.parse(segment.name)
+    body = gzip.decompress(client.get(generation.segment_key(segment)) or b"")
+    assert body == (data_dir / LOG_NAME).read_bytes()
+    rep.stop()
