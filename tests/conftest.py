@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -99,3 +103,33 @@ def in_process_server(tmp_path: Path, fresh: Emulator) -> Iterator[InProcessServ
     finally:
         if server.thread.is_alive():
             server.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real ``moto_server`` process on a free port: an S3 store of its own (replicas go there)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            requests.get(url + "/moto-api/", timeout=1)
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)

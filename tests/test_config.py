@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from replay.config import BackendKind, Config, FsyncPolicy, parse_size
+from replay.config import BackendKind, Config, FsyncPolicy, parse_duration, parse_size
 from replay.errors import ConfigError
 
 
@@ -136,3 +136,30 @@ def test_host_and_port_flags_win_over_gateway_listen() -> None:
 def test_init_dir_comes_from_the_flag_or_the_environment(tmp_path: Path) -> None:
     assert Config.load({}, {"INIT_DIR": str(tmp_path)}).init_dir == tmp_path
     assert Config.load({"init_dir": str(tmp_path / "x")}, {"INIT_DIR": str(tmp_path)}).init_dir == tmp_path / "x"
+
+
+def test_replication_settings_come_from_flags_or_the_environment() -> None:
+    config = Config.load(
+        {"replicate": "s3://team/ci", "replicate_interval": "500ms", "endpoint_url": "http://s3.test:9000"},
+        {"REPLAY_REPLICATE_RETENTION": "2h", "REPLAY_REPLICATE_BACKLOG": "64mb"},
+    )
+    assert config.replicate_url == "s3://team/ci" and config.replicate_interval == 0.5
+    assert config.replicate_retention == 7200.0 and config.replicate_backlog == 64 * 1024**2
+    assert config.endpoint_url == "http://s3.test:9000"
+    default = Config.load({}, {"REPLAY_REPLICATE_URL": "s3://team/main"})
+    assert default.replicate_url == "s3://team/main" and default.replicate_interval == 1.0
+    assert default.replicate_retention == 72 * 3600.0 and not Config.load({}, {}).replicate_url
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1", 1.0), ("1.5s", 1.5), ("250ms", 0.25), ("10m", 600.0), ("72h", 259200.0), ("7d", 604800.0)],
+)
+def test_durations_take_units(text: str, seconds: float) -> None:
+    assert parse_duration("--replicate-interval", text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-1s", "1y", "s", "", "nan", "inf", "1 hour"])
+def test_bad_durations_are_refused_with_the_setting_named(text: str) -> None:
+    with pytest.raises(ConfigError, match="REPLAY_REPLICATE_INTERVAL"):
+        Config.load({}, {"REPLAY_REPLICATE_INTERVAL": text or " x"})

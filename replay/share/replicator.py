@@ -529,6 +529,18 @@ class Replicator:
         self.client.put(LEASE_NAME, self._lease().to_json())
         self._renewed = self.clock()
 
+    def _release(self) -> None:
+        """Give the lease up at a clean stop, so another data dir may replicate here at once."""
+        if not self._claimed or self._lost is not None:
+            return
+        try:
+            held = self.client.lease()
+            if held is not None and held.session == self._session:
+                self.client.delete([self.location.key(LEASE_NAME)])
+        except Exception as exc:  # it runs out by itself
+            logger.info("replica %s: lease not released (%s); it runs out in %.0f s", self.location, exc, LEASE_TTL)
+        self._claimed = False
+
     def _upload(self) -> None:
         generation = Generation(self.local.generation)
         pending = self._pending()
@@ -625,6 +637,7 @@ class Replicator:
                 break
             time.sleep(self._backoff)
         self._tail.close()
+        self._release()
         if self._pending_files():
             logger.warning("replica %s: stopped with files not uploaded yet; the next start ships them", self.location)
 

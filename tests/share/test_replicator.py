@@ -7,21 +7,16 @@ checkpoints, kill -9, outages of a real store) is in ``tests/e2e/test_replicatio
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import orjson
 import pytest
-import requests
 
 from replay.config import FsyncPolicy
 from replay.errors import ReplicaError, ReplicaInUseError
@@ -33,35 +28,6 @@ from replay.share.replicator import LEASE_TTL, ReplicaSource, Replicator
 
 LOG_NAME = "recorded_api_calls.json"
 BUCKET = "replicas"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real ``moto_server`` process: the S3 store replicas go to."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(requests.RequestException):
-            requests.get(url + "/moto-api/", timeout=1)
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture
@@ -190,7 +156,9 @@ def test_an_unreachable_store_keeps_a_bounded_backlog_and_a_new_generation_follo
     tmp_path: Path, s3: Any, s3_endpoint: str, url: str
 ) -> None:
     data_dir = tmp_path / "live"
-    down = f"http://127.0.0.1:{free_port()}"
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
     rep = Replicator(data_dir, url, ReplicaSource.REPLAY, down, interval=0.1, backlog=4000)
     rep.prepare()  # S3 does not answer: no error, the server starts
     append(data_dir, *((f"call {n}", float(n)) for n in range(5)))
