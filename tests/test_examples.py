@@ -39,6 +39,14 @@ def test_share_state_moves_a_state_through_s3() -> None:
     )
 
 
+def test_replicate_restores_the_newest_state_and_a_past_one_from_s3_alone() -> None:
+    assert run(str(EXAMPLES / "replicate.py")) == (
+        "the replica holds 1 generation; its last upload was under 2 s before the crash\n"
+        "newest state: users ['Grace']\n"
+        "state at the time between the phases: users ['Ada']\n"
+    )
+
+
 def test_integration_suite_starts_from_recorded_state(tmp_path: Path) -> None:
     copy = tmp_path / "examples"
     shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("state", "__pycache__"))

@@ -178,9 +178,13 @@ def format_recovery(document: dict[str, Any]) -> str:
     asked = f" as of {when(document['at'])}" if document["at"] is not None else ""
     base = f"snapshot {document['snapshot']}" if document["snapshot"] else "no snapshot"
     backend = " --backend snapshot" if document["kind"] == "snapshot" else ""
+    if document["kind"] == "snapshot":
+        held = f"{base} ({len(document['services'])} services)"
+    else:
+        calls = f"{document['calls']:,} calls through #{document['last_seq']}"
+        held = f"{base} + {document['segments']} segment(s), {calls}"
     return (
         f"restored {document['replica']}{asked} into {document['data_dir']}: generation {document['generation']}, "
-        f"{base} + {document['segments']} segment(s), {document['calls']:,} calls through #{document['last_seq']}, "
-        f"state as of {when(document['restored_to'])}; serve it with: "
+        f"{held}, state as of {when(document['restored_to'])}; serve it with: "
         f"replay serve --data-dir {document['data_dir']}{backend}\n"
     )

@@ -345,13 +345,18 @@ class Replicator:
         self._overflowed = False
         logger.info("replicating to %s: generation %s starts (%s)", self.location, self.local.generation, reason)
 
-    def cut(self) -> None:
-        """Move what the data dir gained since the last cut into pending files (fast: local disk only)."""
+    def cut(self, snapshots: bool = True) -> None:
+        """Move what the data dir gained since the last cut into pending files (fast: local disk only).
+
+        ``snapshots``: also pack a new checkpoint (replay backend) as an archive; a stop leaves that to the
+        next start, since the segments already hold every call it folded.
+        """
         with self._cut_lock:
             if self._overflowed:
                 return
             if self.source is ReplicaSource.REPLAY:
-                self._ship_checkpoint()
+                if snapshots:
+                    self._ship_checkpoint()
                 self._cut_log()
             else:
                 self._ship_save()
@@ -568,9 +573,9 @@ class Replicator:
         self._backoff = min(_BACKOFF_MAX, self._backoff * 2 if self._backoff else _BACKOFF_FIRST)
         self._next_try = time.monotonic() + self._backoff
 
-    def sync(self) -> None:
+    def sync(self, snapshots: bool = True) -> None:
         """One round: cut, then (unless backing off) claim or renew the lease, upload, prune."""
-        self.cut()
+        self.cut(snapshots)
         generation = self.generation
         if self._lost is not None or time.monotonic() < self._next_try:
             return
@@ -586,7 +591,7 @@ class Replicator:
                 with self._cut_lock:
                     self._new_generation("the backlog overflowed while the replica could not be reached")
             if self.generation != generation:  # a new one started in this round: its first cut goes up with it
-                self.cut()
+                self.cut(snapshots)
             self._upload()
             if self.clock() - self._pruned >= min(60.0, max(1.0, self.retention / 4)):
                 self._prune()
@@ -620,24 +625,35 @@ class Replicator:
                 logger.exception("replica %s: a cut failed", self.location)
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread after a last cut and, if S3 answers within ``timeout``, a last upload."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the thread, then a last cut and, if S3 answers within ``timeout``, a last upload.
+
+        Whatever is not uploaded by then stays pending on disk: the next start ships it.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
         deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # stuck in a call to an S3 that does not answer: leave it behind
+                logger.warning(
+                    "replica %s: S3 did not answer in %.0f s; the next start ships the rest", self.location, timeout
+                )
+                with self._cut_lock:
+                    self.cut(snapshots=False)
+                return
+            self._thread = None
         self._next_try = 0.0
         while True:
             try:
-                self.sync()
+                self.sync(snapshots=False)
             except Exception as exc:
                 self._failed(exc)
             if self._last_error is None or time.monotonic() + self._backoff > deadline:
                 break
             time.sleep(self._backoff)
         self._tail.close()
-        self._release()
+        if self._last_error is None:
+            self._release()
         if self._pending_files():
             logger.warning("replica %s: stopped with files not uploaded yet; the next start ships them", self.location)
 
