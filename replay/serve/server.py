@@ -194,7 +194,7 @@ class Server:
             self.emulator.adapter,
             self.emulator.reset,
             exclusive=self._owner is not None,
-            before_fold=self.replicator.cut if self.replicator is not None else None,
+            before_fold=self.replicator.before_fold if self.replicator is not None else None,
         )
 
     @property

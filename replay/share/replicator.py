@@ -45,11 +45,12 @@ from typing import Any
 
 import orjson
 
+from ..config import LOG_FILE_NAME
 from ..errors import ReplayError, ReplicaInUseError
 from ..files import atomic_write, ensure_private_dir, fsync_dir
 from ..record.bodies import BODIES_DIR
 from ..record.log import decode_header, last_seq
-from ..storage.checkpoint import Checkpoint, Manifest, read_manifest
+from ..storage.checkpoint import CHECKPOINTS_DIR, MANIFEST_NAME, Checkpoint, Manifest, read_manifest
 from .archive import stage_snapshot_files, write_archive
 from .replica import (
     GENERATION_INFO,
@@ -249,10 +250,11 @@ class Replicator:
         self.clock = clock
         self.client = ReplicaClient(self.location, endpoint_url, timeout=max(5.0, interval * 5))
         self.dir = self.data_dir / REPLICA_DIR
-        self.log_path = self.data_dir / "recorded_api_calls.json"
+        self.log_path = self.data_dir / LOG_FILE_NAME
         self._cut_lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
         self._tail = _LogTail(self.log_path)
         self._session = secrets.token_hex(8)
         self._claimed = False
@@ -345,6 +347,10 @@ class Replicator:
         self._overflowed = False
         logger.info("replicating to %s: generation %s starts (%s)", self.location, self.local.generation, reason)
 
+    def before_fold(self) -> None:
+        """Cut the log now: a checkpoint is about to fold calls out of it (its archive ships in the next round)."""
+        self.cut(snapshots=False)
+
     def cut(self, snapshots: bool = True) -> None:
         """Move what the data dir gained since the last cut into pending files (fast: local disk only).
 
@@ -394,7 +400,7 @@ class Replicator:
             self.local.write(self.dir / STATE_NAME)
 
     def _ship_checkpoint(self) -> None:
-        path = self.data_dir / "checkpoints" / "MANIFEST.json"
+        path = self.data_dir / CHECKPOINTS_DIR / MANIFEST_NAME
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -612,6 +618,7 @@ class Replicator:
     # --- running ------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = True
         self._thread = threading.Thread(target=self._run, name="replay-replicator", daemon=True)
         self._thread.start()
 
@@ -631,6 +638,9 @@ class Replicator:
         Whatever is not uploaded by then stays pending on disk: the next start ships it.
         """
         self._stop.set()
+        if not self._started:  # the server never served (its restore failed): nothing of it is shipped
+            self._tail.close()
+            return
         deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)

@@ -215,3 +215,24 @@ def test_segments_hold_the_log_lines_as_written(tmp_path: Path, s3: Any, s3_endp
     body = gzip.decompress(client.get(generation.segment_key(segment)) or b"")
     assert body == (data_dir / LOG_NAME).read_bytes()
     rep.stop()
+
+
+def test_a_clean_stop_ships_the_rest_and_frees_the_prefix(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
+    first = replicator(tmp_path / "one", url, s3_endpoint)
+    first.start()
+    append(tmp_path / "one", ("a", 1.0), ("b", 2.0))
+    first.stop()  # the last calls go up before it returns
+    client = ReplicaClient(parse_replica(url), s3_endpoint)
+    assert client.lease() is None
+    (generation,) = client.generations()
+    assert generation.chain()[1] == 2
+    second = replicator(tmp_path / "two", url, s3_endpoint)  # another data dir: free to take over at once
+    second.sync()
+    assert second.status()["state"] == "ok"
+
+
+def test_a_server_that_never_served_ships_nothing(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
+    append(tmp_path / "live", ("a", 1.0))
+    rep = replicator(tmp_path / "live", url, s3_endpoint)  # prepared, then the restore failed: never started
+    rep.stop()
+    assert ReplicaClient(parse_replica(url), s3_endpoint).generations() == []
