@@ -162,15 +162,19 @@ def _parse_interval(name: str, value: object) -> float:
 _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(name: str, value: object) -> float:
-    """A duration in seconds: ``1.5``, ``500ms``, ``1s``, ``10m``, ``72h``, ``7d`` (greater than 0)."""
+def _number_and_unit(value: object) -> tuple[float, str]:
+    """``"64mb"`` -> ``(64.0, "mb")``; a number that does not parse is -1."""
     text = str(value).strip().lower().replace(" ", "")
     digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(digits) :]
     try:
-        number = float(digits)
+        return float(digits), text[len(digits) :]
     except ValueError:
-        number = -1.0
+        return -1.0, text[len(digits) :]
+
+
+def parse_duration(name: str, value: object) -> float:
+    """A duration in seconds: ``1.5``, ``500ms``, ``1s``, ``10m``, ``72h``, ``7d`` (greater than 0)."""
+    number, unit = _number_and_unit(value)
     if unit not in _DURATION_UNITS or not number > 0 or number != number or number == float("inf"):
         raise ConfigError(name, value, hint="a duration such as 1s, 500ms, 10m or 72h")
     return number * _DURATION_UNITS[unit]
@@ -193,13 +197,7 @@ _UNITS = {
 
 def parse_size(name: str, value: object) -> int:
     """A size in bytes: ``1048576``, ``512kb``, ``64mb``, ``1gb`` (Redis's units: ``k`` is 1000, ``kb`` 1024)."""
-    text = str(value).strip().lower().replace(" ", "")
-    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(digits) :]
-    try:
-        number = float(digits)
-    except ValueError:
-        number = -1.0
+    number, unit = _number_and_unit(value)
     if unit not in _UNITS or not number >= 0:
         raise ConfigError(name, value, hint="a size such as 1048576, 512kb, 64mb or 1gb")
     return int(number * _UNITS[unit])

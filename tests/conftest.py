@@ -133,3 +133,17 @@ def s3_endpoint() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def replica_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 client of :func:`s3_endpoint` with the bucket ``replicas``; credentials for replay to reach it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEAM")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    store = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    if "replicas" not in {bucket["Name"] for bucket in store.list_buckets()["Buckets"]}:
+        store.create_bucket(Bucket="replicas")
+    return store

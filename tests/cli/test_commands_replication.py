@@ -6,7 +6,6 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
 
@@ -25,18 +24,10 @@ def note(text: str, at: float) -> bytes:
 
 
 @pytest.fixture
-def replica(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+def replica(tmp_path: Path, s3_endpoint: str, replica_store: Any) -> tuple[str, str]:
     """``(endpoint, url)`` of a replica (a prefix of the test's own) of three calls at 1000, 2000 and 3000."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEAM")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    store: Any = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    if "cli-replicas" not in {bucket["Name"] for bucket in store.list_buckets()["Buckets"]}:
-        store.create_bucket(Bucket="cli-replicas")
     data_dir = tmp_path / "live"
-    url = f"s3://cli-replicas/{tmp_path.name}"
+    url = f"s3://replicas/cli-{tmp_path.name}"
     replicator = Replicator(data_dir, url, ReplicaSource.REPLAY, s3_endpoint)
     replicator.prepare()
     with CallLog(data_dir / LOG_NAME, FsyncPolicy.NO) as log:

@@ -76,16 +76,8 @@ class Running:
 
 
 @pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The replica store's client, and credentials for the replicator to reach it with."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEAM")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    store = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    if "replicas" not in {bucket["Name"] for bucket in store.list_buckets()["Buckets"]}:
-        store.create_bucket(Bucket="replicas")
-    return store
+def s3(replica_store: Any) -> Any:
+    return replica_store
 
 
 @pytest.fixture

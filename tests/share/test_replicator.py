@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
 
@@ -31,16 +30,8 @@ BUCKET = "replicas"
 
 
 @pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTEAM")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    if BUCKET not in {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=BUCKET)
-    return client
+def s3(replica_store: Any) -> Any:
+    return replica_store
 
 
 @pytest.fixture
