@@ -122,6 +122,7 @@ class _LogTail:
         self._fd: int | None = None
         self._ino = -1
         self._offset = 0
+        self.reopened = False  # set when the file was (re)opened: the log was rewritten, or first read
 
     def close(self) -> None:
         if self._fd is not None:
@@ -141,6 +142,7 @@ class _LogTail:
             except FileNotFoundError:
                 return []
             self._ino, self._offset = os.fstat(self._fd).st_ino, 0
+            self.reopened = True
         found: list[tuple[int, float, bytes]] = []
         taken = 0
         while taken < limit:
@@ -326,6 +328,7 @@ class Replicator:
         self.local.generation = new_generation_id(self.clock(), after=self.local.generation)
         self.local.url = str(self.location)
         self.local.checkpoint = ""
+        self._manifest_seen = None  # its checkpoint ships again, into this generation
         self.local.cut = 0
         self._tail.rewind()
         if self.source is ReplicaSource.REPLAY:
@@ -371,7 +374,12 @@ class Replicator:
 
     def _cut_log(self) -> None:
         while True:
+            self._tail.reopened = False
             entries = self._tail.read(self.local.cut, SEGMENT_BYTES)
+            manifest = read_manifest(self.data_dir) if self._tail.reopened else None
+            if manifest is not None and _manifest_through(manifest, self.log_path) > self.local.cut:
+                self._new_generation(f"a checkpoint folded calls past #{self.local.cut} before they were cut")
+                continue  # from the checkpoint on
             if not entries:
                 return
             after = self.local.cut

@@ -19,11 +19,12 @@ import pytest
 
 from replay.config import FsyncPolicy
 from replay.errors import ReplicaError, ReplicaInUseError
-from replay.record.entry import Entry, Request, Response, encode_entry
-from replay.record.log import CallLog
+from replay.record.entry import Entry, Request, Response, encode_entry, numbered
+from replay.record.log import CallLog, encode_header
 from replay.share.recovery import describe_replica, restore_replica
 from replay.share.replica import ReplicaClient, SegmentName, parse_replica
 from replay.share.replicator import LEASE_TTL, ReplicaSource, Replicator
+from replay.storage.checkpoint import Manifest, write_manifest
 
 LOG_NAME = "recorded_api_calls.json"
 BUCKET = "replicas"
@@ -227,3 +228,32 @@ def test_a_server_that_never_served_ships_nothing(tmp_path: Path, s3: Any, s3_en
     rep = replicator(tmp_path / "live", url, s3_endpoint)  # prepared, then the restore failed: never started
     rep.stop()
     assert ReplicaClient(parse_replica(url), s3_endpoint).generations() == []
+
+
+def test_calls_folded_before_they_were_cut_start_a_new_generation_from_the_checkpoint(
+    tmp_path: Path, s3: Any, s3_endpoint: str, url: str
+) -> None:
+    data_dir = tmp_path / "live"
+    rep = replicator(data_dir, url, s3_endpoint)
+    append(data_dir, ("a", 1.0), ("b", 2.0))
+    rep.sync()
+    first = rep.generation
+    # a checkpoint folds calls 1-4 while 3 and 4 were never cut (its hook failed): the log now starts at 5
+    calls = [
+        numbered(note(text, at), seq) for seq, (text, at) in enumerate((("a", 1), ("b", 2), ("c", 3), ("d", 4)), 1)
+    ]
+    checkpoint = data_dir / "checkpoints" / "000001"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "calls.json").write_bytes(b"".join(calls))
+    write_manifest(data_dir, Manifest("000001", (), 4, 4, 0, 5.0, {}, None, 0, through=4))
+    log = data_dir / LOG_NAME
+    fresh = log.with_name("rewritten")
+    fresh.write_bytes(encode_header("000001", 4) + numbered(note("e", 6.0), 5))
+    os.replace(fresh, log)
+    rep.sync()
+    assert rep.generation != first
+    rep.sync()
+    restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "latest") == ["a", "b", "c", "d", "e"]
+    restore_replica(url, tmp_path / "early", at=2.5, endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "early") == ["a", "b"]  # the first generation answers for its own time
