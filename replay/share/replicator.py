@@ -35,6 +35,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -123,6 +124,7 @@ class _LogTail:
         self._ino = -1
         self._offset = 0
         self.reopened = False  # set when the file was (re)opened: the log was rewritten, or first read
+        self.more = False  # the last read stopped at its limit, before the end it began with
 
     def close(self) -> None:
         if self._fd is not None:
@@ -130,7 +132,12 @@ class _LogTail:
             self._fd = None
 
     def read(self, after: int, limit: int) -> list[tuple[int, float, bytes]]:
-        """``(seq, time, line)`` of the complete entries numbered past ``after``, about ``limit`` bytes at most."""
+        """``(seq, time, line)`` of the complete entries numbered past ``after``, about ``limit`` bytes at most.
+
+        Only what the file held when the call began is read: a cut ends even while calls keep coming
+        (:attr:`more` says whether the limit stopped it first).
+        """
+        self.more = False
         try:
             ino = os.stat(self.path).st_ino
         except FileNotFoundError:
@@ -143,10 +150,14 @@ class _LogTail:
                 return []
             self._ino, self._offset = os.fstat(self._fd).st_ino, 0
             self.reopened = True
+        size = os.fstat(self._fd).st_size
         found: list[tuple[int, float, bytes]] = []
         taken = 0
-        while taken < limit:
-            chunk = os.pread(self._fd, min(1 << 20, limit - taken + (1 << 16)), self._offset)
+        while self._offset < size:
+            if taken >= limit:
+                self.more = True
+                break
+            chunk = os.pread(self._fd, min(1 << 20, limit - taken + (1 << 16), size - self._offset), self._offset)
             end = chunk.rfind(b"\n")
             if end < 0:
                 if len(chunk) >= 1 << 20:  # one line longer than a read: read it whole
@@ -185,7 +196,17 @@ def _read_line(fd: int, offset: int) -> bytes:
         offset += len(chunk)
 
 
+_HEAD = re.compile(rb'\{"v":1,"seq":([0-9]+),"time":([0-9.eE+-]+),')
+
+
 def _numbers(line: bytes) -> tuple[int, float]:
+    """An entry line's sequence number and start time (read from its head, as the log writes it, when it can)."""
+    head = _HEAD.match(line)
+    if head is not None:
+        with contextlib.suppress(ValueError):
+            seq, started = int(head.group(1)), float(head.group(2))
+            if seq > 0:
+                return seq, started
     try:
         document = orjson.loads(line)
         seq, started = document["seq"], document["time"]
@@ -406,6 +427,8 @@ class Replicator:
             atomic_write(pending / "segments" / name.name, gzip.compress(content, compresslevel=1, mtime=0))
             self.local.cut = name.last
             self.local.write(self.dir / STATE_NAME)
+            if not self._tail.more:
+                return
 
     def _ship_checkpoint(self) -> None:
         path = self.data_dir / CHECKPOINTS_DIR / MANIFEST_NAME
@@ -638,7 +661,8 @@ class Replicator:
             except Exception as exc:  # a cut failed (the disk): said in the status, tried again
                 self._failed(exc)
                 logger.exception("replica %s: a cut failed", self.location)
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+            # twice an interval: a call waits at most about one interval (half for its cut, half for the upload)
+            self._stop.wait(max(0.0, self.interval / 2 - (time.monotonic() - began)))
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the thread, then a last cut and, if S3 answers within ``timeout``, a last upload.

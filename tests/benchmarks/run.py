@@ -40,7 +40,13 @@ spread; targets are a column, never asserted):
 (i) restart with that state: start-to-healthy of a real ``replay serve`` on a
     copy of its data dir vs on an empty one (target <= 1.3x), for
     ``--backend replay`` (a checkpoint) and ``--backend snapshot``, and the
-    first DynamoDB GetItem after the start (its answer checked).
+    first DynamoDB GetItem after the start (its answer checked);
+(j) continuous replication of the log to S3 (a real ``moto_server``): recording
+    throughput in-process (as (a), fsync everysec) with a replicator running vs
+    without (target >= 0.98x), in rounds of several replication intervals; and
+    the lag of a real ``replay serve --replicate --replicate-interval 1s`` at
+    500 PutItem calls/s, from each call's acknowledgement to its segment listed
+    on S3, median and p99 (target <= 1 s), every call checked in the replica.
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -64,6 +70,7 @@ import bench_concurrent
 import bench_memory
 import bench_overhead
 import bench_replay
+import bench_replication
 import bench_restart
 import bench_snapshot
 import bench_stall
@@ -72,7 +79,7 @@ import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
+BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -134,6 +141,14 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
         say("(i) restart with a large state ...")
         restart = bench_restart.Settings(items=400, objects=8, rounds=2) if quick else bench_restart.Settings()
         results += bench_restart.run(restart, workdir, say)
+    if "j" in selected:
+        say("(j) replication to S3 ...")
+        replication = (
+            bench_replication.Settings(rounds=2, seconds=0.5, duration=3.0, windows=3)
+            if quick
+            else bench_replication.Settings()
+        )
+        results += bench_replication.run(replication, workdir, say)
     return results
 
 
@@ -176,7 +191,7 @@ def format_table(results: Sequence[Result], info: dict[str, object], elapsed: fl
     facts = {
         result.key: result.details
         for result in results
-        if result.key[:2] in ("f-", "g-", "h-", "i-") and result.details
+        if result.key[:2] in ("f-", "g-", "h-", "i-", "j-") and result.details
     }
     if facts:
         lines.append("")
@@ -200,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay), d (snapshots), "
-        "e (restore memory), f (start-up), g (archives), h (stall during saves), i (restart with a large state); "
+        "e (restore memory), f (start-up), g (archives), h (stall during saves), i (restart with a large state), "
+        "j (replication to S3); "
         "default: all",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary logs go (default: $TMPDIR)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -257,3 +258,30 @@ def test_calls_folded_before_they_were_cut_start_a_new_generation_from_the_check
     assert texts(tmp_path / "latest") == ["a", "b", "c", "d", "e"]
     restore_replica(url, tmp_path / "early", at=2.5, endpoint_url=s3_endpoint)
     assert texts(tmp_path / "early") == ["a", "b"]  # the first generation answers for its own time
+
+
+def test_a_cut_ends_while_calls_keep_coming(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
+    data_dir = tmp_path / "live"
+    append(data_dir, *((f"call {n}", float(n)) for n in range(300)))
+    rep = replicator(data_dir, url, s3_endpoint)
+    stop = threading.Event()
+
+    def write() -> None:
+        with CallLog(data_dir / LOG_NAME, FsyncPolicy.NO) as log:
+            while not stop.is_set():
+                log.append(note("more " + "x" * 1000, 1000.0))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.1)
+        began = time.monotonic()
+        rep.cut()
+        took = time.monotonic() - began
+    finally:
+        stop.set()
+        writer.join()
+    assert took < 1.0 and rep.local.cut < len(texts(data_dir)), (took, rep.local.cut)  # it did not chase the writer
+    rep.sync()  # the rest, in the next round
+    restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
+    assert len(texts(tmp_path / "latest")) == len(texts(data_dir))
