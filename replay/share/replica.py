@@ -205,7 +205,7 @@ class Generation:
     id: str
     snapshots: list[SnapshotName] = dataclasses.field(default_factory=list)
     segments: list[SegmentName] = dataclasses.field(default_factory=list)
-    bodies: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # segment folder -> keys
+    bodies: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # segment folder -> names
     has_info: bool = False
     size: int = 0
     last_upload: float = 0.0
@@ -302,7 +302,7 @@ def scan(listing: Iterable[tuple[str, int, float]], location: ReplicaLocation) -
         elif kind == "segments" and len(rest) == 1 and (segment := SegmentName.parse(rest[0])) is not None:
             generation.segments.append(segment)
         elif kind == "bodies" and len(rest) == 2 and _DIGEST.fullmatch(rest[1]):
-            generation.bodies.setdefault(rest[0], []).append(key)
+            generation.bodies.setdefault(rest[0], []).append(generation.key(kind, *rest))
         else:
             logger.debug("not a replica object: %s", key)
     for generation in found.values():
@@ -363,7 +363,8 @@ def plan_restore(generations: Sequence[Generation], at: float | None, where: str
 
 
 def plan_retention(generations: Sequence[Generation], cutoff: float, current: str | None) -> list[str]:
-    """The keys (relative to the bucket) that no restore at or after ``cutoff`` needs.
+    """The names (under the replica's prefix, as :meth:`ReplicaClient.delete` takes them) no restore at or after
+    ``cutoff`` needs.
 
     A restore at ``T`` uses the newest generation live by ``T`` (:func:`plan_restore`): a generation
     is deleted whole when a newer one was live by ``cutoff`` (or, having no restore point, when any
@@ -475,7 +476,7 @@ class ReplicaClient:
             endpoint_url=endpoint_url or None,
             region_name=session.region_name or "us-east-1",
             config=BotoConfig(
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: the replicator backs off
                 connect_timeout=min(timeout, 5.0),
                 read_timeout=timeout,
                 s3={"addressing_style": "path"},
@@ -566,12 +567,12 @@ class ReplicaClient:
     def generations(self) -> list[Generation]:
         return scan(self.objects(), self.location)
 
-    def delete(self, keys: Sequence[str]) -> None:
-        """Delete objects (keys as :meth:`list` gives them), a thousand per call."""
+    def delete(self, names: Sequence[str]) -> None:
+        """Delete objects named under the prefix (as :meth:`put` names them), a thousand per call."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start : start + 1000]]
+        for start in range(0, len(names), 1000):
+            batch = [{"Key": self.location.key(name)} for name in names[start : start + 1000]]
             try:
                 self._s3.delete_objects(Bucket=self.location.bucket, Delete={"Objects": batch, "Quiet": True})
             except (BotoCoreError, ClientError) as exc:

@@ -309,6 +309,11 @@ class Replicator:
         :raises ReplicaInUseError: S3 answered, and another server holds the lease.
         """
         ensure_private_dir(self.dir)
+        if self.source is ReplicaSource.SNAPSHOT and self.archive_key is None:
+            logger.warning(
+                "replica %s: saves are shipped unsigned (no REPLAY_ARCHIVE_KEY): importing them needs --trust",
+                self.location,
+            )
         with self._cut_lock:
             reason = self._continuity()
             if reason is None:
@@ -578,7 +583,7 @@ class Replicator:
         try:
             held = self.client.lease()
             if held is not None and held.session == self._session:
-                self.client.delete([self.location.key(LEASE_NAME)])
+                self.client.delete([LEASE_NAME])
         except Exception as exc:  # it runs out by itself
             logger.info("replica %s: lease not released (%s); it runs out in %.0f s", self.location, exc, LEASE_TTL)
         self._claimed = False

@@ -65,7 +65,7 @@ def test_scan_sorts_objects_into_generations_and_ignores_strangers() -> None:
     (generation,) = scan(listing, location)
     assert generation.id == gen and generation.has_info
     assert generation.segments == [segment] and generation.snapshots == [snapshot]
-    assert generation.bodies == {segment.bodies: [f"p/generations/{gen}/bodies/{segment.bodies}/{SHA}"]}
+    assert generation.bodies == {segment.bodies: [f"generations/{gen}/bodies/{segment.bodies}/{SHA}"]}
     assert generation.size == 101 and generation.last_upload == 104.0
     assert restore_window(generation) == (10.0, 13.0)
 

@@ -285,3 +285,35 @@ def test_a_cut_ends_while_calls_keep_coming(tmp_path: Path, s3: Any, s3_endpoint
     rep.sync()  # the rest, in the next round
     restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
     assert len(texts(tmp_path / "latest")) == len(texts(data_dir))
+
+
+def test_retention_deletes_what_the_window_does_not_need_under_a_prefix(
+    tmp_path: Path, s3: Any, s3_endpoint: str, url: str
+) -> None:
+    now = [10.0]
+    data_dir = tmp_path / "live"
+    rep = Replicator(data_dir, url, ReplicaSource.REPLAY, s3_endpoint, retention=10.0, clock=lambda: now[0])
+    rep.prepare()
+    append(data_dir, ("a", 1.0), ("b", 2.0))
+    rep.sync()
+    append(data_dir, ("c", 3.0))
+    rep.sync()
+    # a checkpoint of calls 1-3 at 5.0; the log goes on with call 4
+    calls = [numbered(note(text, at), seq) for seq, (text, at) in enumerate((("a", 1), ("b", 2), ("c", 3)), 1)]
+    checkpoint = data_dir / "checkpoints" / "000001"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "calls.json").write_bytes(b"".join(calls))
+    write_manifest(data_dir, Manifest("000001", (), 3, 3, 0, 5.0, {}, None, 0, through=3))
+    fresh = data_dir / "rewritten"
+    fresh.write_bytes(encode_header("000001", 3) + numbered(note("d", 6.0), 4))
+    os.replace(fresh, data_dir / LOG_NAME)
+    rep.sync()
+    client = ReplicaClient(parse_replica(url), s3_endpoint)
+    (generation,) = client.generations()
+    assert [(s.after, s.last) for s in generation.segments] == [(0, 2), (2, 3), (3, 4)] and generation.snapshots
+    now[0] = 100.0  # the window starts at 90: the snapshot at 5 is the newest before it
+    rep.sync()
+    (generation,) = client.generations()
+    assert [(s.after, s.last) for s in generation.segments] == [(3, 4)] and len(generation.snapshots) == 1
+    restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
+    assert texts(tmp_path / "latest") == ["a", "b", "c", "d"]
