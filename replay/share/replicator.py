@@ -624,7 +624,7 @@ class Replicator:
         try:
             if not self._claimed:
                 self._claim()
-            elif self.clock() - self._renewed >= LEASE_RENEW:
+            elif self._overflowed or self.clock() - self._renewed >= LEASE_RENEW:  # overflowed: S3 must answer first
                 self._renew()
                 if self._lost is not None:
                     return

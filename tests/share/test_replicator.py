@@ -162,6 +162,10 @@ def test_an_unreachable_store_keeps_a_bounded_backlog_and_a_new_generation_follo
     rep._next_try = 0.0
     rep.sync()  # past the backlog: dropped
     assert rep.status()["pending"] == 0 and "backlog" in str(rep.status()["error"])
+    overflowed = rep.generation
+    rep._next_try = 0.0
+    rep.sync()  # still away: no new generation yet, nothing cut again
+    assert rep.generation == overflowed and rep.status()["pending"] == 0
     rep.client = ReplicaClient(parse_replica(url), s3_endpoint)  # S3 is back
     rep._next_try = 0.0
     rep.sync()
