@@ -50,6 +50,7 @@ or the memory: the archive is read in one streaming pass, in steps of at most
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -60,7 +61,7 @@ import shutil
 import tarfile
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,6 +85,7 @@ __all__ = [
     "ImportReport",
     "import_archive",
     "make_durable",
+    "parents_made_for",
     "read_manifest",
     "require_fresh",
     "stage_calls",
@@ -590,6 +592,26 @@ def make_durable(root: Path) -> None:
         fsync_dir(directory)
 
 
+@contextlib.contextmanager
+def parents_made_for(data_dir: Path) -> Iterator[None]:
+    """Make ``data_dir``'s missing parents for the block; if it fails, remove them again (and the staging in them).
+
+    An import or a restore that did not happen leaves no trace.
+    """
+    created: list[Path] = []
+    parent = data_dir.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    ensure_private_dir(data_dir.parent)
+    try:
+        yield
+    except BaseException:
+        for directory in created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
 def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trust: bool = False) -> ImportReport:
     """Unpack ``archive`` into the fresh (missing or empty) ``data_dir``, after checking all of it.
 
@@ -604,31 +626,22 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
     started = time.perf_counter()
     archive, data_dir = Path(archive), Path(data_dir).absolute()
     require_fresh(data_dir)
-    created: list[Path] = []
-    parent = data_dir.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    ensure_private_dir(data_dir.parent)
     staging = data_dir.parent / f".{data_dir.name}.import-{os.getpid()}.tmp"
-    try:
-        manifest = read_manifest(archive, staging / "raw", key, trust, destination=data_dir)
-        _lay_out(staging / "raw", staging / "data", manifest)
-        make_durable(staging / "data")  # every file and entry on disk before the rename that publishes them
-        require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
-        if data_dir.exists():
-            for child in (staging / "data").iterdir():
-                os.replace(child, data_dir / child.name)
-            fsync_dir(data_dir)
-        else:
-            os.replace(staging / "data", data_dir)
-        fsync_dir(data_dir.parent)
-    except BaseException:
-        for directory in created:  # leave no trace of an import that did not happen
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with parents_made_for(data_dir):
+        try:
+            manifest = read_manifest(archive, staging / "raw", key, trust, destination=data_dir)
+            _lay_out(staging / "raw", staging / "data", manifest)
+            make_durable(staging / "data")  # every file and entry on disk before the rename that publishes them
+            require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
+            if data_dir.exists():
+                for child in (staging / "data").iterdir():
+                    os.replace(child, data_dir / child.name)
+                fsync_dir(data_dir)
+            else:
+                os.replace(staging / "data", data_dir)
+            fsync_dir(data_dir.parent)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     duration = time.perf_counter() - started
     return ImportReport(
         str(archive), data_dir, manifest.kind, manifest.calls, sorted(manifest.services), duration, manifest

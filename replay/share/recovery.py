@@ -28,7 +28,7 @@ from ..config import LOG_FILE_NAME
 from ..errors import ArchiveError, ReplicaError
 from ..files import FILE_MODE, ensure_private_dir, fsync_dir
 from ..record.bodies import BODIES_DIR
-from .archive import import_archive, make_durable, require_fresh
+from .archive import import_archive, make_durable, parents_made_for, require_fresh
 from .replica import (
     Generation,
     ReplicaClient,
@@ -137,74 +137,74 @@ def restore_replica(
     client = ReplicaClient(location, endpoint_url, timeout=60.0)
     plan = plan_restore(client.generations(), at, where)
     gap = plan.generation.gap_after(plan.start)
-    ensure_private_dir(data_dir.parent)
     staging = data_dir.parent / f".{data_dir.name}.recover-{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    try:
-        kind, services, calls = "replay", [], 0
-        restored_to = plan.snapshot.as_of if plan.snapshot is not None else None
-        if plan.snapshot is not None:
-            with tempfile.TemporaryDirectory(dir=data_dir.parent, prefix=f".{data_dir.name}.fetch-") as fetch:
-                archive = Path(fetch) / plan.snapshot.name
-                client.download(plan.generation.snapshot_key(plan.snapshot), archive)
-                if hashlib.sha256(archive.read_bytes()).hexdigest() != plan.snapshot.sha256:
-                    raise ReplicaError(where, f"snapshot {plan.snapshot.name} fails its SHA-256")
-                try:
-                    report = import_archive(archive, staging, key, trust)
-                except ArchiveError as exc:
-                    raise ArchiveError(
-                        f"{where} snapshot {plan.snapshot.name}", exc.reason, str(exc).split(": ", 2)[-1]
-                    ) from None
-            kind, services, calls = report.kind, report.services, report.calls
-        else:
-            ensure_private_dir(staging)
-        last = plan.start
-        used = 0
-        ended = False
-        if kind == "replay":
-            log = staging / LOG_FILE_NAME
-            with open(log, "ab") as out:
-                os.fchmod(out.fileno(), FILE_MODE)
-                for segment in plan.segments:
-                    if at is not None and segment.first_ms / 1000 > at:  # every entry in it started later
-                        ended = True
-                        break
-                    took = False
-                    for line in _segment_lines(client, plan, segment, where):
-                        seq, when, document = _entry(line, where, segment)
-                        if seq <= last:
-                            continue
-                        if at is not None and when > at:
+    with parents_made_for(data_dir):
+        try:
+            kind, services, calls = "replay", [], 0
+            restored_to = plan.snapshot.as_of if plan.snapshot is not None else None
+            if plan.snapshot is not None:
+                with tempfile.TemporaryDirectory(dir=data_dir.parent, prefix=f".{data_dir.name}.fetch-") as fetch:
+                    archive = Path(fetch) / plan.snapshot.name
+                    client.download(plan.generation.snapshot_key(plan.snapshot), archive)
+                    if hashlib.sha256(archive.read_bytes()).hexdigest() != plan.snapshot.sha256:
+                        raise ReplicaError(where, f"snapshot {plan.snapshot.name} fails its SHA-256")
+                    try:
+                        report = import_archive(archive, staging, key, trust)
+                    except ArchiveError as exc:
+                        raise ArchiveError(
+                            f"{where} snapshot {plan.snapshot.name}", exc.reason, str(exc).split(": ", 2)[-1]
+                        ) from None
+                kind, services, calls = report.kind, report.services, report.calls
+            else:
+                ensure_private_dir(staging)
+            last = plan.start
+            used = 0
+            ended = False
+            if kind == "replay":
+                log = staging / LOG_FILE_NAME
+                with open(log, "ab") as out:
+                    os.fchmod(out.fileno(), FILE_MODE)
+                    for segment in plan.segments:
+                        if at is not None and segment.first_ms / 1000 > at:  # every entry in it started later
                             ended = True
                             break
-                        _fetch_bodies(client, plan.generation, segment, document, staging, where)
-                        out.write(line)
-                        last, restored_to, took = seq, when, True
-                        calls += 1
-                    used += took
-                    if ended:
-                        break
-                out.flush()
-                os.fsync(out.fileno())
-        if gap is not None and not ended:
-            raise ReplicaError(
-                where,
-                f"generation {plan.generation.id} has a gap after call #{gap} (a segment is missing), so its "
-                f"state {'now' if at is None else 'as of ' + str(_iso(at))} cannot be restored; restore with "
-                f"--at {_iso(restored_to) if restored_to is not None else 'an earlier time'} or earlier",
-            )
-        make_durable(staging)
-        require_fresh(data_dir)
-        if data_dir.exists():
-            for child in staging.iterdir():
-                os.replace(child, data_dir / child.name)
-            fsync_dir(data_dir)
-            staging.rmdir()
-        else:
-            os.replace(staging, data_dir)
-        fsync_dir(data_dir.parent)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                        took = False
+                        for line in _segment_lines(client, plan, segment, where):
+                            seq, when, document = _entry(line, where, segment)
+                            if seq <= last:
+                                continue
+                            if at is not None and when > at:
+                                ended = True
+                                break
+                            _fetch_bodies(client, plan.generation, segment, document, staging, where)
+                            out.write(line)
+                            last, restored_to, took = seq, when, True
+                            calls += 1
+                        used += took
+                        if ended:
+                            break
+                    out.flush()
+                    os.fsync(out.fileno())
+            if gap is not None and not ended:
+                raise ReplicaError(
+                    where,
+                    f"generation {plan.generation.id} has a gap after call #{gap} (a segment is missing), so its "
+                    f"state {'now' if at is None else 'as of ' + str(_iso(at))} cannot be restored; restore with "
+                    f"--at {_iso(restored_to) if restored_to is not None else 'an earlier time'} or earlier",
+                )
+            make_durable(staging)
+            require_fresh(data_dir)
+            if data_dir.exists():
+                for child in staging.iterdir():
+                    os.replace(child, data_dir / child.name)
+                fsync_dir(data_dir)
+                staging.rmdir()
+            else:
+                os.replace(staging, data_dir)
+            fsync_dir(data_dir.parent)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return RecoveryReport(
         where,
         data_dir,

@@ -321,3 +321,15 @@ def test_retention_deletes_what_the_window_does_not_need_under_a_prefix(
     assert [(s.after, s.last) for s in generation.segments] == [(3, 4)] and len(generation.snapshots) == 1
     restore_replica(url, tmp_path / "latest", endpoint_url=s3_endpoint)
     assert texts(tmp_path / "latest") == ["a", "b", "c", "d"]
+
+
+def test_a_failed_restore_leaves_no_parents_behind(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
+    rep = replicator(tmp_path / "live", url, s3_endpoint)
+    append(tmp_path / "live", ("a", 1.0))
+    rep.sync()
+    client = ReplicaClient(parse_replica(url), s3_endpoint)
+    (generation,) = client.generations()
+    client.put(generation.segment_key(generation.segments[0]), gzip.compress(b"not the lines it names\n"))
+    with pytest.raises(ReplicaError, match="fails its SHA-256"):
+        restore_replica(url, tmp_path / "missing" / "parents" / "data", endpoint_url=s3_endpoint)
+    assert not (tmp_path / "missing").exists()
