@@ -241,7 +241,7 @@ def client(service: str, settings: dict[str, str]) -> Any:
         aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
         region_name=settings["AWS_DEFAULT_REGION"],
     )
-    config = BotoConfig(retries={"max_attempts": 1, "mode": "standard"})
+    config = BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"})
     return session.client(service, endpoint_url=settings["AWS_ENDPOINT_URL"], config=config)
 
 

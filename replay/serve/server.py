@@ -321,18 +321,21 @@ def _refuse_replicating_into_itself(config: Config, ports: list[int]) -> None:
 
     :raises ConfigError: the replica's endpoint is one of this server's addresses.
     """
-    endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    name, endpoint = "--endpoint-url", config.endpoint_url
+    for variable in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):  # boto3's own order, after the flag
+        if not endpoint and os.environ.get(variable):
+            name, endpoint = variable, os.environ[variable]
     if not endpoint:
         return
     parsed = urllib.parse.urlsplit(endpoint)
     try:
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
     except ValueError:
-        raise ConfigError("--endpoint-url", endpoint, hint="an http(s)://host:port URL") from None
+        raise ConfigError(name, endpoint, hint="an http(s)://host:port URL") from None
     hosts = _LOCAL_HOSTS | {config.host, *(host for host, _ in config.addresses)}
     if (parsed.hostname or "") in hosts and port in ports:
         raise ConfigError(
-            "--endpoint-url",
+            name,
             endpoint,
             hint="the replica must live on another server: replicating into this one would record its own uploads",
         )

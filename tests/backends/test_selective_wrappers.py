@@ -55,7 +55,7 @@ def boto(service: str, operation: str, **kwargs: Any) -> Request:
         endpoint_url="http://localhost:4566",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
     )
     built: list[Any] = []
 

@@ -75,7 +75,7 @@ class Harness:
         self.emulator = emulator
         self.switch = switch
         self.endpoint = endpoint
-        config = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+        config = BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
         self.clients = {
             name: boto3.client(
                 name,

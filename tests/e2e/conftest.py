@@ -290,7 +290,7 @@ class AwsClients:
         endpoint = server.endpoint if isinstance(server, ReplayServer) else server
         options = BotoConfig(
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 1, "mode": "standard"},  # a retried mutation would be recorded twice
+            retries={"total_max_attempts": 1, "mode": "standard"},  # a retried mutation would be recorded twice
             connect_timeout=5,
             read_timeout=60,
         )

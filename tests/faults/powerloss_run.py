@@ -148,7 +148,7 @@ def client(service: str, endpoint: str) -> Any:
             aws_secret_access_key="test",
             config=BotoConfig(
                 s3={"addressing_style": "path"},
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
             ),

@@ -74,7 +74,7 @@ OTHER_ACCOUNT = "111111111111"  # AssumeRole into another account: the temporary
 NEW_REGION = "eu-north-1"  # a region no other case touches
 CLASSIFIER = DefaultClassifier()
 ADAPTER = MotoAdapter()
-CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
 
 
 # --------------------------------------------------------------------------- the tap

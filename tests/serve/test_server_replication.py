@@ -38,7 +38,7 @@ def client(endpoint: str, service: str) -> Any:
         aws_access_key_id="AKIDREPLICA",
         aws_secret_access_key="replica-secret",
         aws_session_token=SESSION_TOKEN,
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"}),
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1, "mode": "standard"}),
     )
 
 

@@ -195,7 +195,7 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Legacy]:
     server = make_server("127.0.0.1", 0, recorder, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    config = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+    config = BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
     clients = {
         name: boto3.client(
             name,

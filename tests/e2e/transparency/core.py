@@ -70,7 +70,7 @@ class ClientPool:
             aws_session_token=credentials["SessionToken"],
             config=BotoConfig(
                 s3={"addressing_style": "path"},
-                retries={"max_attempts": 1, "mode": "standard"},  # a retried mutation would be recorded twice
+                retries={"total_max_attempts": 1, "mode": "standard"},  # a retried mutation would be recorded twice
                 connect_timeout=5,
                 read_timeout=60,
             ),
