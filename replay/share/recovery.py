@@ -12,7 +12,6 @@ so a failed restore (a damaged segment, a gap, S3 gone) leaves the data dir as i
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import gzip
 import hashlib
 import os
@@ -34,18 +33,13 @@ from .replica import (
     ReplicaClient,
     RestorePlan,
     SegmentName,
+    iso_time,
     parse_replica,
     plan_restore,
     restore_window,
 )
 
 __all__ = ["RecoveryReport", "describe_replica", "restore_replica"]
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +71,7 @@ class RecoveryReport:
             "kind": self.kind,
             "at": self.at,
             "restored_to": self.restored_to,
-            "restored_to_iso": _iso(self.restored_to),
+            "restored_to_iso": iso_time(self.restored_to) if self.restored_to is not None else None,
             "last_seq": self.last_seq,
             "snapshot": self.snapshot,
             "segments": self.segments,
@@ -101,7 +95,7 @@ def _segment_lines(client: ReplicaClient, plan: RestorePlan, segment: SegmentNam
 
 
 def _before(segment: SegmentName) -> str:
-    return f"restore with --at before {_iso(segment.first_ms / 1000)} to stop ahead of it"
+    return f"restore with --at before {iso_time(segment.first_ms / 1000)} to stop ahead of it"
 
 
 def _entry(line: bytes, where: str, segment: SegmentName) -> tuple[int, float, dict[str, object]]:
@@ -190,8 +184,8 @@ def restore_replica(
                 raise ReplicaError(
                     where,
                     f"generation {plan.generation.id} has a gap after call #{gap} (a segment is missing), so its "
-                    f"state {'now' if at is None else 'as of ' + str(_iso(at))} cannot be restored; restore with "
-                    f"--at {_iso(restored_to) if restored_to is not None else 'an earlier time'} or earlier",
+                    f"state {'now' if at is None else 'as of ' + iso_time(at)} cannot be restored; restore with "
+                    f"--at {iso_time(restored_to) if restored_to is not None else 'an earlier time'} or earlier",
                 )
             make_durable(staging)
             require_fresh(data_dir)

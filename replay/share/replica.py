@@ -58,6 +58,7 @@ __all__ = [
     "SegmentName",
     "SnapshotName",
     "is_replica",
+    "iso_time",
     "new_generation_id",
     "parse_replica",
     "plan_restore",
@@ -350,7 +351,9 @@ def plan_restore(generations: Sequence[Generation], at: float | None, where: str
         earlier = [(generation, window) for generation, window in usable if window[0] <= at]
         if not earlier:
             first = min(window[0] for _, window in usable)
-            raise ReplicaError(where, f"holds nothing as old as {_iso(at)}: its first restore point is {_iso(first)}")
+            raise ReplicaError(
+                where, f"holds nothing as old as {iso_time(at)}: its first restore point is {iso_time(first)}"
+            )
         live = [generation for generation, _ in earlier if generation_started(generation.id) <= at]
         chosen = max(live, key=lambda g: g.id) if live else min((g for g, _ in earlier), key=lambda g: g.id)
         taken = [s for s in chosen.snapshots if s.as_of <= at]
@@ -408,7 +411,8 @@ def _all_keys(generation: Generation) -> list[str]:
     return keys
 
 
-def _iso(moment: float) -> str:
+def iso_time(moment: float) -> str:
+    """``moment`` (Unix seconds) as ISO 8601 in UTC, to the millisecond: how times are named to users."""
     return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
