@@ -264,6 +264,7 @@ class Outage:
     generations: set[str] = dataclasses.field(default_factory=set)
     slowest: float = 0.0
     items: int = 0
+    payload: int = 0  # random bytes (hex) added to each item's message: what a backlog fills up with
 
     @property
     def prefix(self) -> str:
@@ -273,8 +274,9 @@ class Outage:
         """One item (and every third time a message), timed, then the health check, timed too."""
         self.items += 1
         self.slowest = max(self.slowest, timed(self.work.put_item, f"outage-{self.items}", "during"))
-        if self.items % 3 == 0:
-            self.slowest = max(self.slowest, timed(self.work.send, "jobs", f"during {self.items}"))
+        if self.items % 3 == 0 or self.payload:
+            body = f"during {self.items} " + os.urandom(self.payload).hex()
+            self.slowest = max(self.slowest, timed(self.work.send, "jobs", body))
         started = time.monotonic()
         status = replication(self.live)
         self.slowest = max(self.slowest, time.monotonic() - started)  # the health check must not wait for S3
@@ -311,6 +313,7 @@ def test_a_store_that_stops_or_hangs_for_ten_seconds_is_caught_up_with(
         work.send("jobs", "before")
         outages.append(Outage(url, endpoint, live, work, replication(live)["generation"]))
     stopped, hung, overflowed = outages
+    overflowed.payload = 1024  # past the 4 kB backlog within a few calls, however slow the machine is
     for outage in outages:
         wait_shipped(outage.live, s3_client(outage.store), outage.prefix)
 
