@@ -10,7 +10,7 @@ Two steps, on one background thread; the server never waits for S3:
    skips what it has).
 2. *upload* the pending files in order (the generation's ``generation.json``, snapshots, bodies,
    segments), deleting each once S3 has it.  A failure (S3 down, 5xx, throttling) is retried with
-   a backoff doubling from 0.5 s to 30 s; the pending files are the backlog, on local disk, bounded
+   a backoff doubling from 0.5 s to 5 s; the pending files are the backlog, on local disk, bounded
    by ``backlog`` bytes: past it they are dropped and, once S3 answers again, a new generation
    starts from the data dir's state (a replica never holds a history with a hole in it).
 
@@ -77,7 +77,7 @@ STATE_NAME = "state.json"
 LEASE_RENEW = 5.0  # seconds between lease renewals
 LEASE_TTL = 20.0  # a lease not renewed for this long is free to take
 SEGMENT_BYTES = 8 << 20  # at most this much of the log in one segment (uncompressed)
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 5.0  # one try in 5 s costs S3 nothing; it is back soon after
 
 
 class ReplicaSource(str, enum.Enum):
