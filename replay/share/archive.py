@@ -83,9 +83,11 @@ __all__ = [
     "MANIFEST_MEMBER",
     "ArchiveManifest",
     "ImportReport",
+    "file_digest",
     "import_archive",
     "make_durable",
     "parents_made_for",
+    "publish",
     "read_manifest",
     "require_fresh",
     "stage_calls",
@@ -253,7 +255,8 @@ def stage_snapshot_files(data_dir: Path, staging: Path, services: Iterable[str] 
 # --- writing ---------------------------------------------------------------------------------------------------
 
 
-def _digest(path: Path) -> tuple[int, str]:
+def file_digest(path: Path) -> tuple[int, str]:
+    """``(size, SHA-256 hex)`` of the file at ``path``, read in steps of 1 MiB."""
     sha = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
@@ -297,7 +300,7 @@ def write_archive(
     for name in names:
         if not _MEMBER.fullmatch(name):
             raise ValueError(f"{staging}: {name} is not an archive member")
-    files = {name: _digest(staging / name) for name in names}
+    files = {name: file_digest(staging / name) for name in names}
     document: dict[str, Any] = {
         "format": ARCHIVE_FORMAT,
         "kind": kind,
@@ -592,6 +595,25 @@ def make_durable(root: Path) -> None:
         fsync_dir(directory)
 
 
+def publish(staged: Path, data_dir: Path) -> None:
+    """Make the data dir laid out in ``staged`` durable, then move it into place as ``data_dir`` (still fresh).
+
+    Every file and entry is on disk before the rename that publishes them.
+
+    :raises SourceError: ``data_dir`` was filled meanwhile (nothing of ``staged`` is moved then).
+    """
+    make_durable(staged)
+    require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
+    if data_dir.exists():
+        for child in staged.iterdir():
+            os.replace(child, data_dir / child.name)
+        fsync_dir(data_dir)
+        staged.rmdir()
+    else:
+        os.replace(staged, data_dir)
+    fsync_dir(data_dir.parent)
+
+
 @contextlib.contextmanager
 def parents_made_for(data_dir: Path) -> Iterator[None]:
     """Make ``data_dir``'s missing parents for the block; if it fails, remove them again (and the staging in them).
@@ -631,15 +653,7 @@ def import_archive(archive: Path, data_dir: Path, key: bytes | None = None, trus
         try:
             manifest = read_manifest(archive, staging / "raw", key, trust, destination=data_dir)
             _lay_out(staging / "raw", staging / "data", manifest)
-            make_durable(staging / "data")  # every file and entry on disk before the rename that publishes them
-            require_fresh(data_dir)  # still fresh: nobody started on it meanwhile
-            if data_dir.exists():
-                for child in (staging / "data").iterdir():
-                    os.replace(child, data_dir / child.name)
-                fsync_dir(data_dir)
-            else:
-                os.replace(staging / "data", data_dir)
-            fsync_dir(data_dir.parent)
+            publish(staging / "data", data_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     duration = time.perf_counter() - started

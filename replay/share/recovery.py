@@ -25,9 +25,9 @@ import orjson
 
 from ..config import LOG_FILE_NAME
 from ..errors import ArchiveError, ReplicaError
-from ..files import FILE_MODE, ensure_private_dir, fsync_dir
+from ..files import FILE_MODE, ensure_private_dir
 from ..record.bodies import BODIES_DIR
-from .archive import import_archive, make_durable, parents_made_for, require_fresh
+from .archive import file_digest, import_archive, parents_made_for, publish, require_fresh
 from .replica import (
     Generation,
     ReplicaClient,
@@ -141,7 +141,7 @@ def restore_replica(
                 with tempfile.TemporaryDirectory(dir=data_dir.parent, prefix=f".{data_dir.name}.fetch-") as fetch:
                     archive = Path(fetch) / plan.snapshot.name
                     client.download(plan.generation.snapshot_key(plan.snapshot), archive)
-                    if hashlib.sha256(archive.read_bytes()).hexdigest() != plan.snapshot.sha256:
+                    if file_digest(archive)[1] != plan.snapshot.sha256:
                         raise ReplicaError(where, f"snapshot {plan.snapshot.name} fails its SHA-256")
                     try:
                         report = import_archive(archive, staging, key, trust)
@@ -152,34 +152,11 @@ def restore_replica(
                 kind, services, calls = report.kind, report.services, report.calls
             else:
                 ensure_private_dir(staging)
-            last = plan.start
-            used = 0
-            ended = False
+            last, used, ended = plan.start, 0, False
             if kind == "replay":
-                log = staging / LOG_FILE_NAME
-                with open(log, "ab") as out:
-                    os.fchmod(out.fileno(), FILE_MODE)
-                    for segment in plan.segments:
-                        if at is not None and segment.first_ms / 1000 > at:  # every entry in it started later
-                            ended = True
-                            break
-                        took = False
-                        for line in _segment_lines(client, plan, segment, where):
-                            seq, when, document = _entry(line, where, segment)
-                            if seq <= last:
-                                continue
-                            if at is not None and when > at:
-                                ended = True
-                                break
-                            _fetch_bodies(client, plan.generation, segment, document, staging, where)
-                            out.write(line)
-                            last, restored_to, took = seq, when, True
-                            calls += 1
-                        used += took
-                        if ended:
-                            break
-                    out.flush()
-                    os.fsync(out.fileno())
+                last, latest, added, used, ended = _append_segments(client, plan, staging, where)
+                restored_to = latest if latest is not None else restored_to
+                calls += added
             if gap is not None and not ended:
                 raise ReplicaError(
                     where,
@@ -187,16 +164,7 @@ def restore_replica(
                     f"state {'now' if at is None else 'as of ' + iso_time(at)} cannot be restored; restore with "
                     f"--at {iso_time(restored_to) if restored_to is not None else 'an earlier time'} or earlier",
                 )
-            make_durable(staging)
-            require_fresh(data_dir)
-            if data_dir.exists():
-                for child in staging.iterdir():
-                    os.replace(child, data_dir / child.name)
-                fsync_dir(data_dir)
-                staging.rmdir()
-            else:
-                os.replace(staging, data_dir)
-            fsync_dir(data_dir.parent)
+            publish(staging, data_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return RecoveryReport(
@@ -213,6 +181,39 @@ def restore_replica(
         services,
         time.perf_counter() - started,
     )
+
+
+def _append_segments(
+    client: ReplicaClient, plan: RestorePlan, staging: Path, where: str
+) -> tuple[int, float | None, int, int, bool]:
+    """Append the plan's entries to the staged log, in call-number order, up to ``plan.at``.
+
+    Returns the last call number written, its start time (``None``: none written), how many were written,
+    from how many segments, and whether ``plan.at`` ended it (rather than the segments running out).
+    """
+    at, last, latest, added, used = plan.at, plan.start, None, 0, 0
+    with open(staging / LOG_FILE_NAME, "ab") as out:
+        os.fchmod(out.fileno(), FILE_MODE)
+        try:
+            for segment in plan.segments:
+                if at is not None and segment.first_ms / 1000 > at:  # every entry in it started later
+                    return last, latest, added, used, True
+                took = False
+                for line in _segment_lines(client, plan, segment, where):
+                    seq, when, document = _entry(line, where, segment)
+                    if seq <= last:
+                        continue
+                    if at is not None and when > at:
+                        return last, latest, added, used + took, True
+                    _fetch_bodies(client, plan.generation, segment, document, staging, where)
+                    out.write(line)
+                    last, latest, took = seq, when, True
+                    added += 1
+                used += took
+            return last, latest, added, used, False
+        finally:
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _fetch_bodies(
@@ -232,7 +233,7 @@ def _fetch_bodies(
         return
     ensure_private_dir(target.parent)
     client.download(generation.body_key(segment, digest), target)
-    if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+    if file_digest(target)[1] != digest:
         target.unlink()
         raise ReplicaError(where, f"body {digest} of segment {segment.name} fails its SHA-256; {_before(segment)}")
 

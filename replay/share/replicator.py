@@ -52,7 +52,7 @@ from ..files import atomic_write, ensure_private_dir, fsync_dir
 from ..record.bodies import BODIES_DIR
 from ..record.log import decode_header, last_seq
 from ..storage.checkpoint import CHECKPOINTS_DIR, MANIFEST_NAME, Checkpoint, Manifest, read_manifest
-from .archive import stage_snapshot_files, write_archive
+from .archive import file_digest, stage_snapshot_files, write_archive
 from .replica import (
     GENERATION_INFO,
     LEASE_NAME,
@@ -498,7 +498,7 @@ class Replicator:
         packed = self._pending() / f".packing-{os.getpid()}.tar.gz"
         try:
             write_archive(staging, packed, key=self.archive_key, **facts)
-            digest = _sha256_file(packed)
+            digest = file_digest(packed)[1]
             target = self._pending() / "snapshots" / SnapshotName.make(through, as_of, digest).name
             ensure_private_dir(target.parent)
             os.replace(packed, target)
@@ -743,11 +743,3 @@ def _link(source: Path, destination: Path) -> None:
         if not source.exists():
             raise FileNotFoundError(str(source)) from exc
         shutil.copyfile(source, destination)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
