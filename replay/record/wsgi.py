@@ -112,8 +112,11 @@ def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> byte
     stream = get_input_stream(environ, safe_fallback=True) if wanted is None else environ["wsgi.input"]
     try:
         if wanted is not None and wanted <= SPOOL_THRESHOLD:  # the usual API call: read into memory
-            parts: list[bytes] = []
-            size = 0
+            first = stream.read(wanted)
+            if len(first) == wanted or not first:
+                return first
+            parts: list[bytes] = [first]
+            size = len(first)
             while size < wanted:
                 chunk = stream.read(wanted - size)
                 if not chunk:
@@ -127,6 +130,7 @@ def _read_body(environ: WSGIEnvironment, wanted: int | None, limit: int) -> byte
 
 
 REQUEST_KEY = "replay.request"
+"""The environ key the request read from it is kept under, so that each layer reads it once."""
 BODY_STREAM_KEY = "replay.body_stream"  # a body too large for memory: its file, and the handle the app reads
 
 
@@ -150,9 +154,6 @@ def closing_body(environ: WSGIEnvironment, response: Iterable[bytes]) -> Iterabl
     if spooled is None:
         return response
     return ClosingIterator(response, lambda: _release(spooled))
-
-
-"""The environ key the request read from it is kept under, so that each layer reads it once."""
 
 
 def request_from_environ(environ: WSGIEnvironment) -> Request:

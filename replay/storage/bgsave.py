@@ -9,7 +9,9 @@ caller learns whether the save is durable exactly as it would inline.
 
 Before the hold, freed heap memory is handed back to the system (glibc's ``malloc_trim``, which
 runs without the GIL): ``fork`` copies the page tables of every resident page, so a fragmented
-heap twice the size of the live one doubles the time everything waits for it.  Around the fork
+heap twice the size of the live one doubles the time everything waits for it.  With
+``REPLAY_HUGE_PAGES=on`` the heap is kept in huge pages instead, folded between saves
+(:mod:`replay.storage.hugepages`), and no fold runs from the fork to the child's end.  Around the fork
 the garbage collector is tamed: ``gc.freeze()`` moves every existing
 object out of the collector's reach, so a collection in the parent does not write to
 (and copy) every page the child shares with it, and the child runs with the collector
@@ -49,6 +51,7 @@ from typing import Any, TypeVar
 import orjson
 
 from ..errors import BackgroundSaveError, ConfigError
+from . import hugepages
 
 T = TypeVar("T")
 
@@ -90,7 +93,7 @@ def mode(environ: dict[str, str] | None = None) -> SaveMode:
 def describe(how: SaveMode) -> str:
     """One line for the start-up log: how saves will run."""
     if how is SaveMode.FORK:
-        return "saves run in a forked child (REPLAY_BGSAVE=fork): calls wait only for the fork"
+        return f"saves run in a forked child (REPLAY_BGSAVE=fork): calls wait only for the fork; {hugepages.describe()}"
     return "saves run in-process (REPLAY_BGSAVE=inline): calls to the saved services wait while state is pickled"
 
 
@@ -143,34 +146,47 @@ def run_save(
         return _inline(capture, write, hold)
     prctl = _prctl()
     parent = os.getpid()
-    trim = _malloc_trim()
-    if trim is not None:  # before the hold, without the GIL: fewer pages for fork to copy the tables of
-        trim(0)
+    huge = hugepages.enabled()
+    if not huge and (trim := _malloc_trim()) is not None:  # before the hold, without the GIL: fewer page tables
+        trim(0)  # (with huge pages, trimming would split them: they are what keeps the tables few)
     _freeze()
     try:
-        with hold:
-            started = time.perf_counter()
-            read_fd, write_fd = os.pipe()
-            try:
-                with warnings.catch_warnings():  # Python 3.12 warns about fork in a threaded process: we own the child
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    pid = os.fork()
-            except (OSError, RuntimeError) as exc:  # RuntimeError: Python 3.12+ forbids fork at interpreter exit
-                os.close(read_fd)
-                os.close(write_fd)
-                logger.warning("fork failed (%s): saving in-process, calls to the saved services wait", exc)
-                return _inline(capture, write, contextlib.nullcontext(), started)
-            if pid == 0:
-                _child(lambda: write(capture()), read_fd, write_fd, parent, prctl)  # never returns
-            held = time.perf_counter() - started
-        os.close(write_fd)
-        try:
-            report = _read_report(read_fd, pid, timeout)
-        finally:
-            os.close(read_fd)
-        _, status = os.waitpid(pid, 0)
+        with hugepages.quiet() if huge else contextlib.nullcontext():
+            return _forked(capture, write, hold, prctl, parent, timeout)
     finally:
         _unfreeze()
+
+
+def _forked(
+    capture: Callable[[], T],
+    write: Callable[[T], Any],
+    hold: contextlib.AbstractContextManager[Any],
+    prctl: Any,
+    parent: int,
+    timeout: float,
+) -> Outcome:
+    """Fork under ``hold``; in the child, ``write(capture())``; wait for its report."""
+    with hold:
+        started = time.perf_counter()
+        read_fd, write_fd = os.pipe()
+        try:
+            with warnings.catch_warnings():  # Python 3.12 warns about fork in a threaded process: we own the child
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: Python 3.12+ forbids fork at interpreter exit
+            os.close(read_fd)
+            os.close(write_fd)
+            logger.warning("fork failed (%s): saving in-process, calls to the saved services wait", exc)
+            return _inline(capture, write, contextlib.nullcontext(), started)
+        if pid == 0:
+            _child(lambda: write(capture()), read_fd, write_fd, parent, prctl)  # never returns
+        held = time.perf_counter() - started
+    os.close(write_fd)
+    try:
+        report = _read_report(read_fd, pid, timeout)
+    finally:
+        os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
     return Outcome(_decode(report, status), held, forked=True)
 
 
