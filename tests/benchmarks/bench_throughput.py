@@ -1,7 +1,7 @@
 """(a) moto throughput in-process, with recording (fsync everysec / always) vs without.
 
-Three arms share one moto app and are interleaved round by round (rotating
-order): *without* sends each request through
+Three arms share one moto app and are interleaved batch by batch within each
+round (rotating order): *without* sends each request through
 :class:`~replay.restore.transport.WSGITransport` straight to moto's app; *everysec* and
 *always* send it through the same transport to the app wrapped in
 :class:`~replay.record.middleware.RecordingMiddleware` over a
@@ -26,6 +26,7 @@ from replay.config import LOG_FILE_NAME, FsyncPolicy
 from replay.record.log import CallLog
 from replay.record.middleware import RecordingMiddleware
 from replay.record.seeding import moto_seeder
+from replay.record.entry import Request
 from replay.restore.transport import WSGITransport
 
 __all__ = ["Settings", "run"]
@@ -60,28 +61,35 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
         arms[policy.value] = WSGITransport(RecordingMiddleware(app, logs[policy], seeder=moto_seeder()))
     purge = workload.purge
 
-    def one_round(transport: WSGITransport) -> int:
+    def one_batch(transport: WSGITransport, batch: list[Request]) -> int:
         send = transport.send
-        elapsed = 0
-        with quiet_gc():
-            for batch in batches:
-                started = now_ns()
-                for request in batch:
-                    status = send(request).status
-                    if not 200 <= status < 300:
-                        raise BenchmarkError(f"{request.method} {request.target} answered {status}")
-                elapsed += now_ns() - started
-                send_ok(plain, purge)  # untimed: keeps the queue depth (and SendMessage's cost) fixed
+        started = now_ns()
+        for request in batch:
+            status = send(request).status
+            if not 200 <= status < 300:
+                raise BenchmarkError(f"{request.method} {request.target} answered {status}")
+        elapsed = now_ns() - started
+        send_ok(plain, purge)  # untimed: keeps the queue depth (and SendMessage's cost) fixed
         return elapsed
 
+    def one_round(number: int) -> dict[str, int]:
+        """Every arm's time for the round's batches; the arms take turns batch by batch (in rotating order),
+        so that a burst of noise on this shared machine falls on all of them alike."""
+        elapsed = dict.fromkeys(names, 0)
+        with quiet_gc():
+            for index, batch in enumerate(batches):
+                for name in rotated[(number + index) % len(rotated)]:
+                    elapsed[name] += one_batch(arms[name], batch)
+        return elapsed
+
+    names = list(arms)
+    rotated = list(rotations(names, len(names)))
     try:
-        names = list(arms)
-        for name in names:  # warm-up: moto's per-service apps, caches, the log files
-            one_round(arms[name])
+        one_round(0)  # warm-up: moto's per-service apps, caches, the log files
         times: dict[str, list[int]] = {name: [] for name in names}
-        for number, order in enumerate(rotations(names, settings.rounds), 1):
-            for name in order:
-                times[name].append(one_round(arms[name]))
+        for number in range(1, settings.rounds + 1):
+            for name, elapsed in one_round(number).items():
+                times[name].append(elapsed)
             say(f"  (a) round {number}/{settings.rounds}")
     finally:
         for log in logs.values():
