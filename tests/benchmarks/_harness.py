@@ -143,6 +143,8 @@ class Result:
     def format_value(self, value: float) -> str:
         if self.unit == "x":
             return f"{value:.3f}x"
+        if not self.unit:  # a count
+            return f"{value:,.0f}"
         return f"{value:.2f} {self.unit}"
 
     def format_target(self) -> str:

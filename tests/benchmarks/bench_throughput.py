@@ -23,10 +23,10 @@ from pathlib import Path
 from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns, quiet_gc, rotations, send_ok
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
+from replay.record.entry import Request
 from replay.record.log import CallLog
 from replay.record.middleware import RecordingMiddleware
 from replay.record.seeding import moto_seeder
-from replay.record.entry import Request
 from replay.restore.transport import WSGITransport
 
 __all__ = ["Settings", "run"]

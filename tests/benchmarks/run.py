@@ -46,7 +46,10 @@ spread; targets are a column, never asserted):
     without (target >= 0.98x), in rounds of several replication intervals; and
     the lag of a real ``replay serve --replicate --replicate-interval 1s`` at
     500 PutItem calls/s, from each call's acknowledgement to its segment listed
-    on S3, median and p99 (target <= 1 s), every call checked in the replica.
+    on S3, median and p99 (target <= 1 s), every call checked in the replica;
+(k) instructions per call, counted by cachegrind (needs ``valgrind``): what the
+    recorder adds around a no-op app, and moto's instructions per call without /
+    with the recorder (and the seeder): figures this machine's noise cannot move.
 
 Progress goes to stderr.  The logs are written to a temporary directory
 (``--dir`` picks where: fsync costs depend on the filesystem), removed at the
@@ -67,6 +70,7 @@ from pathlib import Path
 import _harness
 import bench_archive
 import bench_concurrent
+import bench_instructions
 import bench_memory
 import bench_overhead
 import bench_replay
@@ -79,7 +83,7 @@ import bench_throughput
 from _harness import BenchmarkError, Result
 from _workload import prepare_environment
 
-BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+BENCHMARKS = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
 
 
 def _settings(quick: bool) -> tuple[bench_throughput.Settings, bench_overhead.Settings, bench_replay.Settings]:
@@ -149,6 +153,12 @@ def run_benchmarks(selected: Sequence[str], quick: bool, workdir: Path, say: Cal
             else bench_replication.Settings()
         )
         results += bench_replication.run(replication, workdir, say)
+    if "k" in selected:
+        say("(k) instructions per call (cachegrind) ...")
+        counting = (
+            bench_instructions.Settings(noop_calls=200, moto_batches=1) if quick else bench_instructions.Settings()
+        )
+        results += bench_instructions.run(counting, workdir, say)
     return results
 
 
@@ -157,6 +167,8 @@ def _details(result: Result) -> str:
     for key, value in result.details.items():
         if key.startswith("per_call_us_"):
             parts.append(f"{key.removeprefix('per_call_us_')} {value} us")
+        elif not result.unit and key in ("without", "with"):  # (k): instruction counts
+            parts.append(f"{key} {value:,}")
     return ", ".join(parts)
 
 
@@ -216,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(BENCHMARKS),
         help="comma-separated benchmarks to run, among a (throughput), b (overhead), c (replay), d (snapshots), "
         "e (restore memory), f (start-up), g (archives), h (stall during saves), i (restart with a large state), "
-        "j (replication to S3); "
+        "j (replication to S3), k (instructions per call); "
         "default: all",
     )
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary logs go (default: $TMPDIR)")
