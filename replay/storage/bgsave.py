@@ -35,13 +35,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import functools
 import gc
 import logging
 import os
 import select
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -52,6 +50,7 @@ import orjson
 
 from ..errors import BackgroundSaveError, ConfigError
 from . import hugepages
+from .libc import libc_function
 
 T = TypeVar("T")
 
@@ -263,27 +262,11 @@ def _child(work: Callable[[], Any], read_fd: int, write_fd: int, parent: int, pr
         os._exit(code)
 
 
-@functools.cache
 def _malloc_trim() -> Any:
     """glibc's ``malloc_trim`` (it hands freed heap pages back to the system), else ``None``."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
+    return libc_function("malloc_trim")
 
 
-@functools.cache
 def _prctl() -> Any:
     """libc's ``prctl`` on Linux (looked up in the parent: nothing is imported in the child), else ``None``."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+    return libc_function("prctl")

@@ -29,13 +29,13 @@ import dataclasses
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ConfigError
+from .libc import libc_function
 
 __all__ = ["VARIABLE", "Folded", "describe", "enabled", "fold", "last", "quiet"]
 
@@ -68,7 +68,7 @@ _cond = threading.Condition()
 
 @dataclasses.dataclass(frozen=True)
 class Folded:
-    """What one :func:`prepare` did: regions and bytes advised, bytes now in huge pages, seconds it took."""
+    """What one :func:`fold` did: regions and bytes advised, bytes now in huge pages, seconds it took."""
 
     regions: int
     advised: int
@@ -87,17 +87,17 @@ def _setting() -> str:
 @functools.cache
 def _madvise() -> Any:
     """libc's ``madvise`` where Linux offers transparent huge pages to those who ask, else ``None``."""
-    if not sys.platform.startswith("linux"):
+    madvise = libc_function("madvise")
+    if madvise is None:
         return None
     try:
         with open(_THP, encoding="ascii") as handle:
             if "[never]" in handle.read():
                 return None
-        import ctypes
-
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
+    except OSError:
         return None
+    import ctypes
+
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
     return madvise
