@@ -389,14 +389,8 @@ def encode_call(
     waited: float = 0.0,
 ) -> bytes:
     """The log line :func:`encode_entry` would make, without building the objects first (the recording hot path)."""
-    try:
-        answer, answer_encoding = body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        answer, answer_encoding = base64.b64encode(body).decode("ascii"), "base64"
-    response = {"status": status, "headers": headers, "body": answer, "encoding": answer_encoding}
-    return orjson.dumps(
-        _document(time, service, operation, request, response, seed, waited), option=orjson.OPT_APPEND_NEWLINE
-    )
+    document = _document(time, service, operation, request, _response_document(status, headers, body), seed, waited)
+    return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
 
 
 _PREFIX = b'{"v":' + str(FORMAT_VERSION).encode() + b","
