@@ -592,6 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReplayError as exc:
         sys.stderr.write(error_line(str(exc)))
         return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what was done stays done
+        sys.stderr.write(error_line("interrupted"))
+        return 130
     except BrokenPipeError:  # the reader went away (`replay inspect --calls | head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -328,7 +328,8 @@ class Replayer:
                 if self.progress is not None and (now := time.perf_counter()) >= next_progress:
                     next_progress = now + self.progress_interval
                     position = done + reader.position - reader.start
-                    self.progress(Progress(report.total, position, total, now - started))
+                    if position < total:  # the whole log read: the report after the last call says so, once
+                        self.progress(Progress(report.total, position, total, now - started))
             done += max(0, reader.position - reader.start)
             last_seq = reader.last_seq
         report.torn_line = reader.torn_line

@@ -9,6 +9,7 @@ import io
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -458,3 +459,22 @@ def test_compact_after_a_checkpoint_with_no_calls_since_never_says_0_bytes_befor
     assert main(["compact", str(data)]) == 0
     out = capsys.readouterr().out
     assert out == f"{log}: nothing to compact: no calls in the log ({log.stat().st_size:,} bytes, as before)\n"
+
+
+def test_ctrl_c_ends_a_command_with_one_line_and_status_130(tmp_path: Path) -> None:
+    (tmp_path / "notes_emulator.py").write_text(NOTES_APP)
+    log = write_log(tmp_path, [slow_note(n) for n in range(200)])  # about 6 s
+    child = subprocess.Popen(
+        [sys.executable, "-m", "replay", "verify", "--app", "notes_emulator:app", str(log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=child_env(PYTHONPATH=str(tmp_path)),
+    )
+    time.sleep(2.0)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err.decode()
+    assert err.decode().splitlines()[-1] == "replay: error: interrupted"
+    assert out == b""
