@@ -220,9 +220,12 @@ def fold() -> Folded | None:
         if madvise(low, high - low, _MADV_HUGEPAGE) != 0:
             huge += already
             continue
-        if _collapse[0] and madvise(low, high - low, _MADV_COLLAPSE) != 0 and _errno() == _EINVAL:
-            _collapse[0] = False  # before Linux 6.1: khugepaged folds them in its own time
-        huge += already if not _collapse[0] else high - low
+        collapsed = False
+        if _collapse[0]:
+            collapsed = madvise(low, high - low, _MADV_COLLAPSE) == 0
+            if not collapsed and _errno() == _EINVAL:
+                _collapse[0] = False  # before Linux 6.1: khugepaged folds them in its own time
+        huge += high - low if collapsed else already
     folded = Folded(count, advised, huge, time.perf_counter() - started)
     logger.debug("folded %d region(s), %d MB, in %.1f ms", count, advised >> 20, folded.seconds * 1000)
     return folded
