@@ -13,12 +13,13 @@ the state grew by, and those a save's copy-on-write split.  Nothing waits for a 
 between saves, mostly without the GIL, and a save that starts while one runs waits for it to
 end before forking (:func:`quiet`), because folding a page the child shares would copy it.
 
-It is a trade, so it is asked for: ``REPLAY_HUGE_PAGES=on`` (the default is ``off``).  In
-benchmark (h), 51 MB of state saved back to back, it halves the time a save holds the
-captured service (about 9-10 ms per 100 MB instead of 15-22) and brings the p99 of another
-service's calls during snapshot saves from about 4x idle to 2.6-2.9x, but each save takes
-about a quarter longer (1.47-1.54x plain ``pickle.dumps`` instead of 1.16-1.29x): copy-on-write
-of a huge page costs more than of a small one.  It does nothing where Linux offers no
+It is asked for: ``REPLAY_HUGE_PAGES=on`` (the default is ``off``).  In benchmark (h), 51 MB
+of state saved back to back, it halves the time a save holds the captured service (about
+6-10 ms per 100 MB instead of 8-22) and brings the p99 of another service's calls during
+snapshot saves from about 4x idle to 2.6-2.9x.  A save takes as long as before (149 against
+151 ms), but the yardstick of (h), a plain ``pickle.dumps`` in the same process, gets faster
+on a folded heap (104 against 123 ms), so the ratio (h) reports rises from 1.16-1.35x to
+1.41-1.55x.  It does nothing where Linux offers no
 transparent huge pages; :func:`describe` says which is in effect.
 """
 
