@@ -326,6 +326,7 @@ def read_terminal(master: int) -> bytes:
         seen += chunk
 
 
+@pytest.mark.timing
 def test_verify_draws_its_progress_on_a_terminal_and_never_says_0_s_left(tmp_path: Path) -> None:
     (tmp_path / "notes_emulator.py").write_text(NOTES_APP)
     log = write_log(tmp_path, [slow_note(n) for n in range(60)])  # about 2 s: several lines, with an ETA
@@ -462,8 +463,14 @@ def test_compact_after_a_checkpoint_with_no_calls_since_never_says_0_bytes_befor
 
 
 def test_ctrl_c_ends_a_command_with_one_line_and_status_130(tmp_path: Path) -> None:
-    (tmp_path / "notes_emulator.py").write_text(NOTES_APP)
-    log = write_log(tmp_path, [slow_note(n) for n in range(200)])  # about 6 s
+    started = tmp_path / "started"
+    (tmp_path / "notes_emulator.py").write_text(
+        NOTES_APP.replace(
+            '    start_response("200 OK", [])',
+            f'    open({str(started)!r}, "w").close()\n    start_response("200 OK", [])',
+        )
+    )
+    log = write_log(tmp_path, [slow_note(n) for n in range(400)])  # about 12 s
     child = subprocess.Popen(
         [sys.executable, "-m", "replay", "verify", "--app", "notes_emulator:app", str(log)],
         stdout=subprocess.PIPE,
@@ -471,7 +478,10 @@ def test_ctrl_c_ends_a_command_with_one_line_and_status_130(tmp_path: Path) -> N
         cwd=tmp_path,
         env=child_env(PYTHONPATH=str(tmp_path)),
     )
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while not started.exists():  # the replay is under way (not still importing)
+        assert child.poll() is None and time.monotonic() < deadline, "the replay did not start"
+        time.sleep(0.05)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, err

@@ -264,6 +264,7 @@ def test_calls_folded_before_they_were_cut_start_a_new_generation_from_the_check
     assert texts(tmp_path / "early") == ["a", "b"]  # the first generation answers for its own time
 
 
+@pytest.mark.timing
 def test_a_cut_ends_while_calls_keep_coming(tmp_path: Path, s3: Any, s3_endpoint: str, url: str) -> None:
     data_dir = tmp_path / "live"
     append(data_dir, *((f"call {n}", float(n)) for n in range(300)))
