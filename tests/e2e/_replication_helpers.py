@@ -143,22 +143,12 @@ def start_on_port(
     servers: Servers, port: int, data_dir: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> ReplayServer:
     """``replay serve`` on exactly ``port`` (a store coming back where its clients look for it)."""
-    stderr_path = servers.workdir / f"replay-serve-{len(servers.started) + 1}-{port}.stderr"
     deadline = time.monotonic() + 10
     while True:
-        with open(stderr_path, "wb") as stderr:
-            proc = subprocess.Popen(
-                servers.command(port, data_dir, args),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=server_env(env),
-                cwd=servers.workdir,
-            )
-        server = ReplayServer(proc, port, data_dir, stderr_path)
+        server = servers.spawn(port, data_dir, args, env)
         # the port may linger a moment after the old process closed it: try again briefly
         try:
-            proc.wait(timeout=0.5)
+            server.proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             break
         if "Address already in use" not in server.stderr() or time.monotonic() > deadline:

@@ -188,6 +188,22 @@ class Servers:
             *args,
         ]
 
+    def spawn(
+        self, port: int, data_dir: Path, args: Iterable[str], env: Mapping[str, str] | None = None
+    ) -> ReplayServer:
+        """Launch ``replay serve`` on ``port`` (its stderr to a file of the workdir); not waited for."""
+        stderr_path = self.workdir / f"replay-serve-{len(self.started) + 1}-{port}.stderr"
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen(
+                self.command(port, data_dir, args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=server_env(env),
+                cwd=self.workdir,
+            )
+        return ReplayServer(proc, port, data_dir, stderr_path)
+
     def start(
         self,
         data_dir: Path,
@@ -199,17 +215,7 @@ class Servers:
         avoided = {server.port for server in self.started} | set(avoid_ports)
         for _attempt in range(3):
             port = free_port(avoided)
-            stderr_path = self.workdir / f"replay-serve-{len(self.started) + 1}-{port}.stderr"
-            with open(stderr_path, "wb") as stderr:
-                proc = subprocess.Popen(
-                    self.command(port, data_dir, args),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    env=server_env(env),
-                    cwd=self.workdir,
-                )
-            server = ReplayServer(proc, port, data_dir, stderr_path)
+            server = self.spawn(port, data_dir, args, env)
             self.started.append(server)
             try:
                 server.wait_healthy()
