@@ -4,8 +4,8 @@
 (:mod:`replay.storage.bgsave`): with 4 KiB pages that is one entry per 4 KiB, about 5 ms for
 200 MB here.  A transparent huge page maps 2 MiB with one entry, and the same fork takes
 under 1 ms.  Linux backs a region with huge pages only where it is told to (the usual
-``madvise`` setting of ``/sys/kernel/mm/transparent_hugepage/enabled``), so before each
-background save's child is gone a folder thread walks the process's dense private anonymous
+``madvise`` setting of ``/sys/kernel/mm/transparent_hugepage/enabled``), so once each
+background save's child is gone, a folder thread walks the process's dense private anonymous
 regions (the ``malloc`` heap and its large blocks; not thread stacks, which are sparse), marks
 them ``MADV_HUGEPAGE`` and folds their 4 KiB pages into huge ones with ``MADV_COLLAPSE``
 (Linux 6.1+; older kernels leave it to ``khugepaged``): the pages the first save found, those
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -38,7 +39,7 @@ from typing import Any
 from ..errors import ConfigError
 from .libc import libc_function
 
-__all__ = ["VARIABLE", "Folded", "describe", "enabled", "fold", "last", "quiet"]
+__all__ = ["VARIABLE", "Folded", "describe", "enabled", "fold", "quiet"]
 
 logger = logging.getLogger("replay.hugepages")
 
@@ -50,9 +51,6 @@ _DENSE = 0.875  # a region is folded when at least this share of it is resident 
 _LOOSE = 16 << 20  # ... and when at least this much of it is in small pages
 _MADV_HUGEPAGE = 14
 _MADV_COLLAPSE = 25
-_EINVAL = 22
-
-_collapse = [True]  # False once the kernel said it does not know MADV_COLLAPSE
 
 
 class _State:
@@ -60,7 +58,7 @@ class _State:
     folding = False
     wanted = False  # a save ended since the last fold
     thread: threading.Thread | None = None
-    last: Folded | None = None
+    collapse = True  # False once the kernel said it does not know MADV_COLLAPSE
 
 
 _state = _State()
@@ -178,18 +176,13 @@ def _folder() -> None:
                 _cond.wait()
             _state.wanted, _state.folding = False, True
         try:
-            _state.last = fold()
+            fold()
         except Exception:  # best effort: a fold that fails leaves small pages, nothing else
             logger.exception("folding the heap into huge pages failed")
         finally:
             with _cond:
                 _state.folding = False
                 _cond.notify_all()
-
-
-def last() -> Folded | None:
-    """What the latest fold did (``None`` before the first)."""
-    return _state.last
 
 
 def fold() -> Folded | None:
@@ -222,10 +215,10 @@ def fold() -> Folded | None:
             huge += already
             continue
         collapsed = False
-        if _collapse[0]:
+        if _state.collapse:
             collapsed = madvise(low, high - low, _MADV_COLLAPSE) == 0
-            if not collapsed and _errno() == _EINVAL:
-                _collapse[0] = False  # before Linux 6.1: khugepaged folds them in its own time
+            if not collapsed and _errno() == errno.EINVAL:
+                _state.collapse = False  # before Linux 6.1: khugepaged folds them in its own time
         huge += high - low if collapsed else already
     folded = Folded(count, advised, huge, time.perf_counter() - started)
     logger.debug("folded %d region(s), %d MB, in %.1f ms", count, advised >> 20, folded.seconds * 1000)

@@ -106,40 +106,23 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
 
 
 def _noop_arm(recorded: bool, calls: int, workdir: Path) -> None:
-    import io
     import tempfile
 
-    from _workload import TABLE, json_request
-    from bench_overhead import noop_app
+    from bench_overhead import noop_app, overhead_requests, time_calls
 
     from replay.config import LOG_FILE_NAME, FsyncPolicy
     from replay.record.log import CallLog
     from replay.record.middleware import RecordingMiddleware
     from replay.record.wsgi import environ_from_request
 
-    request = json_request(
-        "dynamodb",
-        "DynamoDB_20120810.PutItem",
-        {"TableName": TABLE, "Item": {"pk": {"S": "user#0001"}, "name": {"S": "User number 1"}}},
-    )
+    request = overhead_requests()["PutItem"]  # the request of (b)
     template = environ_from_request(request, "localhost", 4566)
     body = request.body
     directory = Path(tempfile.mkdtemp(dir=workdir))
     log = CallLog(directory / LOG_FILE_NAME, FsyncPolicy.EVERYSEC, exclusive=True)
     app = RecordingMiddleware(noop_app, log) if recorded else noop_app
 
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Callable[[bytes], None]:
-        return lambda data: None
-
-    for _ in range(200 + calls):  # the first 200 warm caches up (plans, memoised classifications)
-        environ = template.copy()
-        environ["wsgi.input"] = io.BytesIO(body)
-        iterable = app(environ, start_response)  # type: ignore[arg-type]
-        for _chunk in iterable:
-            pass
-        close = getattr(iterable, "close", None)
-        if close is not None:
-            close()
+    time_calls(app, template, body, 200 + calls)  # the first 200 warm caches up (plans, memoised classifications)
     log.close()
     shutil.rmtree(directory)
 

@@ -37,7 +37,7 @@ from replay.record.wsgi import environ_from_request
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["Settings", "run"]
+__all__ = ["Settings", "noop_app", "overhead_requests", "run", "time_calls"]
 
 TARGET_US = 8.0  # issue 16
 _BODY = b"{}"
@@ -64,7 +64,7 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: objec
     return _ignore
 
 
-def _time_calls(app: WSGIApplication, template: WSGIEnvironment, body: bytes, calls: int) -> int:
+def time_calls(app: WSGIApplication, template: WSGIEnvironment, body: bytes, calls: int) -> int:
     """``calls`` calls of ``app``, each on a fresh copy of ``template``; the nanoseconds they took."""
     start_response: StartResponse = _start_response
     bytes_io = io.BytesIO
@@ -82,7 +82,7 @@ def _time_calls(app: WSGIApplication, template: WSGIEnvironment, body: bytes, ca
         return now_ns() - started
 
 
-def _requests() -> dict[str, Request]:
+def overhead_requests() -> dict[str, Request]:
     """The requests of the arms: the small PutItem of (b), and two realistic ones the issue names."""
     item = {f"attribute{number:02d}": {"S": f"value {number} " + "v" * 40} for number in range(10)}
     item["pk"] = {"S": "user#0001"}
@@ -100,7 +100,7 @@ def _requests() -> dict[str, Request]:
 
 
 def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
-    requests = _requests()
+    requests = overhead_requests()
     templates = {kind: environ_from_request(request, "localhost", 4566) for kind, request in requests.items()}
     bodies = {kind: request.body for kind, request in requests.items()}
     policies = (FsyncPolicy.EVERYSEC, FsyncPolicy.NO)
@@ -117,13 +117,13 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     def one_round(name: tuple[str, str], calls: int) -> int:
         kind, arm = name
         if arm == "without":
-            return _time_calls(noop_app, templates[kind], bodies[kind], calls)
+            return time_calls(noop_app, templates[kind], bodies[kind], calls)
         policy = FsyncPolicy(arm.split("+")[0])
         directory = workdir / f"overhead-{arm}"
         log = CallLog(directory / LOG_FILE_NAME, policy, exclusive=True)  # as a served log (one writer) is
         try:
             middleware = RecordingMiddleware(noop_app, log, seeder=seeder if arm == seeded else None)
-            elapsed = _time_calls(middleware, templates[kind], bodies[kind], calls)
+            elapsed = time_calls(middleware, templates[kind], bodies[kind], calls)
         finally:
             log.close()
         with open(log.path, "rb") as handle:
