@@ -173,7 +173,7 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
     def ratios(numerator: str, denominator: str) -> Spread:
         return Spread.of([a / b for a, b in zip(times[numerator], times[denominator], strict=True)])
 
-    common = {"calls_per_round": calls_per_round, "rounds": settings.rounds}
+    common: dict[str, float | int | str] = {"calls_per_round": calls_per_round, "rounds": settings.rounds}
     results = []
     for policy in policies:
         results.append(
