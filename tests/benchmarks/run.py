@@ -13,7 +13,8 @@ spread; targets are a column, never asserted):
 (a) moto throughput in-process (WSGI, no HTTP) with recording vs without, for
     ``REPLAY_FSYNC`` everysec and always (targets >= 0.98x, >= 0.85x), one
     thread at a time, and for always also with 8 threads calling at once
-    (the log's group commit shares syncs between them);
+    (the log's group commit shares syncs between them); and the ceiling of
+    always with one caller on this disk (moto, then an entry-sized line synced);
 (b) time added per recorded call around a no-op WSGI app, fsync everysec and no
     (target <= 10 us);
 (c) replaying a recorded log vs moto serving the same calls directly
