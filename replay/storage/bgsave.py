@@ -15,7 +15,10 @@ heap twice the size of the live one doubles the time everything waits for it.  W
 the garbage collector is tamed: ``gc.freeze()`` moves every existing
 object out of the collector's reach, so a collection in the parent does not write to
 (and copy) every page the child shares with it, and the child runs with the collector
-off.  Both are undone when the child is gone.
+off.  Both are undone when the child is gone.  A child that reported success is reaped
+by a thread of its own: the caller's save is complete and durable then, and the
+child's exit (unmapping its copy of the process, a few milliseconds for a large one)
+does not delay it.
 
 Where ``fork`` is not available (or ``REPLAY_BGSAVE=inline``), or fails (no memory for
 the page tables), the work runs in the calling thread with the hold taken throughout:
@@ -148,12 +151,21 @@ def run_save(
     huge = hugepages.enabled()
     if not huge and (trim := _malloc_trim()) is not None:  # before the hold, without the GIL: fewer page tables
         trim(0)  # (with huge pages, trimming would split them: they are what keeps the tables few)
+    gone = contextlib.ExitStack()  # what is undone once the child is gone
     _freeze()
+    gone.callback(_unfreeze)
     try:
-        with hugepages.quiet() if huge else contextlib.nullcontext():
-            return _forked(capture, write, hold, prctl, parent, timeout)
-    finally:
-        _unfreeze()
+        if huge:
+            gone.enter_context(hugepages.quiet())
+        outcome, exiting = _forked(capture, write, hold, prctl, parent, timeout)
+    except BaseException:
+        gone.close()
+        raise
+    if exiting is None:
+        gone.close()
+    else:  # the save is done and durable: the child only has its memory to hand back, which takes milliseconds
+        _reap_later(exiting, gone.close)
+    return outcome
 
 
 def _forked(
@@ -163,8 +175,9 @@ def _forked(
     prctl: Any,
     parent: int,
     timeout: float,
-) -> Outcome:
-    """Fork under ``hold``; in the child, ``write(capture())``; wait for its report."""
+) -> tuple[Outcome, int | None]:
+    """Fork under ``hold``; in the child, ``write(capture())``; wait for its report.  Also the pid of a child
+    that reported success and is still to be reaped (``None`` once it has been)."""
     with hold:
         started = time.perf_counter()
         read_fd, write_fd = os.pipe()
@@ -176,7 +189,7 @@ def _forked(
             os.close(read_fd)
             os.close(write_fd)
             logger.warning("fork failed (%s): saving in-process, calls to the saved services wait", exc)
-            return _inline(capture, write, contextlib.nullcontext(), started)
+            return _inline(capture, write, contextlib.nullcontext(), started), None
         if pid == 0:
             _child(lambda: write(capture()), read_fd, write_fd, parent, prctl)  # never returns
         held = time.perf_counter() - started
@@ -185,8 +198,26 @@ def _forked(
         report = _read_report(read_fd, pid, timeout)
     finally:
         os.close(read_fd)
+    message = _message(report)
+    if message is not None and message.get("ok") is True:  # whole: the child wrote it after the work was done
+        return Outcome(message.get("result"), held, forked=True), pid
     _, status = os.waitpid(pid, 0)
-    return Outcome(_decode(report, status), held, forked=True)
+    raise _failure(message, status)
+
+
+def _reap_later(pid: int, then: Callable[[], None]) -> None:
+    """Reap the child ``pid`` in a thread of its own, then call ``then``: its exit (unmapping its copy of the
+    process) need not delay the caller, whose save is complete."""
+
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by someone else (a SIGCHLD handler set to SIG_IGN)
+            pass
+        finally:
+            then()
+
+    threading.Thread(target=reap, name=f"replay-reap-{pid}", daemon=True).start()
 
 
 def _inline(
@@ -221,19 +252,23 @@ def _read_report(fd: int, pid: int, timeout: float) -> bytes:
         chunks.append(chunk)
 
 
-def _decode(report: bytes, status: int) -> Any:
+def _message(report: bytes) -> dict[str, Any] | None:
+    """The child's report, if it is a whole one."""
     try:
         message = orjson.loads(report) if report else None
     except orjson.JSONDecodeError:
-        message = None
-    if isinstance(message, dict) and message.get("ok") is True and status == 0:
-        return message.get("result")
-    if isinstance(message, dict) and isinstance(message.get("error"), str):
-        raise BackgroundSaveError(message["error"])
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _failure(message: dict[str, Any] | None, status: int) -> BackgroundSaveError:
+    """Why a child that did not report success failed: its error, else how it ended."""
+    if message is not None and isinstance(message.get("error"), str):
+        return BackgroundSaveError(message["error"])
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
-        raise BackgroundSaveError(f"the save's child process was killed by {name} before it finished")
-    raise BackgroundSaveError(f"the save's child process exited with status {os.waitstatus_to_exitcode(status)}")
+        return BackgroundSaveError(f"the save's child process was killed by {name} before it finished")
+    return BackgroundSaveError(f"the save's child process exited with status {os.waitstatus_to_exitcode(status)}")
 
 
 def _child(work: Callable[[], Any], read_fd: int, write_fd: int, parent: int, prctl: Any) -> None:
@@ -256,6 +291,7 @@ def _child(work: Callable[[], Any], read_fd: int, write_fd: int, parent: int, pr
         view = memoryview(report)
         while view:
             view = view[os.write(write_fd, view) :]
+        os.close(write_fd)  # the parent has all of it now, without waiting for this process to be torn down
     except BaseException:  # nothing may escape into the parent's code
         code = 71
     finally:

@@ -56,7 +56,30 @@ def test_the_child_writes_an_image_of_the_state_at_the_hold(tmp_path: Path) -> N
     assert outcome.result["pid"] != os.getpid()  # written by the child
     assert state["value"] == 2 and hold.events == ["held", "released"]
     assert outcome.held < 1.0  # the hold covered the fork only, not the child's 0.2 s (a bound, not a timing)
+    _child_gone(outcome.result["pid"])
     assert gc.get_freeze_count() == 0  # the collector is back as it was
+
+
+def _child_gone(pid: int, seconds: float = 10.0) -> None:
+    """The child reaped (no zombie left) and the collector unfrozen, which a save leaves to a thread of its own
+    once the child has reported success."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if gc.get_freeze_count() == 0 and not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"child {pid} not reaped after {seconds} s, or the collector still frozen")
+
+
+def test_a_child_that_reported_success_is_reaped_without_the_caller_waiting(tmp_path: Path) -> None:
+    outcomes = [run_save(lambda: None, lambda _image: os.getpid(), contextlib.nullcontext(), SaveMode.FORK)]
+    outcomes += [run_save(lambda: None, lambda _image: os.getpid(), contextlib.nullcontext(), SaveMode.FORK)]
+    pids = [outcome.result for outcome in outcomes]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    for pid in pids:
+        _child_gone(pid)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # already reaped
 
 
 def test_inline_captures_under_the_hold_and_writes_after_it(tmp_path: Path) -> None:
