@@ -210,12 +210,12 @@ def _reap_later(pid: int, then: Callable[[], None]) -> None:
     process) need not delay the caller, whose save is complete."""
 
     def reap() -> None:
-        try:
+        with contextlib.suppress(ChildProcessError):  # reaped by someone else (SIGCHLD set to SIG_IGN)
             os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped by someone else (a SIGCHLD handler set to SIG_IGN)
-            pass
-        finally:
+        try:
             then()
+        except Exception:  # e.g. no new thread for huge-page folds while the interpreter shuts down
+            logger.debug("after reaping save child %d", pid, exc_info=True)
 
     threading.Thread(target=reap, name=f"replay-reap-{pid}", daemon=True).start()
 
