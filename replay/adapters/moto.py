@@ -42,15 +42,17 @@ from __future__ import annotations
 
 import collections
 import copy
+import copyreg
 import functools
 import hashlib
 import io
+import logging
 import pickle
 import re
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +90,8 @@ _FAN_OUT: dict[str, tuple[str, ...]] = {
     "cloudformation": ("*",),  # stacks make resources anywhere
 }
 # modules moto lists next to its services that hold no backends of their own
+logger = logging.getLogger("replay.adapters.moto")
+
 NOT_SERVICES = frozenset(
     {"core", "moto_api", "moto_proxy", "moto_server", "utilities", "awslambda_simple", "batch_simple", "s3bucket_path"}
 )
@@ -141,7 +145,7 @@ DATA_PLANE_ATTRIBUTES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "moto.events.models.Archive": {"events": _empty_like},
     "moto.stepfunctions.models.StateMachineInstance": {"executions": _empty_like},
 }
-"""Under ``data_plane=False``: per moto class (and its subclasses), the attributes written empty.
+"""Under ``data_plane=False``: per top-level moto class (and its subclasses), the attributes written empty.
 
 Each maps to a function from the live value to what is pickled in its place.  A class that
 no longer has one of its attributes (another moto version) fails the dump rather than keep
@@ -228,11 +232,36 @@ def _load_asset(digest: str) -> bytes:
 
 
 class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, assets: Path | None, data_plane: bool = True) -> None:
+    """A pickler with the handlers moto's objects need, looked up by type in its ``dispatch_table`` (in C: an
+    object of any other type costs nothing more than with plain ``pickle``).  ``kinds`` are the types that
+    may need one; :func:`_kinds_now` lists them."""
+
+    def __init__(self, file: io.BytesIO, assets: Path | None, data_plane: bool, kinds: Iterable[type]) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.assets = assets
         self.referenced: set[str] = set()
         self.handlers = _HANDLERS if data_plane else _BARE_HANDLERS
+        table = dict(copyreg.dispatch_table)  # a pickler's own table replaces the global one: keep its entries
+        for kind in kinds:
+            handler = self._handler(kind)
+            if handler is not None:
+                table[kind] = self._bound(handler)
+        self.dispatch_table = table
+
+    def _handler(self, kind: type) -> _Handler | None:
+        """How objects of ``kind`` are treated (``None``: as plain pickle does), decided once per type."""
+        handlers = self.handlers
+        handler = handlers.get(kind, _UNSEEN)
+        if handler is _UNSEEN:
+            handler = handlers[kind] = _bare_handler_for(kind) if handlers is _BARE_HANDLERS else _handler_for(kind)
+        return handler  # type: ignore[no-any-return]
+
+    def _bound(self, handler: _Handler) -> Callable[[Any], Any]:
+        def reduce(obj: Any) -> Any:
+            reduced = handler(self, obj)
+            return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL) if reduced is NotImplemented else reduced
+
+        return reduce
 
     def _asset(self, data: bytes) -> _AssetRef:
         assert self.assets is not None
@@ -242,14 +271,6 @@ class _Pickler(pickle.Pickler):
             atomic_write(path, data)
         self.referenced.add(digest)
         return _AssetRef(digest)
-
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        handlers = self.handlers
-        handler = handlers.get(kind, _UNSEEN)  # decided once per type: this runs for nearly every object
-        if handler is _UNSEEN:
-            handler = handlers[kind] = _bare_handler_for(kind) if handlers is _BARE_HANDLERS else _handler_for(kind)
-        return NotImplemented if handler is None else handler(self, obj)
 
     def _reduce_without_data_plane(self, obj: Any, emptied: dict[str, Callable[[Any], Any]]) -> Any:
         """``obj`` as plain pickle would write it, with the attributes in ``emptied`` replaced in the copy."""
@@ -357,6 +378,69 @@ def _bare_handler_for(kind: type) -> _Handler | None:
     return _handler_for(kind)
 
 
+class _LearningPickler(_Pickler):
+    """The same handlers, found by asking about every object's type as it is met (``reducer_override``): a Python
+    call per object, three times plain pickle's time, but it misses no type.  The types it finds a handler for
+    are remembered, and the dispatch table of the next dump has them."""
+
+    def __init__(self, file: io.BytesIO, assets: Path | None, data_plane: bool) -> None:
+        super().__init__(file, assets, data_plane, ())
+
+    def reducer_override(self, obj: Any) -> Any:
+        handler = self._handler(type(obj))
+        return NotImplemented if handler is None else handler(self, obj)
+
+
+def _derived(root: type) -> Iterator[type]:
+    """``root`` and every class that exists now and derives from it."""
+    seen: set[type] = set()
+    stack = [root]
+    while stack:
+        kind = stack.pop()
+        if kind not in seen:
+            seen.add(kind)
+            yield kind
+            stack.extend(type.__subclasses__(kind))
+
+
+def _class_named(name: str) -> type | None:
+    """The top-level class ``module.Class``; ``None`` if its module is not imported (no object of it can exist).
+
+    :raises LookupError: the module is imported without it.
+    """
+    module_name, _, class_name = name.rpartition(".")
+    module = sys.modules.get(module_name)
+    if module is None:
+        return None
+    found = getattr(module, class_name, None)
+    if not isinstance(found, type) or f"{found.__module__}.{found.__qualname__}" != name:
+        raise LookupError(name)
+    return found
+
+
+def _kinds_now(data_plane: bool) -> list[type] | None:
+    """Every type that may need a handler, as things stand: the fixed ones, each ``dict`` subclass, moto's
+    ``FakeKey``, the types a learning pickler found one for, and (without the data plane) each class of
+    :data:`DATA_PLANE_ATTRIBUTES` with the classes derived from it.  ``None`` when that cannot be told (a class
+    of the list missing from its module): the learning pickler is used then."""
+    kinds: list[type] = [_AssetRef, *_LOCK_TYPES, _CONDITION, weakref.WeakValueDictionary]
+    kinds += _derived(dict)
+    s3 = sys.modules.get("moto.s3.models")
+    if s3 is not None and isinstance(getattr(s3, "FakeKey", None), type):
+        kinds.append(s3.FakeKey)
+    handlers = _HANDLERS if data_plane else _BARE_HANDLERS
+    kinds += [kind for kind, handler in list(handlers.items()) if handler is not None]
+    if not data_plane:
+        for name in DATA_PLANE_ATTRIBUTES:
+            try:
+                found = _class_named(name)
+            except LookupError:
+                return None
+            if found is not None:
+                kinds += _derived(found)
+    return kinds
+
+
 def dumps(value: Any, assets: Path | None = None, data_plane: bool = True) -> tuple[bytes, set[str]]:
     """``pickle.dumps`` with moto's awkward objects handled (see the module docstring).
 
@@ -364,11 +448,24 @@ def dumps(value: Any, assets: Path | None = None, data_plane: bool = True) -> tu
     written there as files named by their SHA-256; returns the pickle and the
     digests it refers to.  With ``data_plane=False``, the attributes listed in
     :data:`DATA_PLANE_ATTRIBUTES` are written empty.
+
+    The pickler's dispatch table names the types that need a handler (:func:`_kinds_now`).  An object of a
+    type it does not know that plain pickle refuses (a ``cryptography`` key the first time one is met) fails
+    that attempt; the state is then pickled again by a pickler that asks about every type, and learns it.
     """
+    kinds = _kinds_now(data_plane)
+    if kinds is not None:
+        buffer = io.BytesIO()
+        pickler = _Pickler(buffer, assets, data_plane, kinds)
+        try:
+            pickler.dump(value)
+            return buffer.getvalue(), pickler.referenced
+        except Exception:  # whatever it was, the learning pickler meets it again and says so
+            logger.debug("a type without a handler in the dispatch table: pickling again, type by type", exc_info=True)
     buffer = io.BytesIO()
-    pickler = _Pickler(buffer, assets, data_plane)
-    pickler.dump(value)
-    return buffer.getvalue(), pickler.referenced
+    learning = _LearningPickler(buffer, assets, data_plane)
+    learning.dump(value)
+    return buffer.getvalue(), learning.referenced
 
 
 _SIGNING_KEY = "_replay_signing_key"

@@ -229,7 +229,11 @@ def _inline(
     with hold:
         if started is None:
             started = time.perf_counter()
-        image = capture()
+        _freeze()  # what capture allocates is collected young; the heap it walks is not traversed over and over
+        try:
+            image = capture()
+        finally:
+            _unfreeze()
         held = time.perf_counter() - started
     return Outcome(write(image), held, forked=False)
 

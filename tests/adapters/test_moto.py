@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,7 +16,8 @@ import pytest
 from moto import mock_aws
 from moto.backends import get_backend
 
-from replay.adapters.moto import MotoAdapter
+from replay.adapters import moto as moto_adapter
+from replay.adapters.moto import ASSET_THRESHOLD, DATA_PLANE_ATTRIBUTES, MotoAdapter
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -331,3 +334,75 @@ def test_infrastructure_dumps_leave_out_notifications_emails_metrics_archived_ev
     assert events.describe_archive(ArchiveName="all")["EventCount"] == 0
     assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["m"]
     assert sfn.list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_the_dispatch_table_writes_what_asking_about_every_object_writes(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pickler that finds its handlers by type in a dispatch table writes the same bytes as the one that asks
+    about every object it meets, with and without the data plane, S3 bodies as assets or inline."""
+    sqs, s3, ssm, dynamodb = aws("sqs"), aws("s3"), aws("ssm"), aws("dynamodb")
+    queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="kept")
+    s3.create_bucket(Bucket="bucket")
+    s3.put_bucket_versioning(Bucket="bucket", VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"first", b"x" * (ASSET_THRESHOLD + 1)):
+        s3.put_object(Bucket="bucket", Key="k", Body=body)
+    ssm.put_parameter(Name="/p", Value="v", Type="String")
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName="t", Item={"id": {"S": "1"}, "n": {"N": "2"}})
+    adapter = MotoAdapter()
+
+    def every_dump() -> list[bytes]:
+        return [
+            adapter.dump(service, assets, data_plane)
+            for service in ("sqs", "s3", "ssm", "dynamodb")
+            for assets in (None, tmp_path / service)
+            for data_plane in (True, False)
+        ]
+
+    table = every_dump()
+    assert moto_adapter._kinds_now(True) is not None and moto_adapter._kinds_now(False) is not None
+    monkeypatch.setattr(moto_adapter, "_kinds_now", lambda _data_plane: None)  # the learning pickler only
+    assert every_dump() == table
+
+
+def test_a_type_the_table_does_not_know_yet_is_learned(aws: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A cryptography key is met by the table's pickler as a type it cannot pickle: the state is pickled again,
+    type by type, which learns it, and the next dump's table has it."""
+    kms = aws("kms")
+    signing = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    signature = kms.sign(KeyId=signing, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+    key = get_backend("kms")[ACCOUNT][REGION].keys[signing].private_key.private_key  # type: ignore[call-overload]
+    kind = type(key)
+    moto_adapter._HANDLERS.pop(kind, None)  # as in a process that never pickled one
+    assert kind not in moto_adapter._kinds_now(True)  # type: ignore[operator]
+    adapter = MotoAdapter()
+    with caplog.at_level(logging.DEBUG, logger="replay.adapters.moto"):
+        first = adapter.dump("kms")
+    assert "pickling again, type by type" in caplog.text
+    assert kind in moto_adapter._kinds_now(True)  # type: ignore[operator]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="replay.adapters.moto"):
+        assert adapter.dump("kms") == first
+    assert "pickling again" not in caplog.text
+    get_backend("kms").reset()  # type: ignore[call-overload]
+    adapter.load("kms", first)
+    verified = kms.verify(KeyId=signing, Message=b"m", Signature=signature, SigningAlgorithm="RSASSA_PSS_SHA_256")
+    assert verified["SignatureValid"]
+
+
+def test_every_class_without_its_data_plane_is_found_by_name() -> None:
+    """The dispatch table finds each class of DATA_PLANE_ATTRIBUTES by its name once its module is imported."""
+    import importlib
+
+    for name in DATA_PLANE_ATTRIBUTES:
+        importlib.import_module(name.rpartition(".")[0])
+        found = moto_adapter._class_named(name)
+        assert found is not None and f"{found.__module__}.{found.__qualname__}" == name
+    assert moto_adapter._kinds_now(False) is not None
