@@ -10,18 +10,23 @@ whether a target is met is a column of the table.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
 import platform
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import requests
 from _workload import Workload, moto_reset
 
 from replay.record.entry import Request, Response
@@ -32,8 +37,10 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
+    "HEALTH_PATH",
     "BenchmarkError",
     "Result",
+    "ServeProcess",
     "Spread",
     "machine_info",
     "quiet_gc",
@@ -227,3 +234,116 @@ def moto_with_workload(per_service: int) -> tuple[WSGIApplication, WSGITransport
     for request in workload.setup:
         send_ok(plain, request)
     return app, plain, workload
+
+
+HEALTH_PATH = "/_localstack/health"
+_LISTENING = re.compile(rb"listening on http://[^\s:]+:(\d+)")
+# the environment must not choose the servers' configuration (the defaults are measured)
+_SCRUBBED_PREFIXES = ("REPLAY_", "SNAPSHOT_", "PERSISTENCE")
+_SCRUBBED = ("DATA_DIR", "MOTO_PORT")
+
+
+def _env() -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _SCRUBBED and not key.startswith(_SCRUBBED_PREFIXES)
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ServeProcess:
+    """One ``replay serve`` child on a port of its choosing, its stderr in a file; its configuration is the
+    defaults (the environment's is scrubbed) plus ``env``."""
+
+    def __init__(
+        self, data_dir: Path, backend: str, stderr: Path, timeout: float, env: dict[str, str] | None = None
+    ) -> None:
+        self.env = env or {}
+        self.data_dir = data_dir
+        self.backend = backend
+        self.stderr_path = stderr
+        self.timeout = timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.health: dict[str, Any] = {}
+
+    def stderr(self, tail: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return self.stderr_path.read_bytes()[-tail:].decode(errors="replace")
+        return ""
+
+    def fail(self, why: str) -> BenchmarkError:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return BenchmarkError(
+            f"replay serve --backend {self.backend} on {self.data_dir}: {why}; stderr:\n{self.stderr()}"
+        )
+
+    def start(self) -> float:
+        """Spawn the server; the seconds until its health endpoint said it is ready."""
+        command = [
+            sys.executable,
+            "-m",
+            "replay",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
+            "--backend",
+            self.backend,
+        ]
+        with open(self.stderr_path, "wb") as stderr:
+            started = time.perf_counter()
+            self.proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env={**_env(), **self.env}
+            )
+        deadline = started + self.timeout
+        port = None
+        while port is None:
+            found = _LISTENING.search(self.stderr_path.read_bytes())
+            if found is not None:
+                port = int(found.group(1))
+                break
+            self._check(deadline)
+            time.sleep(0.005)
+        self.url = f"http://127.0.0.1:{port}"
+        with requests.Session() as session:
+            while True:
+                with contextlib.suppress(requests.RequestException):
+                    answer = session.get(self.url + HEALTH_PATH, timeout=self.timeout)
+                    if answer.status_code == 200:
+                        document = answer.json()
+                        if document.get("features", {}).get("persistence") == "initialized":
+                            elapsed = time.perf_counter() - started
+                            self.health = document
+                            return elapsed
+                self._check(deadline)
+                time.sleep(0.005)
+
+    def _check(self, deadline: float) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise self.fail(f"exited with status {self.proc.returncode} before it was healthy")
+        if time.perf_counter() > deadline:
+            raise self.fail(f"not healthy within {self.timeout:g} s")
+
+    def stop(self) -> float:
+        """SIGTERM; insists on a clean exit; the seconds it took."""
+        assert self.proc is not None
+        started = time.perf_counter()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise self.fail(f"did not stop within {self.timeout:g} s of SIGTERM") from None
+        elapsed = time.perf_counter() - started
+        stderr = self.stderr()
+        if self.proc.returncode != 0 or "stopped; state is on disk" not in stderr or "Traceback" in stderr:
+            raise self.fail(f"did not stop cleanly (status {self.proc.returncode})")
+        return elapsed

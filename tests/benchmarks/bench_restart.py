@@ -20,15 +20,9 @@ a wrong answer stops the benchmark.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import re
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +30,7 @@ from typing import Any
 
 import orjson
 import requests
-from _harness import BenchmarkError, Result, Spread, rotations, send_ok
+from _harness import BenchmarkError, Result, ServeProcess, Spread, rotations, send_ok
 from _workload import (
     BIG_BUCKET,
     big_get_item,
@@ -52,12 +46,6 @@ from replay.storage.checkpoint import read_manifest
 __all__ = ["Settings", "run"]
 
 RATIO_TARGET = 1.3
-HEALTH_PATH = "/_localstack/health"
-BACKENDS = ("replay", "snapshot")
-_LISTENING = re.compile(rb"listening on http://[^\s:]+:(\d+)")
-# the environment must not choose the servers' configuration (the defaults are measured)
-_SCRUBBED_PREFIXES = ("REPLAY_", "SNAPSHOT_", "PERSISTENCE")
-_SCRUBBED = ("DATA_DIR", "MOTO_PORT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +56,7 @@ class Settings:
     timeout: float = 120.0
 
 
-def _env() -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _SCRUBBED and not key.startswith(_SCRUBBED_PREFIXES)
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+BACKENDS = ("replay", "snapshot")
 
 
 def _disk_bytes(directory: Path) -> int:
@@ -88,101 +69,9 @@ def _disk_bytes(directory: Path) -> int:
     return sum(seen.values())
 
 
-class _Server:
-    """One ``replay serve`` child on a port of its choosing, its stderr in a file."""
-
-    def __init__(self, data_dir: Path, backend: str, stderr: Path, timeout: float) -> None:
-        self.data_dir = data_dir
-        self.backend = backend
-        self.stderr_path = stderr
-        self.timeout = timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.health: dict[str, Any] = {}
-
-    def stderr(self, tail: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.stderr_path.read_bytes()[-tail:].decode(errors="replace")
-        return ""
-
-    def _fail(self, why: str) -> BenchmarkError:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        return BenchmarkError(
-            f"replay serve --backend {self.backend} on {self.data_dir}: {why}; stderr:\n{self.stderr()}"
-        )
-
-    def start(self) -> float:
-        """Spawn the server; the seconds until its health endpoint said it is ready."""
-        command = [
-            sys.executable,
-            "-m",
-            "replay",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-            str(self.data_dir),
-            "--backend",
-            self.backend,
-        ]
-        with open(self.stderr_path, "wb") as stderr:
-            started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=_env()
-            )
-        deadline = started + self.timeout
-        port = None
-        while port is None:
-            found = _LISTENING.search(self.stderr_path.read_bytes())
-            if found is not None:
-                port = int(found.group(1))
-                break
-            self._check(deadline)
-            time.sleep(0.005)
-        self.url = f"http://127.0.0.1:{port}"
-        with requests.Session() as session:
-            while True:
-                with contextlib.suppress(requests.RequestException):
-                    answer = session.get(self.url + HEALTH_PATH, timeout=self.timeout)
-                    if answer.status_code == 200:
-                        document = answer.json()
-                        if document.get("features", {}).get("persistence") == "initialized":
-                            elapsed = time.perf_counter() - started
-                            self.health = document
-                            return elapsed
-                self._check(deadline)
-                time.sleep(0.005)
-
-    def _check(self, deadline: float) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise self._fail(f"exited with status {self.proc.returncode} before it was healthy")
-        if time.perf_counter() > deadline:
-            raise self._fail(f"not healthy within {self.timeout:g} s")
-
-    def stop(self) -> float:
-        """SIGTERM; insists on a clean exit; the seconds it took."""
-        assert self.proc is not None
-        started = time.perf_counter()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            raise self._fail(f"did not stop within {self.timeout:g} s of SIGTERM") from None
-        elapsed = time.perf_counter() - started
-        stderr = self.stderr()
-        if self.proc.returncode != 0 or "stopped; state is on disk" not in stderr or "Traceback" in stderr:
-            raise self._fail(f"did not stop cleanly (status {self.proc.returncode})")
-        return elapsed
-
-
 def _build(backend: str, data_dir: Path, workdir: Path, settings: Settings, say: Callable[[str], None]) -> None:
     """The big state in ``data_dir``, sent over HTTP to a first server of ``backend``, then saved and stopped."""
-    server = _Server(data_dir, backend, workdir / f"restart-build-{backend}.stderr", settings.timeout)
+    server = ServeProcess(data_dir, backend, workdir / f"restart-build-{backend}.stderr", settings.timeout)
     server.start()
     say(f"  (i) {backend}: sending the state ({settings.items:,} items, {settings.objects} objects) ...")
     transport = HTTPTransport(server.url, timeout=settings.timeout)
@@ -194,9 +83,9 @@ def _build(backend: str, data_dir: Path, workdir: Path, settings: Settings, say:
             lines = [orjson.loads(line) for line in answer.content.splitlines() if line.strip()]
             saved = {line.get("service") for line in lines if line.get("status") == "ok"}
             if answer.status_code != 200 or any(line.get("status") != "ok" for line in lines):
-                raise server._fail(f"POST /_localstack/state/save answered {answer.status_code}: {lines}")
+                raise server.fail(f"POST /_localstack/state/save answered {answer.status_code}: {lines}")
             if not {"dynamodb", "s3"} <= saved:
-                raise server._fail(f"POST /_localstack/state/save did not save dynamodb and s3: {lines}")
+                raise server.fail(f"POST /_localstack/state/save did not save dynamodb and s3: {lines}")
     finally:
         transport.close()
     server.stop()  # replay: the calls since the last checkpoint are folded into a last one on the way out
@@ -253,7 +142,7 @@ def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[R
             data_dir = workdir / "restart-run" / arm.replace(", ", "-")
             shutil.rmtree(data_dir.parent, ignore_errors=True)
             shutil.copytree(sources[arm], data_dir)
-            server = _Server(data_dir, backend, workdir / "restart-run.stderr", settings.timeout)
+            server = ServeProcess(data_dir, backend, workdir / "restart-run.stderr", settings.timeout)
             starts[arm].append(server.start())
             if size == "big":
                 health[backend] = server.health

@@ -18,6 +18,11 @@ cost stays fixed) is timed call by call for ``seconds``, with no save running
 interleaved round by round.  Reported per round: busy / idle of the medians
 (target <= 1.5x) and of the p99s (target <= 3x).
 
+Then the same as a client sees it (``served``): SQS ``SendMessage`` over HTTP to a real
+``replay serve --backend snapshot`` (``SNAPSHOT_SAVE_STRATEGY=MANUAL``) holding the same
+state, sent over HTTP, while another client has it save everything back to back
+(``POST /_localstack/state/save``: one image of every service, SQS included).
+
 Also, per backend, how long a save held the captured service
 (``CheckpointResult.pause``; ``SnapshotBackend.last_saves[...]["held"]``: the fork),
 in ms per 100 MB of state (the snapshot or checkpoint state files
@@ -39,13 +44,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _harness import BenchmarkError, Result, Spread, now_ns, quiet_gc, rotations, send_ok
+import orjson
+import requests
+from _harness import BenchmarkError, Result, ServeProcess, Spread, now_ns, quiet_gc, rotations, send_ok
 from _workload import BIG_QUEUE_URL, big_state, json_request, moto_reset
 
 from replay.backends.record_replay import CheckpointPolicy, RecordReplayBackend
 from replay.backends.snapshot import SnapshotBackend
 from replay.config import LOG_FILE_NAME, SaveStrategy
-from replay.restore.transport import Transport, WSGITransport
+from replay.restore.transport import HTTPTransport, Transport, WSGITransport
 from replay.serve.emulators import Emulator, moto_emulator
 from replay.storage.checkpoint import Checkpoint, read_manifest
 
@@ -56,6 +63,7 @@ P99_TARGET = 3.0
 SAVE_TARGET = 1.3
 SERVICES = ("dynamodb", "s3")
 HUNDRED_MB = 100 * 1024 * 1024
+SERVED_TIMEOUT = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Settings:
     seconds: float = 2.0
     save_rounds: int = 5
     purge_every: int = 50
+    served: bool = True
 
 
 def p99(values: Sequence[float]) -> float:
@@ -185,7 +194,10 @@ def _build(emulator: Emulator, transport: Transport, settings: Settings) -> None
         send_ok(transport, request)
 
 
-def _stall_results(backend: str, stall: _Stall, state_bytes: int, extra: dict[str, float | int | str]) -> list[Result]:
+def _stall_results(
+    backend: str, stall: _Stall, state_bytes: int, extra: dict[str, float | int | str], label: str | None = None
+) -> list[Result]:
+    label = label or backend
     saves = len(stall.took)
     held = [value for value in stall.held if value is not None]
     common: dict[str, float | int | str] = {
@@ -201,7 +213,7 @@ def _stall_results(backend: str, stall: _Stall, state_bytes: int, extra: dict[st
     results = [
         Result(
             f"h-{backend}-median",
-            f"(h) {backend}: SQS SendMessage latency during saves / idle, median",
+            f"(h) {label}: SQS SendMessage latency during saves / idle, median",
             "x",
             Spread.of(stall.median_ratios),
             MEDIAN_TARGET,
@@ -210,7 +222,7 @@ def _stall_results(backend: str, stall: _Stall, state_bytes: int, extra: dict[st
         ),
         Result(
             f"h-{backend}-p99",
-            f"(h) {backend}: SQS SendMessage latency during saves / idle, p99",
+            f"(h) {label}: SQS SendMessage latency during saves / idle, p99",
             "x",
             Spread.of(stall.p99_ratios),
             P99_TARGET,
@@ -341,9 +353,43 @@ def _replay(emulator: Emulator, workdir: Path, settings: Settings, say: Callable
     return _stall_results("replay", stall, state_bytes, {"checkpoint_state_bytes": manifest.size, "rss_mb": rss})
 
 
+def _served(workdir: Path, settings: Settings, say: Callable[[str], None]) -> list[Result]:
+    """(h) as a client sees it: SQS calls over HTTP to a real ``replay serve --backend snapshot``, while another
+    client has it save everything (``POST /_localstack/state/save``: one image of every service) back to back."""
+    data = workdir / "stall-served"
+    server = ServeProcess(
+        data, "snapshot", workdir / "stall-served.stderr", SERVED_TIMEOUT, env={"SNAPSHOT_SAVE_STRATEGY": "MANUAL"}
+    )
+    server.start()
+    say(f"  (h) snapshot over HTTP: sending the state ({settings.items:,} items, {settings.objects} objects) ...")
+    transport = HTTPTransport(server.url, timeout=SERVED_TIMEOUT)
+    session = requests.Session()
+
+    def save() -> float | None:
+        answer = session.post(server.url + "/_localstack/state/save", timeout=SERVED_TIMEOUT)
+        lines = [orjson.loads(line) for line in answer.content.splitlines() if line.strip()]
+        if answer.status_code != 200 or not lines or any(line.get("status") != "ok" for line in lines):
+            raise BenchmarkError(f"POST /_localstack/state/save answered {answer.status_code}: {lines}")
+        return None  # the hold is the server's to know
+
+    try:
+        for request in big_state(settings.items, settings.objects):
+            send_ok(transport, request)
+        save()  # the files whose size is the state's
+        stall = _measure("snapshot over HTTP", transport, save, settings, say)
+    finally:
+        transport.close()
+        session.close()
+        server.stop()
+    state_bytes = _bytes_under(data / "state")
+    return _stall_results("snapshot-http", stall, state_bytes, {}, label="replay serve --backend snapshot, over HTTP")
+
+
 def run(settings: Settings, workdir: Path, say: Callable[[str], None]) -> list[Result]:
     emulator = moto_emulator()
     results = _snapshot(emulator, workdir, settings, say)
     results += _replay(emulator, workdir, settings, say)
     send_ok(WSGITransport(emulator.app), moto_reset())
+    if settings.served:
+        results += _served(workdir, settings, say)
     return results

@@ -35,7 +35,8 @@ spread; targets are a column, never asserted):
     items, an S3 bucket of 160 256 kB objects): SQS SendMessage latency while
     saves run back to back in another thread vs idle, median and p99 (targets
     <= 1.5x, <= 3x), for the snapshot backend (``save_service`` of DynamoDB and
-    S3) and the replay backend (``checkpoint()``); how long a save held the
+    S3) and the replay backend (``checkpoint()``), and over HTTP to a real
+    ``replay serve --backend snapshot`` saving everything back to back; how long a save held the
     captured service, in ms per 100 MB of state; and the snapshot save vs plain
     ``pickle.dumps`` of the same backends + write + fsync (target <= 1.3x);
 (i) restart with that state: start-to-healthy of a real ``replay serve`` on a
