@@ -85,3 +85,25 @@ def test_load_emulator_by_import_path() -> None:
     for bad in ("nonexistent.module:app", "tests.serve.test_server:missing", "no-colon"):
         with pytest.raises(ConfigError):
             load_emulator(bad)
+
+
+def test_a_port_in_use_fails_the_start_and_leaves_the_data_dir_free(tmp_path: Path) -> None:
+    """A start that cannot bind has opened no log, and releases the data dir's lock for the next server."""
+    import socket
+
+    from replay.config import LOG_FILE_NAME
+
+    data = tmp_path / "volume"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = Config(host="127.0.0.1", port=taken.getsockname()[1], data_dir=data)
+        with pytest.raises((OSError, SystemExit)):  # werkzeug says why on stderr and exits 1
+            Server(config, Emulator(Counter()))
+    assert not (data / LOG_FILE_NAME).exists()  # the backend opens its log only when it restores
+    server = Server(Config(port=0, data_dir=data), Emulator(Counter()))  # the data dir is free for the next one
+    thread = run(server)
+    assert requests.post(server.url + "/count", timeout=5).ok
+    server.stop()
+    thread.join(10)
+    assert not thread.is_alive()
