@@ -38,10 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEALTH_PATH",
+    "REPLAY_LISTENING",
     "BenchmarkError",
     "Result",
     "ServeProcess",
     "Spread",
+    "child_env",
     "machine_info",
     "quiet_gc",
     "rotations",
@@ -237,13 +239,15 @@ def moto_with_workload(per_service: int) -> tuple[WSGIApplication, WSGITransport
 
 
 HEALTH_PATH = "/_localstack/health"
-_LISTENING = re.compile(rb"listening on http://[^\s:]+:(\d+)")
+REPLAY_LISTENING = re.compile(rb"listening on http://[^\s:]+:(\d+)")
+"""The line ``replay serve`` logs once bound; its group is the port."""
 # the environment must not choose the servers' configuration (the defaults are measured)
 _SCRUBBED_PREFIXES = ("REPLAY_", "SNAPSHOT_", "PERSISTENCE")
 _SCRUBBED = ("DATA_DIR", "MOTO_PORT")
 
 
-def _env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """This environment without what would configure a ``replay serve`` child (the defaults are measured)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -300,13 +304,14 @@ class ServeProcess:
         ]
         with open(self.stderr_path, "wb") as stderr:
             started = time.perf_counter()
+            env = {**child_env(), **self.env}
             self.proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env={**_env(), **self.env}
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env
             )
         deadline = started + self.timeout
         port = None
         while port is None:
-            found = _LISTENING.search(self.stderr_path.read_bytes())
+            found = REPLAY_LISTENING.search(self.stderr_path.read_bytes())
             if found is not None:
                 port = int(found.group(1))
                 break

@@ -68,7 +68,18 @@ from typing import Any
 
 import orjson
 import requests
-from _harness import BenchmarkError, Result, Spread, moto_with_workload, now_ns, quiet_gc, rotations, send_ok
+from _harness import (
+    REPLAY_LISTENING,
+    BenchmarkError,
+    Result,
+    Spread,
+    child_env,
+    moto_with_workload,
+    now_ns,
+    quiet_gc,
+    rotations,
+    send_ok,
+)
 from _workload import TABLE, create_table, json_request
 
 from replay.config import LOG_FILE_NAME, FsyncPolicy
@@ -85,13 +96,9 @@ COST_TARGET = 0.98  # replication costs at most 2 % of the recording throughput
 LAG_TARGET = 1.0  # seconds, at 500 calls/s
 BUCKET = "replay-bench-replica"
 _MOTO_LISTENING = re.compile(rb"Running on http://[^\s:]+:(\d+)")
-_REPLAY_LISTENING = re.compile(rb"listening on http://[^\s:]+:(\d+)")
 _AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 _NOT_FORWARDED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect"})
 _AWS_UNSET = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
-# the environment must not choose the server's configuration (the defaults are measured)
-_SCRUBBED_PREFIXES = ("REPLAY_", "SNAPSHOT_", "PERSISTENCE")
-_SCRUBBED = ("DATA_DIR", "MOTO_PORT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,13 +138,9 @@ def _aws_environment() -> Iterator[None]:
 
 
 def _child_env() -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _SCRUBBED and key not in _AWS_UNSET and not key.startswith(_SCRUBBED_PREFIXES)
-    }
+    """:func:`_harness.child_env` with this benchmark's credentials and no other AWS profile or endpoint."""
+    env = {key: value for key, value in child_env().items() if key not in _AWS_UNSET}
     env.update(_AWS)
-    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
@@ -566,7 +569,7 @@ def _lag(settings: Settings, workdir: Path, endpoint: str, say: Callable[[str], 
             "--endpoint-url",
             endpoint,
         ],
-        _REPLAY_LISTENING,
+        REPLAY_LISTENING,
         workdir / "replication-serve.stderr",
     )
     server.start(settings.timeout)

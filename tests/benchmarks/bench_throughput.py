@@ -75,7 +75,7 @@ class _SyncedTransport:
             for _ in range(0, size, 1 << 20):
                 os.write(self.fd, bytes(1 << 20))
             os.fsync(self.fd)  # the zeros are durable, size included, before the first timed write
-        self.size = max(size, 0)
+        self.size = size
 
     def send(self, request: Request) -> Response:
         response = self.plain.send(request)
