@@ -211,6 +211,7 @@ class CallLog:
         self._cut_to: int | None = None  # a failed append's partial bytes could not be removed: cut here first
         self._dirty = False
         self._closed = False
+        self._closed_size = 0  # the size when closed: what size() says after close()
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         with self._lock:
@@ -427,8 +428,11 @@ class CallLog:
         return self._seq
 
     def size(self) -> int:
-        """The file's size now: everything appended so far ends there."""
+        """The file's size now: everything appended so far ends there (once closed: its size at the close,
+        so that a status read while the log closes still answers)."""
         with self._lock:
+            if self._closed:
+                return self._closed_size
             return os.fstat(self._fd).st_size
 
     def rewrite(self, start: int, header: str | None, prefix: Path | None = None) -> int:
@@ -545,6 +549,7 @@ class CallLog:
                 return
             self._closed = True
             try:
+                self._closed_size = os.fstat(self._fd).st_size
                 os.fsync(self._fd)
             finally:
                 if self.exclusive:

@@ -41,3 +41,19 @@ def test_long_restores_report_progress(tmp_path: Path, caplog: pytest.LogCapture
     assert progress and 0 < progress[-1]["calls"] < 40  # type: ignore[index]
     assert backend.status()["restored"] == 40 and "progress" not in backend.status()
     assert "Restored 40 API calls from persistent file" in caplog.text
+
+
+def test_status_answers_while_and_after_the_backend_closes(tmp_path: Path) -> None:
+    """The health endpoint may read the status of a backend a restart is closing: it answers, it does not fail."""
+    from replay.serve.emulators import moto_emulator
+
+    emulator = moto_emulator()
+    backend = RecordReplayBackend(
+        emulator.app, tmp_path / "recorded_api_calls.json", adapter=emulator.adapter, seeder=emulator.seeder
+    )
+    backend.restore()
+    assert backend.checkpointer is not None
+    before = backend.status()
+    backend.close(checkpoint=False)
+    after = backend.status()
+    assert after["checkpoint"]["log_bytes_since"] == before["checkpoint"]["log_bytes_since"]  # type: ignore[index]

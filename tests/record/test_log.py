@@ -220,6 +220,16 @@ def test_fsync_everysec_syncs_in_the_background(tmp_path: Path, monkeypatch: pyt
     assert names(read_all(path)) == ["queue-1", "queue-2"]
 
 
+def test_a_closed_log_still_answers_its_size(tmp_path: Path) -> None:
+    """A status read while the log closes (a restart, a stop) asks its size: it gets the size at the close."""
+    log = CallLog(tmp_path / LOG_NAME, FsyncPolicy.EVERYSEC)
+    log.append(line(1))
+    size = log.size()
+    assert size == (tmp_path / LOG_NAME).stat().st_size > 0
+    log.close()
+    assert log.size() == size
+
+
 @pytest.mark.parametrize("policy", list(FsyncPolicy))
 def test_append_after_close_raises_log_write_error(tmp_path: Path, policy: FsyncPolicy) -> None:
     path = tmp_path / LOG_NAME
